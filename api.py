@@ -1,0 +1,218 @@
+"""The one blueprint: every route parses with a schema, calls one domain function,
+and dumps with a schema. app.py registers it at the root and under /api."""
+import json
+
+from flask import Blueprint, Response, g, request, url_for
+
+import pairing
+import projects
+import runners
+import schemas
+from errors import error, failure
+
+api = Blueprint("api", __name__)
+
+SERVICE_VERSION = "1.0.0"
+
+
+# -- helpers
+
+
+def respond(body, status=200, headers=None):
+    return Response(json.dumps(body, separators=(",", ":")), status, headers, mimetype="application/json")
+
+
+def no_content():
+    return Response(status=204)
+
+
+def created(location_endpoint, **values):
+    return Response(status=201, headers={"Location": url_for(location_endpoint, _external=True, **values)})
+
+
+def _reject_constant(name):
+    raise ValueError(f"{name} is not valid JSON")
+
+
+def read_json(required=True):
+    """The request body as JSON; an empty body is None (Opik's POSTs without a body)."""
+    raw = request.get_data(cache=False)
+    if not raw.strip():
+        if required:
+            raise error(422, "The request body must not be null")
+        return None
+    try:
+        return json.loads(raw, parse_constant=_reject_constant)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise failure(400, f"Unable to process JSON. {exc}")
+
+
+def load_body(schema, required=True):
+    body = read_json(required)
+    if body is None:
+        body = {}
+    if not isinstance(body, dict):
+        raise failure(400, f"Unable to process JSON. Expected a JSON object, got {type(body).__name__}")
+    return schema.load(body)
+
+
+def load_query(schema):
+    return schema.load(request.args.to_dict())
+
+
+def paged(page_schema, page, size, found):
+    total, rows = found
+    return respond(page_schema.dump({"page": page, "size": size, "total": total, "content": rows}))
+
+
+runner_schema = schemas.RunnerSchema()
+job_schema = schemas.JobSchema()
+project_schema = schemas.ProjectSchema()
+
+
+# -- health
+
+
+@api.get("/is-alive/ping")
+def ping():
+    return respond({"healthy": True})
+
+
+@api.get("/is-alive/ver")
+def version():
+    return respond({"version": SERVICE_VERSION})
+
+
+# -- projects
+
+
+@api.post("/v1/private/projects/retrieve")
+def retrieve_project():
+    query = load_body(schemas.ProjectRetrieveRequest())
+    return respond(project_schema.dump(projects.retrieve_project(g.caller, query["name"])))
+
+
+@api.post("/v1/private/projects")
+def create_project():
+    project = projects.create_project(g.caller, load_body(schemas.ProjectWriteRequest()))
+    return created(".get_project", project_id=project.id)
+
+
+@api.get("/v1/private/projects/<uuid:project_id>")
+def get_project(project_id):
+    return respond(project_schema.dump(projects.get_project(g.caller, project_id)))
+
+
+# -- pairing
+
+
+@api.post("/v1/private/pairing/sessions")
+def create_pairing_session():
+    session = pairing.create_session(g.caller, load_body(schemas.CreateSessionRequest()))
+    return respond(schemas.CreateSessionResponse().dump({"session_id": session.id, "runner_id": session.runner_id}), 201)
+
+
+@api.post("/v1/private/pairing/sessions/<uuid:session_id>/activate")
+def activate_pairing_session(session_id):
+    body = load_body(schemas.ActivateRequest())
+    runner_id = pairing.activate_session(g.caller, session_id, body["runner_name"], body["hmac"])
+    return created(".get_runner", runner_id=runner_id)
+
+
+# -- runners
+
+
+@api.get("/v1/private/local-runners")
+def list_runners():
+    q = load_query(schemas.ListRunnersQuery())
+    found = runners.list_runners(g.caller, q["project_id"], q["status"], q["page"], q["size"])
+    return paged(schemas.runner_page, q["page"], q["size"], found)
+
+
+@api.get("/v1/private/local-runners/<uuid:runner_id>")
+def get_runner(runner_id):
+    return respond(runner_schema.dump(runners.get_runner(g.caller, runner_id)))
+
+
+@api.delete("/v1/private/local-runners/<uuid:runner_id>")
+def disconnect_runner(runner_id):
+    runners.disconnect_runner(g.caller, runner_id)
+    return no_content()
+
+
+@api.put("/v1/private/local-runners/<uuid:runner_id>/agents")
+def register_agents(runner_id):
+    body = read_json()
+    if not isinstance(body, dict):
+        raise failure(400, "Unable to process JSON. The agents body must be a JSON object")
+    agents = schemas.AgentsRequest().load({"agents": body})["agents"]
+    runners.register_agents(g.caller, runner_id, agents)
+    return no_content()
+
+
+@api.patch("/v1/private/local-runners/<uuid:runner_id>/checklist")
+def patch_checklist(runner_id):
+    runners.patch_checklist(g.caller, runner_id, read_json())
+    return no_content()
+
+
+@api.post("/v1/private/local-runners/<uuid:runner_id>/heartbeats")
+def heartbeat(runner_id):
+    body = load_body(schemas.HeartbeatRequest(), required=False)
+    cancelled = runners.heartbeat(g.caller, runner_id, body.get("capabilities"))
+    return respond(schemas.HeartbeatResponse().dump({"cancelled_job_ids": cancelled}))
+
+
+# -- jobs
+
+
+@api.get("/v1/private/local-runners/<uuid:runner_id>/jobs")
+def list_jobs(runner_id):
+    q = load_query(schemas.ListJobsQuery())
+    found = runners.list_jobs(g.caller, runner_id, q["project_id"], q["page"], q["size"])
+    return paged(schemas.job_page, q["page"], q["size"], found)
+
+
+@api.post("/v1/private/local-runners/<uuid:runner_id>/jobs/next")
+def next_job(runner_id):
+    job = runners.next_job(g.caller, runner_id)
+    return respond(None if job is None else job_schema.dump(job))  # 200 `null`, never 204
+
+
+@api.post("/v1/private/local-runners/jobs")
+def create_job():
+    job = runners.create_job(g.caller, load_body(schemas.CreateJobRequest()))
+    return created(".get_job", job_id=job.id)
+
+
+@api.get("/v1/private/local-runners/jobs/<uuid:job_id>")
+def get_job(job_id):
+    return respond(job_schema.dump(runners.get_job(g.caller, job_id)))
+
+
+@api.post("/v1/private/local-runners/jobs/<uuid:job_id>/results")
+def report_job_result(job_id):
+    runners.report_job_result(g.caller, job_id, load_body(schemas.JobResultRequest()))
+    return no_content()
+
+
+@api.post("/v1/private/local-runners/jobs/<uuid:job_id>/cancel")
+def cancel_job(job_id):
+    runners.cancel_job(g.caller, job_id)
+    return no_content()
+
+
+@api.get("/v1/private/local-runners/jobs/<uuid:job_id>/logs")
+def get_job_logs(job_id):
+    q = load_query(schemas.LogsQuery())
+    return respond(runners.get_job_logs(g.caller, job_id, q["offset"]))
+
+
+@api.post("/v1/private/local-runners/jobs/<uuid:job_id>/logs")
+def append_job_logs(job_id):
+    body = read_json()
+    if not isinstance(body, list):
+        raise failure(400, "Unable to process JSON. Expected a JSON array of log entries")
+    entries = schemas.LogEntrySchema(many=True).load(body)
+    runners.append_job_logs(g.caller, job_id, entries)
+    return no_content()

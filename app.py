@@ -1,0 +1,92 @@
+"""Application factory: config, database, auth, error rendering, and the blueprint
+served twice, at the root and under /api, as Opik serves it."""
+import logging
+
+import click
+from flask import Flask, current_app, g, request
+from werkzeug.exceptions import HTTPException
+
+import models
+import runners
+from api import api, respond
+from config import MAX_REQUEST_BYTES, load_config
+from errors import ApiError, failure
+
+log = logging.getLogger("opik_runners")
+
+# Health checks answer without credentials, as Opik's do.
+PUBLIC_ENDPOINTS = {"ping", "version"}
+
+
+def create_app(**overrides):
+    app = Flask(__name__)
+    app.config.update(load_config(**overrides))
+    app.config["MAX_CONTENT_LENGTH"] = MAX_REQUEST_BYTES
+    app.json.sort_keys = False
+
+    models.open_database(app.config["DATABASE_URL"])
+    models.create_tables()
+
+    app.register_blueprint(api)
+    app.register_blueprint(api, url_prefix="/api", name="api_prefixed")
+
+    app.before_request(identify_caller)
+    app.before_request(open_connection)
+    app.teardown_request(close_connection)
+    app.register_error_handler(ApiError, render_api_error)
+    app.register_error_handler(HTTPException, render_http_error)
+    app.register_error_handler(Exception, render_unexpected_error)
+
+    @app.cli.command("init-db")
+    def init_db():
+        """Create the schema (also done at every start)."""
+        models.create_tables()
+        click.echo(f"schema ready at {app.config['DATABASE_URL']}")
+
+    @app.cli.command("reap")
+    def reap():
+        """Run one reaper cycle now."""
+        with models.database.connection_context():
+            runners.reap()
+
+    return app
+
+
+def identify_caller():
+    """Workspace from `Comet-Workspace` (or `workspace_name`); user from the API key, if keys are set."""
+    workspace = request.headers.get("Comet-Workspace") or request.args.get("workspace_name") or "default"
+    keys = current_app.config["OPIK_API_KEYS"]
+    user = "admin"
+    if keys and request.endpoint and request.endpoint.rsplit(".", 1)[-1] not in PUBLIC_ENDPOINTS:
+        key = request.headers.get("Authorization")
+        if not key:
+            raise failure(401, "API key should be provided")
+        if key not in keys:
+            raise failure(401, "User not allowed")
+        user = keys[key]
+    g.caller = runners.Caller(workspace, user)
+
+
+def open_connection():
+    models.database.connect(reuse_if_open=True)
+    runners.reap_if_due()
+
+
+def close_connection(exc):
+    if not models.database.is_closed():
+        models.database.close()
+
+
+def render_api_error(exc):
+    if exc.shape == "empty":
+        return respond(None, exc.status, exc.headers)
+    return respond(exc.body, exc.status, exc.headers)
+
+
+def render_http_error(exc):
+    return respond({"code": exc.code, "message": f"HTTP {exc.code} {exc.name}"}, exc.code)
+
+
+def render_unexpected_error(exc):
+    log.exception("unexpected error on %s %s", request.method, request.path)
+    return respond({"code": 500, "message": "There was an error processing your request"}, 500)

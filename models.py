@@ -1,0 +1,173 @@
+"""The store: peewee models over SQLite (default) or PostgreSQL.
+
+Upstream keeps all of this in Redis hashes, lists and sorted sets; here each of
+those becomes a table, and every index below serves one query: the listing,
+the claim or an ownership lookup.
+"""
+import json
+import time
+import uuid
+
+import peewee as pw
+from playhouse.db_url import connect
+from uuid6 import uuid7
+
+database = pw.DatabaseProxy()
+
+
+def now_us():
+    """Wall-clock time in integer microseconds: exact to compare, cheap to index."""
+    return time.time_ns() // 1000
+
+
+def new_id():
+    """Server-made, time-ordered UUID v7, as upstream's IdGenerator."""
+    return uuid7()
+
+
+class JSONField(pw.TextField):
+    # peewee's JSON fields are per-backend (sqlite_ext, postgres_ext); the service
+    # only stores and returns documents, so portable text is simpler.
+    def db_value(self, value):
+        if value is None:
+            return None
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+    def python_value(self, value):
+        return None if value is None else json.loads(value)
+
+
+class BaseModel(pw.Model):
+    class Meta:
+        database = database
+        legacy_table_names = False
+
+
+class Project(BaseModel):
+    id = pw.UUIDField(primary_key=True, default=new_id)
+    workspace = pw.CharField()
+    name = pw.CharField()
+    description = pw.TextField(null=True)
+    visibility = pw.CharField(default="private")
+    created_at = pw.BigIntegerField(default=now_us)
+    created_by = pw.CharField()
+    last_updated_at = pw.BigIntegerField(default=now_us)
+    last_updated_by = pw.CharField()
+
+    class Meta:
+        indexes = ((("workspace", "name"), True),)
+
+
+class Runner(BaseModel):
+    id = pw.UUIDField(primary_key=True)
+    workspace = pw.CharField()
+    user_name = pw.CharField()
+    project_id = pw.UUIDField()
+    type = pw.CharField()  # endpoint | connect
+    name = pw.CharField()
+    connected_at = pw.BigIntegerField()
+    heartbeat_expires_at = pw.BigIntegerField()
+    capabilities = JSONField(null=True)  # null: never reported, reads as ["jobs"]
+    agents = JSONField(default=dict)  # name -> Agent, replaced as a whole
+    checklist = JSONField(null=True)
+    # Set by DELETE, eviction or purge: the row stays for its jobs, but no caller sees it.
+    detached_at = pw.BigIntegerField(null=True)
+
+    @property
+    def status(self):
+        """Derived, never stored: alive while the last heartbeat's TTL runs."""
+        return "connected" if self.heartbeat_expires_at > now_us() else "disconnected"
+
+    class Meta:
+        indexes = (
+            # Ownership, the runners listing (newest activation first) and the
+            # per (workspace, project, user, type) "active runner" lookup.
+            (("workspace", "user_name", "project_id", "type", "detached_at"), False),
+            (("detached_at", "heartbeat_expires_at"), False),  # the reaper
+        )
+
+
+class Job(BaseModel):
+    id = pw.UUIDField(primary_key=True, default=new_id)
+    # Visibility follows the runner: a job is seen by whoever owns its runner.
+    runner = pw.ForeignKeyField(Runner, backref="jobs", on_delete="CASCADE", index=False)
+    project_id = pw.UUIDField()
+    agent_name = pw.CharField()
+    status = pw.CharField(default="pending")
+    inputs = JSONField(null=True)
+    result = JSONField(null=True)
+    error = pw.TextField(null=True)
+    trace_id = pw.UUIDField(null=True)
+    mask_id = pw.UUIDField(null=True)
+    prompt_masks = JSONField(null=True)
+    blueprint_name = pw.TextField(null=True)
+    metadata = JSONField(null=True)
+    timeout = pw.IntegerField(default=0)
+    created_at = pw.BigIntegerField(default=now_us)
+    started_at = pw.BigIntegerField(null=True)
+    completed_at = pw.BigIntegerField(null=True)
+    # The upstream cancellation set: a running job cancelled since the runner's
+    # last heartbeat, still to be announced in `cancelled_job_ids`.
+    cancel_unannounced = pw.BooleanField(default=False)
+
+    class Meta:
+        indexes = (
+            (("runner", "id"), False),  # listing, newest first (UUID v7 sorts by time)
+            (("runner", "project_id", "id"), False),  # listing with the project filter
+            (("runner", "status", "id"), False),  # FIFO claim, pending count, running jobs
+            (("status", "completed_at"), False),  # the reaper's expiry of finished jobs
+        )
+
+
+class JobLog(BaseModel):
+    id = pw.AutoField()
+    job = pw.ForeignKeyField(Job, on_delete="CASCADE", index=False)
+    stream = pw.TextField()
+    text = pw.TextField()
+
+    class Meta:
+        indexes = ((("job", "id"), False),)
+
+
+class PairingSession(BaseModel):
+    id = pw.UUIDField(primary_key=True, default=new_id)
+    workspace = pw.CharField()
+    user_name = pw.CharField()
+    project_id = pw.UUIDField()
+    runner_id = pw.UUIDField(default=new_id)
+    type = pw.CharField()
+    activation_key = pw.CharField()  # the base64 text exactly as sent
+    created_at = pw.BigIntegerField(default=now_us)
+    expires_at = pw.BigIntegerField(index=True)
+    activated = pw.BooleanField(default=False)
+
+
+MODELS = [Project, Runner, Job, JobLog, PairingSession]
+
+
+def open_database(url):
+    """Bind the models to the database at `url` (peewee's db_url syntax)."""
+    if url.startswith("sqlite"):
+        # WAL lets readers run beside the one writer; IMMEDIATE takes the write lock
+        # at BEGIN, so a transaction never fails half-way upgrading to it.
+        db = connect(
+            url,
+            pragmas={
+                "journal_mode": "wal",
+                "busy_timeout": 10000,
+                "foreign_keys": 1,
+                "synchronous": "normal",
+            },
+            lock_type="IMMEDIATE",
+            check_same_thread=False,
+        )
+    else:
+        db = connect(url, autorollback=True)
+    database.initialize(db)
+    return db
+
+
+def create_tables():
+    """Create the schema; safe to run on every start."""
+    with database.connection_context():
+        database.create_tables(MODELS, safe=True)

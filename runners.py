@@ -1,0 +1,332 @@
+"""Runners and their jobs: every rule and state transition of behaviour notes §2-§3.
+
+Functions take the caller (workspace, user) explicitly and raise ApiError, so they
+run without HTTP; routes in api.py only parse, call one of these, and dump.
+"""
+import json
+import logging
+import re
+import threading
+import time
+from collections import namedtuple
+
+from flask import current_app
+from peewee import PostgresqlDatabase
+
+import wakeups
+from config import CHECKLIST_MAX_DEPTH, MAX_AGENTS_PER_RUNNER, MAX_LOG_ENTRIES_PER_BATCH, MAX_PAYLOAD_BYTES
+from errors import error, failure
+from models import Job, JobLog, PairingSession, Runner, database, now_us
+
+log = logging.getLogger("opik_runners")
+
+Caller = namedtuple("Caller", "workspace user")
+
+PENDING, RUNNING, COMPLETED, FAILED, CANCELLED = "pending", "running", "completed", "failed", "cancelled"
+UNFINISHED = (PENDING, RUNNING)
+FINISHED = (COMPLETED, FAILED, CANCELLED)
+REPORTABLE = (RUNNING, COMPLETED, FAILED)
+CAPABILITY = re.compile(r"^[a-z_]+$")
+SECOND = 1_000_000  # timestamps are integer microseconds
+
+
+def setting(name):
+    return current_app.config[name]
+
+
+def is_postgres():
+    return isinstance(database.obj, PostgresqlDatabase)
+
+
+# -- runners
+
+
+def owned_runners(caller):
+    """The caller's runners: upstream's (workspace, user) runner index."""
+    return Runner.select().where(
+        (Runner.workspace == caller.workspace)
+        & (Runner.user_name == caller.user)
+        & Runner.detached_at.is_null()
+    )
+
+
+def find_runner(caller, runner_id):
+    return owned_runners(caller).where(Runner.id == runner_id).first()
+
+
+def get_runner(caller, runner_id):
+    runner = find_runner(caller, runner_id)
+    if runner is None:
+        raise failure(404, f"Runner not found: {runner_id}")
+    return runner
+
+
+def list_runners(caller, project_id, status, page, size):
+    query = owned_runners(caller).where(Runner.project_id == project_id)
+    now = now_us()
+    if status == "connected":
+        query = query.where(Runner.heartbeat_expires_at > now)
+    elif status == "disconnected":
+        query = query.where(Runner.heartbeat_expires_at <= now)
+    elif status == "pairing":
+        return 0, []  # only the retired /pairs flow ever produced it
+    total = query.count()
+    rows = list(query.order_by(Runner.connected_at.desc(), Runner.id.desc()).paginate(page + 1, size))
+    return total, rows
+
+
+def detach_runner(runner_id, reason):
+    """DELETE, eviction and purge: fail the runner's open jobs and hide the runner."""
+    now = now_us()
+    with database.atomic():
+        failed = (
+            Job.update(status=FAILED, error="Runner disconnected", completed_at=now, cancel_unannounced=False)
+            .where((Job.runner == runner_id) & Job.status.in_(UNFINISHED))
+            .execute()
+        )
+        Runner.update(detached_at=now, heartbeat_expires_at=now).where(
+            (Runner.id == runner_id) & Runner.detached_at.is_null()
+        ).execute()
+    log.info("runner %s detached (%s); %d open jobs failed", runner_id, reason, failed)
+
+
+def disconnect_runner(caller, runner_id):
+    """Idempotent: an unknown or foreign runner is a no-op."""
+    if find_runner(caller, runner_id) is not None:
+        detach_runner(runner_id, "disconnected")
+
+
+def register_agents(caller, runner_id, agents):
+    get_runner(caller, runner_id)
+    if len(agents) > MAX_AGENTS_PER_RUNNER:
+        raise error(400, f"Too many agents. Maximum is {MAX_AGENTS_PER_RUNNER}")
+    Runner.update(agents=agents).where(Runner.id == runner_id).execute()
+
+
+def deep_merge(base, patch, depth=0):
+    """Objects merge recursively up to CHECKLIST_MAX_DEPTH; any other value replaces."""
+    merged = dict(base)
+    for key, value in patch.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict) and depth < CHECKLIST_MAX_DEPTH:
+            merged[key] = deep_merge(merged[key], value, depth + 1)
+        else:
+            merged[key] = value
+    return merged
+
+
+def patch_checklist(caller, runner_id, patch):
+    if not isinstance(patch, dict):
+        raise error(400, "Checklist must be a JSON object")
+    with database.atomic():
+        runner = get_runner(caller, runner_id)
+        merged = deep_merge(runner.checklist or {}, patch)
+        size = len(json.dumps(merged, separators=(",", ":"), ensure_ascii=False).encode())
+        if size > MAX_PAYLOAD_BYTES:
+            raise error(400, f"Checklist too large: {size} bytes (max {MAX_PAYLOAD_BYTES})")
+        Runner.update(checklist=merged).where(Runner.id == runner_id).execute()
+
+
+def heartbeat(caller, runner_id, capabilities):
+    """Refresh liveness; return the ids of running jobs cancelled since the last beat."""
+    runner = find_runner(caller, runner_id)
+    if runner is None:
+        raise error(410, f"Runner not found: {runner_id}")
+    expires = now_us() + int(setting("OPIK_RUNNER_HEARTBEAT_TTL") * SECOND)
+    Runner.update(heartbeat_expires_at=expires).where(Runner.id == runner_id).execute()
+    if capabilities:
+        bad = [c for c in capabilities if not isinstance(c, str) or not CAPABILITY.match(c)]
+        if bad:
+            raise error(400, f"Invalid capability: {bad[0]!r}. Capabilities must match [a-z_]+")
+        Runner.update(capabilities=capabilities).where(Runner.id == runner_id).execute()
+    if runner.type != "endpoint":
+        return []
+    # One statement takes and clears the set, so two beats never announce a job twice.
+    announced = (
+        Job.update(cancel_unannounced=False)
+        .where((Job.runner == runner_id) & (Job.cancel_unannounced == True))  # noqa: E712
+        .returning(Job.id)
+        .execute()
+    )
+    return [row.id for row in announced]
+
+
+# -- jobs
+
+
+def visible_jobs(caller):
+    """Jobs whose runner the caller still owns."""
+    return (
+        Job.select()
+        .join(Runner)
+        .where(
+            (Runner.workspace == caller.workspace)
+            & (Runner.user_name == caller.user)
+            & Runner.detached_at.is_null()
+        )
+    )
+
+
+def get_job(caller, job_id):
+    job = visible_jobs(caller).where(Job.id == job_id).first()
+    if job is None:
+        raise failure(404, f"Job not found: '{job_id}'")
+    return job
+
+
+def list_jobs(caller, runner_id, project_id, page, size):
+    get_runner(caller, runner_id)
+    query = Job.select().where(Job.runner == runner_id)
+    if project_id is not None:
+        query = query.where(Job.project_id == project_id)
+    total = query.count()
+    rows = list(query.order_by(Job.id.desc()).paginate(page + 1, size))
+    return total, rows
+
+
+def active_runner(caller, project_id, runner_type):
+    """The (workspace, project, user, type) runner that new work is routed to."""
+    return (
+        owned_runners(caller)
+        .where((Runner.project_id == project_id) & (Runner.type == runner_type))
+        .order_by(Runner.connected_at.desc())
+        .first()
+    )
+
+
+def create_job(caller, data):
+    """Route a job to the caller's active endpoint runner for the project (checks in upstream order)."""
+    with database.atomic():
+        runner = active_runner(caller, data["project_id"], "endpoint")
+        if runner is None:
+            raise error(404, "No runner configured. Pair one from the Runners page.")
+        if runner.status != "connected":
+            raise error(409, "Your runner is not connected. Start it with: opik connect")
+        agent = runner.agents.get(data["agent_name"])
+        if agent is None:
+            raise error(400, f"Agent '{data['agent_name']}' is not registered on this runner")
+        pending = Job.select().where((Job.runner == runner.id) & (Job.status == PENDING)).count()
+        if pending >= setting("OPIK_RUNNER_MAX_PENDING"):
+            raise error(429, "Too many pending jobs for this runner")
+        timeout = agent.get("timeout") or 0
+        job = Job.create(
+            runner=runner.id,
+            timeout=timeout if timeout > 0 else int(setting("OPIK_RUNNER_JOB_TIMEOUT")),
+            **data,
+        )
+    log.info("job %s created for runner %s (agent %s)", job.id, runner.id, job.agent_name)
+    wakeups.notify(("jobs", runner.id))
+    return job
+
+
+def claim_next_job(runner_id):
+    """Move the oldest pending job to running, or return None. One short write transaction:
+    SQLite's BEGIN IMMEDIATE makes it exclusive; PostgreSQL skips rows another claim holds."""
+    with database.atomic():
+        query = Job.select().where((Job.runner == runner_id) & (Job.status == PENDING)).order_by(Job.id).limit(1)
+        if is_postgres():
+            query = query.for_update("FOR UPDATE SKIP LOCKED")
+        job = query.first()
+        if job is None:
+            return None
+        job.status, job.started_at = RUNNING, now_us()
+        Job.update(status=job.status, started_at=job.started_at).where(Job.id == job.id).execute()
+    log.info("job %s claimed by runner %s", job.id, runner_id)
+    return job
+
+
+def next_job(caller, runner_id):
+    """Long-poll: the claimed job, or None once the poll timeout passes."""
+    get_runner(caller, runner_id)
+    return wakeups.poll(
+        ("jobs", runner_id), lambda: claim_next_job(runner_id), setting("OPIK_RUNNER_NEXT_JOB_POLL_TIMEOUT")
+    )
+
+
+def report_job_result(caller, job_id, report):
+    if report["status"] not in REPORTABLE:
+        raise error(400, f"Invalid result status. Must be one of: [{', '.join(REPORTABLE)}]")
+    job = get_job(caller, job_id)
+    changes = {k: report[k] for k in ("result", "error", "trace_id") if report.get(k) is not None}
+    if report["status"] != RUNNING:
+        changes.update(status=report["status"], completed_at=now_us())
+    if not changes:
+        return
+    # Guarded on the state, so a job finished meanwhile ignores the report (204, no 409).
+    updated = Job.update(**changes).where((Job.id == job.id) & Job.status.in_(UNFINISHED)).execute()
+    if updated and "status" in changes:
+        log.info("job %s %s", job.id, changes["status"])
+
+
+def cancel_job(caller, job_id):
+    job = get_job(caller, job_id)
+    now = now_us()
+    # A pending job just leaves the queue; a running one is also announced to its
+    # runner on the next heartbeat, since only the runner can stop it.
+    for state, announce in ((PENDING, False), (RUNNING, True)):
+        updated = (
+            Job.update(status=CANCELLED, completed_at=now, cancel_unannounced=announce)
+            .where((Job.id == job.id) & (Job.status == state))
+            .execute()
+        )
+        if updated:
+            log.info("job %s cancelled while %s", job.id, state)
+            return
+
+
+def get_job_logs(caller, job_id, offset):
+    job = get_job(caller, job_id)
+    query = JobLog.select(JobLog.stream, JobLog.text).where(JobLog.job == job.id).order_by(JobLog.id)
+    return list(query.offset(offset).dicts())
+
+
+def append_job_logs(caller, job_id, entries):
+    if len(entries) > MAX_LOG_ENTRIES_PER_BATCH:
+        raise error(400, f"Too many log entries. Maximum per batch is {MAX_LOG_ENTRIES_PER_BATCH}")
+    job = get_job(caller, job_id)
+    if entries:
+        with database.atomic():
+            JobLog.insert_many([{"job": job.id, **entry} for entry in entries]).execute()
+
+
+# -- the reaper (behaviour notes §2, §5)
+
+_reaper_lock = threading.Lock()
+_last_reap = [0.0]
+
+
+def reap():
+    """One reaper cycle: time out stuck jobs, purge long-dead runners, expire old rows."""
+    now = now_us()
+    for job in Job.select(Job.id, Job.timeout, Job.started_at).where(
+        (Job.status == RUNNING) & (Job.started_at + Job.timeout * SECOND < now)
+    ):
+        updated = (
+            Job.update(status=FAILED, error=f"Job timed out after {job.timeout}s", completed_at=now)
+            .where((Job.id == job.id) & (Job.status == RUNNING))
+            .execute()
+        )
+        if updated:
+            log.info("job %s timed out after %ss", job.id, job.timeout)
+    purge_before = now - int(setting("OPIK_RUNNER_DEAD_PURGE_HOURS") * SECOND)
+    for runner in Runner.select(Runner.id).where(
+        Runner.detached_at.is_null() & (Runner.heartbeat_expires_at <= purge_before)
+    ):
+        detach_runner(runner.id, "purged after staying dead")
+    expire_before = now - int(setting("OPIK_RUNNER_COMPLETED_JOB_TTL") * SECOND)
+    with database.atomic():
+        Job.delete().where(Job.status.in_(FINISHED) & (Job.completed_at < expire_before)).execute()
+        # A detached runner's jobs are invisible already; drop the row once they would have expired.
+        Runner.delete().where(Runner.detached_at < expire_before).execute()
+        PairingSession.delete().where(PairingSession.expires_at < now).execute()
+
+
+def reap_if_due():
+    """Run the reaper at most once per interval per process, from whichever request comes first."""
+    interval = setting("OPIK_RUNNER_REAPER_INTERVAL")
+    if time.monotonic() - _last_reap[0] < interval or not _reaper_lock.acquire(blocking=False):
+        return
+    try:
+        _last_reap[0] = time.monotonic()
+        reap()
+    finally:
+        _reaper_lock.release()

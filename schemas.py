@@ -1,0 +1,380 @@
+"""Marshmallow schemas: every request is loaded through one, every response dumped.
+
+Failure mapping follows Opik (behaviour notes §3.0):
+- a value of the wrong JSON type, a malformed UUID or an unknown enum value in a
+  body is a Jackson parse error: 400 `{"code": 400, "message": "Unable to process JSON. ..."}`;
+- a constraint (missing, blank, too long, out of range) on a body: 422 `{"errors": [...]}`;
+- a constraint on a query parameter: 400 `{"errors": ["query param page ..."]}`;
+- a query UUID that will not parse: 404, as JAX-RS answers it.
+"""
+from datetime import datetime, timedelta, timezone
+
+from marshmallow import EXCLUDE, Schema, ValidationError, fields, post_dump, post_load, validate
+
+from errors import error, failure, not_found
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
+NOT_NULL = {"required": "must not be null", "null": "must not be null"}
+NOT_BLANK = validate.Regexp(r"\S", error="must not be blank")
+
+
+def iso_utc(us):
+    """Integer microseconds -> ISO-8601 UTC with a `Z`, as Java's Instant.toString()."""
+    return (_EPOCH + timedelta(microseconds=us)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def flatten(messages, prefix=""):
+    """{"params": {0: {"name": ["must not be blank"]}}} -> ["params[0].name must not be blank"]."""
+    if isinstance(messages, list):
+        return [f"{prefix} {m}".strip() if isinstance(m, str) else m for m in messages]
+    out = []
+    for key, value in messages.items():
+        if key == "_schema":
+            name = prefix
+        elif isinstance(key, int):
+            name = f"{prefix}[{key}]"
+        elif key in ("key", "value") and prefix:
+            name = prefix  # marshmallow's Dict nests key/value errors one level deeper
+        else:
+            name = f"{prefix}.{key}" if prefix else str(key)
+        out.extend(flatten(value, name))
+    return out
+
+
+# -- fields whose type errors are Jackson parse errors (400), not constraint violations
+
+
+class _TypedField:
+    def _deserialize(self, value, attr, data, **kwargs):
+        try:
+            return super()._deserialize(value, attr, data, **kwargs)
+        except ValidationError as exc:
+            reason = "; ".join(flatten(exc.messages))
+            raise failure(400, f"Unable to process JSON. {self.data_key or self.name}: {reason}")
+
+
+class Str(_TypedField, fields.String):
+    pass
+
+
+class Int(_TypedField, fields.Integer):
+    def __init__(self, **kwargs):
+        super().__init__(strict=True, **kwargs)
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if isinstance(value, bool):  # JSON true is not a number
+            raise failure(400, f"Unable to process JSON. {self.name}: not a valid integer")
+        return super()._deserialize(value, attr, data, **kwargs)
+
+
+class Bool(_TypedField, fields.Boolean):
+    pass
+
+
+class UUID(_TypedField, fields.UUID):
+    pass
+
+
+class Enum(Str):
+    """A string from a fixed set; anything else fails to parse (400), as a Java enum."""
+
+    def __init__(self, choices, **kwargs):
+        self.choices = tuple(choices)
+        super().__init__(**kwargs)
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        value = super()._deserialize(value, attr, data, **kwargs)
+        if value not in self.choices:
+            raise failure(
+                400,
+                f"Unable to process JSON. {self.name}: {value!r} is not one of {list(self.choices)}",
+            )
+        return value
+
+
+class JsonObject(_TypedField, fields.Dict):
+    """A free-form JSON object (the contract's JsonNode)."""
+
+
+class List(_TypedField, fields.List):
+    pass
+
+
+class Timestamp(fields.Field):
+    def _serialize(self, value, attr, obj, **kwargs):
+        return None if value is None else iso_utc(value)
+
+
+# -- bases
+
+
+class BodySchema(Schema):
+    class Meta:
+        unknown = EXCLUDE  # Opik ignores unknown properties
+
+    def handle_error(self, exc, data, **kwargs):
+        raise error(422, *flatten(exc.messages))
+
+
+class QuerySchema(Schema):
+    class Meta:
+        unknown = EXCLUDE
+
+    def handle_error(self, exc, data, **kwargs):
+        raise error(400, *(f"query param {m}" for m in flatten(exc.messages)))
+
+
+class QueryUUID(fields.UUID):
+    def _deserialize(self, value, attr, data, **kwargs):
+        try:
+            return super()._deserialize(value, attr, data, **kwargs)
+        except ValidationError:
+            raise not_found()
+
+
+class QueryInt(fields.Integer):
+    default_error_messages = {"invalid": "must be an integer"}
+
+
+class PageQuery(QuerySchema):
+    page = QueryInt(load_default=0, validate=validate.Range(min=0, error="must be greater than or equal to {min}"))
+    size = QueryInt(load_default=25, validate=validate.Range(min=1, error="must be greater than or equal to {min}"))
+
+
+class ListRunnersQuery(PageQuery):
+    project_id = QueryUUID(required=True, error_messages=NOT_NULL)
+    status = fields.String(load_default=None)
+
+    @post_load
+    def check_status(self, data, **kwargs):
+        # Dropwizard matches enum query values case-insensitively.
+        if data["status"] is not None:
+            data["status"] = data["status"].lower()
+            if data["status"] not in ("pairing", "connected", "disconnected"):
+                raise error(400, "query param status must be one of [pairing, connected, disconnected]")
+        return data
+
+
+class ListJobsQuery(PageQuery):
+    project_id = QueryUUID(load_default=None)
+
+
+class LogsQuery(QuerySchema):
+    offset = QueryInt(load_default=0, validate=validate.Range(min=0, error="must be greater than or equal to {min}"))
+
+
+# -- request bodies
+
+
+class JobMetadataSchema(BodySchema):
+    dataset_id = UUID(allow_none=True)
+    dataset_version_id = UUID(allow_none=True)
+    dataset_item_version_id = UUID(allow_none=True)
+    dataset_item_id = UUID(allow_none=True)
+
+    @post_dump
+    def drop_nulls(self, data, **kwargs):
+        return {k: v for k, v in data.items() if v is not None}
+
+
+class CreateJobRequest(BodySchema):
+    agent_name = Str(required=True, error_messages=NOT_NULL, validate=NOT_BLANK)
+    project_id = UUID(required=True, error_messages=NOT_NULL)
+    inputs = JsonObject(allow_none=True)
+    mask_id = UUID(allow_none=True)
+    prompt_masks = JsonObject(keys=UUID(), values=UUID(), allow_none=True)
+    blueprint_name = Str(allow_none=True, validate=NOT_BLANK)
+    metadata = fields.Nested(JobMetadataSchema, allow_none=True)
+
+    @post_load
+    def normalise(self, data, **kwargs):
+        # Stored as JSON text, so ids inside documents become strings here.
+        if data.get("blueprint_name") is not None:
+            data["blueprint_name"] = data["blueprint_name"].strip()
+        if data.get("prompt_masks") is not None:
+            data["prompt_masks"] = {str(k): str(v) for k, v in data["prompt_masks"].items()}
+        if data.get("metadata") is not None:
+            data["metadata"] = {k: str(v) for k, v in data["metadata"].items() if v is not None} or None
+        return data
+
+
+class JobResultRequest(BodySchema):
+    status = Enum(("pending", "running", "completed", "failed", "cancelled"), required=True, error_messages=NOT_NULL)
+    result = JsonObject(allow_none=True)
+    error = Str(allow_none=True)
+    trace_id = UUID(allow_none=True)
+
+
+class LogEntrySchema(BodySchema):
+    stream = Str(required=True, error_messages=NOT_NULL, validate=NOT_BLANK)
+    text = Str(required=True, error_messages=NOT_NULL, validate=NOT_BLANK)
+
+
+class HeartbeatRequest(BodySchema):
+    capabilities = List(Str(), allow_none=True)
+
+
+class ParamSchema(BodySchema):
+    name = Str(required=True, error_messages=NOT_NULL, validate=NOT_BLANK)
+    type = Str(required=True, error_messages=NOT_NULL, validate=NOT_BLANK)
+    presence = Enum(("required", "optional"), allow_none=True)
+
+
+class AgentSchema(BodySchema):
+    name = Str(allow_none=True)
+    description = Str(allow_none=True)
+    language = Str(allow_none=True)
+    executable = Str(allow_none=True)
+    source_file = Str(allow_none=True)
+    params = List(fields.Nested(ParamSchema), allow_none=True)
+    timeout = Int(allow_none=True)
+
+    @post_load
+    def normalise(self, data, **kwargs):
+        # Stored as it will be returned: nulls left out, `timeout` an int (0 when unset).
+        data = {k: v for k, v in data.items() if v is not None}
+        data["timeout"] = data.get("timeout") or 0
+        if "params" in data:
+            data["params"] = [{k: v for k, v in p.items() if v is not None} for p in data["params"]]
+        return data
+
+
+class AgentsRequest(BodySchema):
+    """The PUT agents body is a bare map; it is loaded as {"agents": body}."""
+
+    agents = JsonObject(keys=Str(), values=fields.Nested(AgentSchema), required=True, error_messages=NOT_NULL)
+
+
+class CreateSessionRequest(BodySchema):
+    project_id = UUID(required=True, error_messages=NOT_NULL)
+    activation_key = Str(
+        required=True,
+        error_messages=NOT_NULL,
+        validate=validate.Length(min=43, max=44, error="size must be between {min} and {max}"),
+    )
+    ttl_seconds = Int(
+        load_default=300,
+        allow_none=True,
+        validate=validate.Range(min=60, max=600, error="must be between {min} and {max}"),
+    )
+    type = Enum(("connect", "endpoint"), required=True, error_messages=NOT_NULL)
+    headless = Bool(allow_none=True)  # upstream uses it for analytics only
+
+    @post_load
+    def default_ttl(self, data, **kwargs):
+        if data.get("ttl_seconds") is None:
+            data["ttl_seconds"] = 300
+        return data
+
+
+class ActivateRequest(BodySchema):
+    runner_name = Str(
+        required=True,
+        error_messages=NOT_NULL,
+        validate=[NOT_BLANK, validate.Length(max=128, error="size must be between 0 and {max}")],
+    )
+    hmac = Str(
+        required=True,
+        error_messages=NOT_NULL,
+        validate=validate.Length(min=43, max=44, error="size must be between {min} and {max}"),
+    )
+
+
+class ProjectWriteRequest(BodySchema):
+    name = Str(required=True, error_messages=NOT_NULL, validate=NOT_BLANK)
+    description = Str(allow_none=True, validate=validate.Length(max=255, error="size must be between 0 and {max}"))
+    visibility = Enum(("private", "public"), allow_none=True)
+
+
+class ProjectRetrieveRequest(BodySchema):
+    name = Str(required=True, error_messages=NOT_NULL, validate=NOT_BLANK)
+    includeStats = Bool(allow_none=True)
+
+
+# -- responses
+
+
+class ResponseSchema(Schema):
+    @post_dump
+    def drop_nulls(self, data, **kwargs):
+        # Opik's mapper writes NON_NULL: absent beats null.
+        return {k: v for k, v in data.items() if v is not None}
+
+
+class RunnerSchema(ResponseSchema):
+    id = fields.UUID()
+    name = fields.String()
+    project_id = fields.UUID()
+    status = fields.String()
+    connected_at = Timestamp()
+    agents = fields.Method("dump_agents")
+    capabilities = fields.Method("dump_capabilities")
+    checklist = fields.Raw()
+    type = fields.String()
+
+    def dump_agents(self, runner):
+        if runner.status != "connected":
+            return []  # upstream hides a lapsed runner's agents
+        return [{**agent, "name": name} for name, agent in runner.agents.items()]
+
+    def dump_capabilities(self, runner):
+        return runner.capabilities or ["jobs"]
+
+
+class JobSchema(ResponseSchema):
+    id = fields.UUID()
+    runner_id = fields.UUID(attribute="runner_id")
+    agent_name = fields.String()
+    status = fields.String()
+    inputs = fields.Raw()
+    result = fields.Raw()
+    error = fields.String()
+    project_id = fields.UUID()
+    trace_id = fields.UUID()
+    mask_id = fields.UUID()
+    prompt_masks = fields.Raw()
+    blueprint_name = fields.String()
+    metadata = fields.Raw()
+    timeout = fields.Integer()
+    created_at = Timestamp()
+    started_at = Timestamp()
+    completed_at = Timestamp()
+
+
+class LogEntryOut(Schema):
+    stream = fields.String()
+    text = fields.String()
+
+
+def page_schema(item_schema):
+    class PageSchema(Schema):
+        page = fields.Integer()
+        size = fields.Integer()
+        total = fields.Integer()
+        content = fields.List(fields.Nested(item_schema))
+
+    return PageSchema()
+
+
+class HeartbeatResponse(Schema):
+    cancelled_job_ids = fields.List(fields.UUID())
+
+
+class CreateSessionResponse(Schema):
+    session_id = fields.UUID()
+    runner_id = fields.UUID()
+
+
+class ProjectSchema(ResponseSchema):
+    id = fields.UUID()
+    name = fields.String()
+    visibility = fields.String()
+    description = fields.String()
+    created_at = Timestamp()
+    created_by = fields.String()
+    last_updated_at = Timestamp()
+    last_updated_by = fields.String()
+
+
+runner_page = page_schema(RunnerSchema)
+job_page = page_schema(JobSchema)
