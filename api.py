@@ -36,7 +36,7 @@ def _reject_constant(name):
 
 def read_json(required=True):
     """The request body as JSON; an empty body is None (Opik's POSTs without a body)."""
-    raw = request.get_data(cache=False)
+    raw = request.get_data()
     if not raw.strip():
         if required:
             raise error(422, "The request body must not be null")

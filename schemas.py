@@ -15,7 +15,7 @@ from errors import error, failure, not_found
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 NOT_NULL = {"required": "must not be null", "null": "must not be null"}
-NOT_BLANK = validate.Regexp(r"\S", error="must not be blank")
+NOT_BLANK = validate.Regexp(r"\s*\S", error="must not be blank")
 
 
 def iso_utc(us):

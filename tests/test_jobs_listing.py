@@ -1,0 +1,178 @@
+"""GET /v1/private/local-runners/{runnerId}/jobs: the heart of the service."""
+import uuid
+
+import pytest
+
+from conftest import API, ROOT, create_job, pair, register
+
+
+def listing(client, runner_id, prefix=API, **query):
+    return client.get(f"{prefix}/local-runners/{runner_id}/jobs", query_string=query)
+
+
+def test_empty_runner(client, endpoint_runner):
+    runner_id, _ = endpoint_runner
+    response = listing(client, runner_id)
+    assert response.status_code == 200
+    assert response.json == {"page": 0, "size": 25, "total": 0, "content": []}
+
+
+def test_newest_first_with_exact_total(client, endpoint_runner):
+    runner_id, project_id = endpoint_runner
+    ids = [create_job(client, project_id, inputs={"question": f"q{i}"}) for i in range(5)]
+    page = listing(client, runner_id).json
+    assert page["total"] == 5
+    assert [job["id"] for job in page["content"]] == ids[::-1]
+    assert [job["inputs"]["question"] for job in page["content"]] == ["q4", "q3", "q2", "q1", "q0"]
+
+
+def test_size_one_pages_walk_every_job(client, endpoint_runner):
+    runner_id, project_id = endpoint_runner
+    ids = [create_job(client, project_id) for _ in range(3)]
+    seen = []
+    for page in range(3):
+        body = listing(client, runner_id, page=page, size=1).json
+        assert (body["page"], body["size"], body["total"]) == (page, 1, 3)
+        assert len(body["content"]) == 1
+        seen.append(body["content"][0]["id"])
+    assert seen == ids[::-1]
+
+
+def test_page_past_the_end_is_empty_with_total(client, endpoint_runner):
+    runner_id, project_id = endpoint_runner
+    create_job(client, project_id)
+    body = listing(client, runner_id, page=7, size=10).json
+    assert body == {"page": 7, "size": 10, "total": 1, "content": []}
+
+
+def test_project_filter(client):
+    runner_id, project_a = pair(client, project="alpha")
+    register(client, runner_id)
+    job_a = create_job(client, project_a)
+    # The same runner can hold jobs of one project only via routing, so a second
+    # project's runner shows the filter excludes other projects' jobs.
+    other = listing(client, runner_id, project_id=str(uuid.uuid4())).json
+    assert other["total"] == 0 and other["content"] == []
+    mine = listing(client, runner_id, project_id=project_a).json
+    assert mine["total"] == 1 and mine["content"][0]["id"] == job_a
+
+
+def test_every_field_round_trips(client, endpoint_runner):
+    runner_id, project_id = endpoint_runner
+    masks = {str(uuid.uuid4()): str(uuid.uuid4()), str(uuid.uuid4()): str(uuid.uuid4())}
+    metadata = {
+        "dataset_id": str(uuid.uuid4()),
+        "dataset_version_id": str(uuid.uuid4()),
+        "dataset_item_version_id": str(uuid.uuid4()),
+        "dataset_item_id": str(uuid.uuid4()),
+    }
+    mask_id = str(uuid.uuid4())
+    job_id = create_job(
+        client,
+        project_id,
+        inputs={"question": "2+2?", "n": 3, "nested": {"deep": [1, 2, {"x": None}]}},
+        mask_id=mask_id,
+        prompt_masks=masks,
+        blueprint_name="  my blueprint  ",
+        metadata=metadata,
+    )
+    (job,) = listing(client, runner_id).json["content"]
+    assert job["id"] == job_id
+    assert job["runner_id"] == runner_id
+    assert job["project_id"] == project_id
+    assert job["agent_name"] == "answer"
+    assert job["status"] == "pending"
+    assert job["inputs"] == {"question": "2+2?", "n": 3, "nested": {"deep": [1, 2, {"x": None}]}}
+    assert job["mask_id"] == mask_id
+    assert job["prompt_masks"] == masks
+    assert job["blueprint_name"] == "my blueprint"
+    assert job["metadata"] == metadata
+    assert job["timeout"] == 1800
+    assert job["created_at"].endswith("Z")
+
+
+def test_partial_metadata_keeps_only_given_fields(client, endpoint_runner):
+    runner_id, project_id = endpoint_runner
+    dataset_id = str(uuid.uuid4())
+    create_job(client, project_id, metadata={"dataset_id": dataset_id, "dataset_item_id": None})
+    (job,) = listing(client, runner_id).json["content"]
+    assert job["metadata"] == {"dataset_id": dataset_id}
+
+
+def test_null_fields_are_left_out(client, endpoint_runner):
+    runner_id, project_id = endpoint_runner
+    create_job(client, project_id)
+    (job,) = listing(client, runner_id).json["content"]
+    for absent in ("inputs", "result", "error", "trace_id", "mask_id", "prompt_masks", "blueprint_name",
+                   "metadata", "started_at", "completed_at"):
+        assert absent not in job
+    assert all(value is not None for value in job.values())
+
+
+def test_finished_job_shows_result_and_timestamps(client, endpoint_runner):
+    runner_id, project_id = endpoint_runner
+    job_id = create_job(client, project_id)
+    assert client.post(f"{API}/local-runners/{runner_id}/jobs/next").json["id"] == job_id
+    trace_id = str(uuid.uuid4())
+    client.post(f"{API}/local-runners/jobs/{job_id}/results",
+                json={"status": "completed", "result": {"answer": 42}, "trace_id": trace_id})
+    (job,) = listing(client, runner_id).json["content"]
+    assert job["status"] == "completed"
+    assert job["result"] == {"answer": 42}
+    assert job["trace_id"] == trace_id
+    assert job["created_at"] <= job["started_at"] <= job["completed_at"]
+
+
+@pytest.mark.parametrize("prefix", [API, ROOT])
+def test_both_prefixes(client, endpoint_runner, prefix):
+    runner_id, project_id = endpoint_runner
+    job_id = create_job(client, project_id)
+    body = listing(client, runner_id, prefix=prefix).json
+    assert [job["id"] for job in body["content"]] == [job_id]
+
+
+def test_unknown_runner_is_404(client, endpoint_runner):
+    response = listing(client, str(uuid.uuid4()))
+    assert response.status_code == 404
+    assert response.json["code"] == 404 and "Runner not found" in response.json["message"]
+
+
+def test_other_users_runner_is_404(make_app):
+    app = make_app(OPIK_API_KEYS="alice:key-a,bob:key-b")
+    client = app.test_client()
+    alice = {"Authorization": "key-a"}
+    runner_id, _ = pair(client, headers=alice)
+    assert client.get(f"{API}/local-runners/{runner_id}/jobs").status_code == 401
+    response = client.get(f"{API}/local-runners/{runner_id}/jobs", headers={"Authorization": "key-b"})
+    assert response.status_code == 404
+    assert client.get(f"{API}/local-runners/{runner_id}/jobs", headers=alice).status_code == 200
+
+
+def test_other_workspace_runner_is_404(client):
+    runner_id, _ = pair(client, headers={"Comet-Workspace": "team-a"})
+    assert client.get(f"{API}/local-runners/{runner_id}/jobs", headers={"Comet-Workspace": "team-b"}).status_code == 404
+    assert client.get(f"{API}/local-runners/{runner_id}/jobs", headers={"Comet-Workspace": "team-a"}).status_code == 200
+
+
+@pytest.mark.parametrize(
+    "query, message",
+    [
+        ({"page": -1}, "query param page must be greater than or equal to 0"),
+        ({"size": 0}, "query param size must be greater than or equal to 1"),
+        ({"page": "abc"}, "query param page must be an integer"),
+        ({"size": "1.5"}, "query param size must be an integer"),
+    ],
+)
+def test_bad_page_or_size_is_400(client, endpoint_runner, query, message):
+    runner_id, _ = endpoint_runner
+    response = listing(client, runner_id, **query)
+    assert response.status_code == 400
+    assert response.json == {"errors": [message]}
+
+
+def test_malformed_uuid_in_path_or_query_is_404(client, endpoint_runner):
+    runner_id, _ = endpoint_runner
+    assert client.get(f"{API}/local-runners/not-a-uuid/jobs").status_code == 404
+    response = listing(client, runner_id, project_id="not-a-uuid")
+    assert response.status_code == 404
+    assert response.json == {"code": 404, "message": "HTTP 404 Not Found"}
