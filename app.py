@@ -19,6 +19,7 @@ PUBLIC_ENDPOINTS = {"ping", "version"}
 
 
 def create_app(**overrides):
+    configure_logging()
     app = Flask(__name__)
     app.config.update(load_config(**overrides))
     app.config["MAX_CONTENT_LENGTH"] = MAX_REQUEST_BYTES
@@ -50,6 +51,19 @@ def create_app(**overrides):
             runners.reap()
 
     return app
+
+
+def configure_logging():
+    """One log line per state change, through gunicorn's handlers when served by it."""
+    if log.handlers:
+        return
+    server_log = logging.getLogger("gunicorn.error")
+    if server_log.handlers:
+        for handler in server_log.handlers:
+            log.addHandler(handler)
+        log.setLevel(server_log.level)
+    else:
+        log.setLevel(logging.INFO)
 
 
 def identify_caller():

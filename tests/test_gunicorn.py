@@ -1,0 +1,95 @@
+"""The shipped gunicorn configuration, run for real."""
+import base64
+import os
+import threading
+
+import pytest
+import requests
+
+from conftest import AGENT, activation_hmac
+from server import Server
+
+
+@pytest.fixture
+def server(tmp_path):
+    srv = Server(tmp_path / "served.db", OPIK_RUNNER_NEXT_JOB_POLL_TIMEOUT="6").start()
+    yield srv
+    srv.stop()
+
+
+def pair(url, workspace, name):
+    """Pair an endpoint runner with the `answer` agent in its own workspace."""
+    api = f"{url}/api/v1/private"
+    headers = {"Comet-Workspace": workspace}
+    assert requests.post(f"{api}/projects", json={"name": "demo"}, headers=headers, timeout=5).status_code == 201
+    project_id = requests.post(f"{api}/projects/retrieve", json={"name": "demo"}, headers=headers, timeout=5).json()["id"]
+    key = os.urandom(32)
+    session = requests.post(
+        f"{api}/pairing/sessions",
+        json={"project_id": project_id, "activation_key": base64.b64encode(key).decode(), "type": "endpoint"},
+        headers=headers,
+        timeout=5,
+    ).json()
+    activated = requests.post(
+        f"{api}/pairing/sessions/{session['session_id']}/activate",
+        json={"runner_name": name, "hmac": activation_hmac(session["session_id"], key, name)},
+        headers=headers,
+        timeout=5,
+    )
+    assert activated.status_code == 201
+    runner_id = session["runner_id"]
+    agents = requests.put(f"{api}/local-runners/{runner_id}/agents", json={"answer": AGENT}, headers=headers, timeout=5)
+    assert agents.status_code == 204
+    return {"runner_id": runner_id, "project_id": project_id, "headers": headers, "result": None}
+
+
+def test_held_long_polls_do_not_block_other_requests(server):
+    url = server.url
+    runners = [pair(url, f"ws-{i}", f"runner-{i}") for i in range(5)]
+
+    def long_poll(runner):
+        runner["result"] = requests.post(
+            f"{url}/api/v1/private/local-runners/{runner['runner_id']}/jobs/next",
+            headers=runner["headers"],
+            timeout=30,
+        )
+
+    threads = [threading.Thread(target=long_poll, args=(runner,)) for runner in runners]
+    for thread in threads:
+        thread.start()
+    # While all five polls are held, listings answer, under both prefixes.
+    for runner in runners:
+        for prefix in ("/api", ""):
+            listing = requests.get(
+                f"{url}{prefix}/v1/private/local-runners/{runner['runner_id']}/jobs",
+                headers=runner["headers"],
+                timeout=5,
+            )
+            assert listing.status_code == 200 and listing.json()["total"] == 0
+    assert all(thread.is_alive() for thread in threads), "a long poll returned before its timeout"
+
+    # A job created now wakes the first runner's held poll, which hands it out.
+    first = runners[0]
+    created = requests.post(
+        f"{url}/api/v1/private/local-runners/jobs",
+        json={"agent_name": "answer", "project_id": first["project_id"], "inputs": {"question": "hi"}},
+        headers=first["headers"],
+        timeout=5,
+    )
+    assert created.status_code == 201
+    threads[0].join(timeout=5)
+    assert not threads[0].is_alive(), "the held poll was not woken by the new job"
+    assert first["result"].status_code == 200
+    assert first["result"].json()["id"] == created.headers["Location"].rsplit("/", 1)[1]
+    assert first["result"].json()["status"] == "running"
+    # The others end with 200 and the literal body `null` at the poll timeout.
+    for runner, thread in zip(runners[1:], threads[1:]):
+        thread.join(timeout=15)
+        assert runner["result"].status_code == 200
+        assert runner["result"].content == b"null"
+
+
+def test_command_line_bind_overrides_config(server):
+    # The fixture passes `-b 127.0.0.1:<port>`; the config's default is :5173.
+    assert server.port != 5173
+    assert requests.get(f"{server.url}/api/is-alive/ping", timeout=5).json() == {"healthy": True}

@@ -1,0 +1,27 @@
+"""The repository's own promises: the contract copy and the README stay true."""
+import pathlib
+import re
+
+import pytest
+
+import contract
+from config import SETTINGS
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.skipif(not contract.SHARED.exists(), reason="no ../shared beside this checkout")
+def test_contract_copy_matches_shared():
+    assert contract.CONTRACT.read_bytes() == contract.SHARED.read_bytes()
+
+
+def test_readme_config_table_lists_every_setting():
+    readme = (ROOT / "README.md").read_text()
+    documented = set(re.findall(r"^\| `([A-Z_]+)` \|", readme, re.M))
+    assert {name for name, _, _ in SETTINGS} <= documented
+
+
+def test_ci_runs_the_readme_test_command():
+    readme = (ROOT / "README.md").read_text()
+    test_command = re.findall(r"```sh\n(.*?)\n```", readme, re.S)[1].strip()
+    assert test_command in (ROOT / ".ci" / "run").read_text()
