@@ -1,0 +1,67 @@
+"""Every query on a hot path is served by an index: no full table scans (SQLite's plan)."""
+import uuid
+
+import pytest
+
+import models
+import runners
+from models import Job, JobLog, PairingSession, Runner, now_us
+from runners import Caller
+
+CALLER = Caller("default", "admin")
+RID, JID, PID = uuid.uuid4(), uuid.uuid4(), uuid.uuid4()
+
+
+def plan(query):
+    sql, params = query.sql()
+    rows = models.database.execute_sql(f"EXPLAIN QUERY PLAN {sql}", params).fetchall()
+    return [row[-1] for row in rows]
+
+
+QUERIES = {
+    "listing": lambda: Job.select().where(Job.runner == RID).order_by(Job.id.desc()).paginate(3, 25),
+    "listing total": lambda: Job.select(Job.id).where(Job.runner == RID),
+    "listing by project": lambda: Job.select()
+    .where((Job.runner == RID) & (Job.project_id == PID))
+    .order_by(Job.id.desc())
+    .paginate(1, 25),
+    "claim": lambda: Job.select()
+    .where((Job.runner == RID) & (Job.status == "pending"))
+    .order_by(Job.id)
+    .limit(1),
+    "job visibility": lambda: runners.visible_jobs(CALLER).where(Job.id == JID),
+    "runner ownership": lambda: runners.owned_runners(CALLER).where(Runner.id == RID),
+    "runners listing": lambda: runners.owned_runners(CALLER)
+    .where(Runner.project_id == PID)
+    .order_by(Runner.connected_at.desc()),
+    "active runner": lambda: runners.owned_runners(CALLER).where(
+        (Runner.project_id == PID) & (Runner.type == "endpoint")
+    ),
+    "logs": lambda: JobLog.select().where(JobLog.job == JID).order_by(JobLog.id).offset(10),
+    "reaper: stuck jobs": lambda: Job.select().where(
+        (Job.status == "running") & (Job.started_at + Job.timeout * 1_000_000 < now_us())
+    ),
+    "reaper: dead runners": lambda: Runner.select().where(
+        Runner.detached_at.is_null() & (Runner.heartbeat_expires_at <= now_us())
+    ),
+    "reaper: finished jobs": lambda: Job.select().where(
+        Job.status.in_(["completed", "failed", "cancelled"]) & (Job.completed_at < now_us())
+    ),
+    "reaper: sessions": lambda: PairingSession.select().where(PairingSession.expires_at < now_us()),
+}
+
+
+@pytest.mark.parametrize("name", QUERIES)
+def test_query_uses_an_index(app, name):
+    with app.app_context(), models.database.connection_context():
+        steps = plan(QUERIES[name]())
+    # "SEARCH ... USING INDEX" narrows by the index; any "SCAN" walks a whole table or index.
+    assert not [step for step in steps if step.startswith("SCAN")], f"{name}: {steps}"
+    assert all(step.startswith("SEARCH") or "TEMP B-TREE" in step for step in steps), f"{name}: {steps}"
+
+
+def test_schema_creation_is_idempotent(make_app, tmp_path):
+    make_app()
+    make_app()  # a second start on the same file must not fail or lose anything
+    with models.database.connection_context():
+        assert set(models.database.get_tables()) >= {"runner", "job", "job_log", "pairing_session", "project"}
