@@ -1,6 +1,7 @@
 """The one blueprint: every route parses with a schema, calls one domain function,
 and dumps with a schema. app.py registers it at the root and under /api."""
 import json
+import zlib
 
 from flask import Blueprint, Response, g, request, url_for
 
@@ -8,6 +9,7 @@ import pairing
 import projects
 import runners
 import schemas
+from config import MAX_REQUEST_BYTES
 from errors import error, failure
 
 api = Blueprint("api", __name__)
@@ -34,9 +36,29 @@ def _reject_constant(name):
     raise ValueError(f"{name} is not valid JSON")
 
 
+def inflate(raw):
+    """Undo `Content-Encoding: gzip` (the CLI gzips bodies of 256 bytes or more).
+
+    zlib rather than gzip.decompress because zlib can stop at a size: a small
+    bomb must not inflate to gigabytes before it is refused.
+    """
+    inflater = zlib.decompressobj(16 + zlib.MAX_WBITS)
+    try:
+        body = inflater.decompress(raw, MAX_REQUEST_BYTES)
+    except zlib.error as exc:
+        raise failure(400, f"Unable to process JSON. Corrupt gzip body: {exc}")
+    if inflater.unconsumed_tail:
+        raise failure(413, f"Request body inflates past {MAX_REQUEST_BYTES} bytes")
+    if not inflater.eof:
+        raise failure(400, "Unable to process JSON. Truncated gzip body")
+    return body
+
+
 def read_json(required=True):
     """The request body as JSON; an empty body is None (Opik's POSTs without a body)."""
     raw = request.get_data()
+    if raw and request.headers.get("Content-Encoding", "").strip().lower() == "gzip":
+        raw = inflate(raw)
     if not raw.strip():
         if required:
             raise error(422, "The request body must not be null")
