@@ -64,18 +64,20 @@ def read_json(required=True):
             raise error(422, "The request body must not be null")
         return None
     try:
-        return json.loads(raw, parse_constant=_reject_constant)
-    except (ValueError, UnicodeDecodeError) as exc:
+        body = json.loads(raw, parse_constant=_reject_constant)
+        if b"\\ud" in raw.lower():
+            # An escaped lone surrogate parses, but no UTF-8 store can hold it.
+            json.dumps(body, ensure_ascii=False).encode("utf-8")
+        return body
+    except (ValueError, UnicodeError) as exc:
         raise failure(400, f"Unable to process JSON. {exc}")
+    except RecursionError:
+        raise failure(400, "Unable to process JSON. Document nested too deeply")
 
 
 def load_body(schema, required=True):
     body = read_json(required)
-    if body is None:
-        body = {}
-    if not isinstance(body, dict):
-        raise failure(400, f"Unable to process JSON. Expected a JSON object, got {type(body).__name__}")
-    return schema.load(body)
+    return schema.load({} if body is None else body)
 
 
 def load_query(schema):
@@ -164,10 +166,7 @@ def disconnect_runner(runner_id):
 
 @api.put("/v1/private/local-runners/<uuid:runner_id>/agents")
 def register_agents(runner_id):
-    body = read_json()
-    if not isinstance(body, dict):
-        raise failure(400, "Unable to process JSON. The agents body must be a JSON object")
-    agents = schemas.AgentsRequest().load({"agents": body})["agents"]
+    agents = schemas.AgentsRequest().load({"agents": read_json()})["agents"]
     runners.register_agents(g.caller, runner_id, agents)
     return no_content()
 

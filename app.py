@@ -98,7 +98,9 @@ def render_api_error(exc):
 
 
 def render_http_error(exc):
-    return respond({"code": exc.code, "message": f"HTTP {exc.code} {exc.name}"}, exc.code)
+    # Keep werkzeug's headers (a 405's Allow) but not its HTML content type.
+    headers = {k: v for k, v in exc.get_headers() if k.lower() != "content-type"}
+    return respond({"code": exc.code, "message": f"HTTP {exc.code} {exc.name}"}, exc.code, headers)
 
 
 def render_unexpected_error(exc):

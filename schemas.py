@@ -9,7 +9,7 @@ Failure mapping follows Opik (behaviour notes §3.0):
 """
 from datetime import datetime, timedelta, timezone
 
-from marshmallow import EXCLUDE, Schema, ValidationError, fields, post_dump, post_load, validate
+from marshmallow import EXCLUDE, Schema, ValidationError, fields, post_dump, post_load, pre_load, validate
 
 from errors import error, failure, not_found
 
@@ -111,6 +111,14 @@ class Timestamp(fields.Field):
 class BodySchema(Schema):
     class Meta:
         unknown = EXCLUDE  # Opik ignores unknown properties
+
+    @pre_load
+    def require_object(self, data, **kwargs):
+        # Runs for a nested object and each item of a list body too: a JSON type
+        # mismatch is a parse error (400), as in Jackson, not a constraint (422).
+        if not isinstance(data, dict):
+            raise failure(400, f"Unable to process JSON. Expected a JSON object, got {type(data).__name__}")
+        return data
 
     def handle_error(self, exc, data, **kwargs):
         raise error(422, *flatten(exc.messages))
