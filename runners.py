@@ -120,7 +120,8 @@ def patch_checklist(caller, runner_id, patch):
     with database.atomic():
         runner = get_runner(caller, runner_id)
         merged = deep_merge(runner.checklist or {}, patch)
-        size = len(json.dumps(merged, separators=(",", ":"), ensure_ascii=False).encode())
+        # Upstream measures the serialized Java string: UTF-16 code units, not bytes.
+        size = len(json.dumps(merged, separators=(",", ":"), ensure_ascii=False).encode("utf-16-le")) // 2
         if size > MAX_PAYLOAD_BYTES:
             raise error(400, f"Checklist too large: {size} bytes (max {MAX_PAYLOAD_BYTES})")
         Runner.update(checklist=merged).where(Runner.id == runner_id).execute()
@@ -136,7 +137,7 @@ def heartbeat(caller, runner_id, capabilities):
     if capabilities:
         bad = [c for c in capabilities if not isinstance(c, str) or not CAPABILITY.match(c)]
         if bad:
-            raise error(400, f"Invalid capability: {bad[0]!r}. Capabilities must match [a-z_]+")
+            raise error(400, f"Invalid capability value: {bad[0]}")
         Runner.update(capabilities=capabilities).where(Runner.id == runner_id).execute()
     if runner.type != "endpoint":
         return []
