@@ -1,0 +1,792 @@
+"""The job endpoints of /v1/private/local-runners (behaviour notes §1.3, §1.4, §2.2, §3.0, §3.2, §5, §8).
+
+One test (or one parametrised group) per row of the behaviour tables. Every
+response also goes through the contract check of the test client.
+"""
+import threading
+import time
+import uuid
+
+import pytest
+
+from conftest import AGENT, API, ROOT, create_job, ensure_project, pair, register
+
+JOBS = f"{API}/local-runners/jobs"
+NO_RUNNER = {"errors": ["No runner configured. Pair one from the Runners page."]}
+NOT_CONNECTED = {"errors": ["Your runner is not connected. Start it with: opik connect"]}
+BAD_STATUS = {"errors": ["Invalid result status. Must be one of: [running, completed, failed]"]}
+
+
+def job_not_found(job_id):
+    return {"code": 404, "message": f"Job not found: '{job_id}'"}
+
+
+def get_job(client, job_id, headers=None, prefix=API):
+    return client.get(f"{prefix}/local-runners/jobs/{job_id}", headers=headers)
+
+
+def job_state(client, job_id, headers=None):
+    response = get_job(client, job_id, headers)
+    assert response.status_code == 200, response.data
+    return response.json
+
+
+def next_job(client, runner_id, headers=None):
+    response = client.post(f"{API}/local-runners/{runner_id}/jobs/next", headers=headers)
+    assert response.status_code == 200, response.data
+    return response.json
+
+
+def report(client, job_id, headers=None, **body):
+    return client.post(f"{JOBS}/{job_id}/results", json=body, headers=headers)
+
+
+def cancel(client, job_id, headers=None):
+    return client.post(f"{JOBS}/{job_id}/cancel", headers=headers)
+
+
+def heartbeat(client, runner_id, headers=None):
+    response = client.post(f"{API}/local-runners/{runner_id}/heartbeats", headers=headers)
+    assert response.status_code == 200, response.data
+    return response.json["cancelled_job_ids"]
+
+
+def append_logs(client, job_id, entries, headers=None):
+    return client.post(f"{JOBS}/{job_id}/logs", json=entries, headers=headers)
+
+
+def read_logs(client, job_id, headers=None, **query):
+    return client.get(f"{JOBS}/{job_id}/logs", query_string=query, headers=headers)
+
+
+def lines(*texts, stream="stdout"):
+    return [{"stream": stream, "text": text} for text in texts]
+
+
+# -- POST /jobs: create
+
+
+@pytest.mark.parametrize("prefix", [API, ROOT])
+def test_create_is_201_without_body_and_location_under_own_prefix(client, endpoint_runner, prefix):
+    _, project_id = endpoint_runner
+    response = client.post(f"{prefix}/local-runners/jobs", json={"agent_name": "answer", "project_id": project_id})
+    assert response.status_code == 201
+    assert response.data == b""
+    location = response.headers["Location"]
+    job_id = location.rsplit("/", 1)[1]
+    uuid.UUID(job_id)
+    assert location.endswith(f"{prefix}/local-runners/jobs/{job_id}")
+    if prefix == ROOT:
+        assert "/api/" not in location
+    # The Location resolves to the new job.
+    assert job_state(client, job_id)["id"] == job_id
+
+
+def test_created_job_is_pending_and_routed_to_callers_runner(client, endpoint_runner):
+    runner_id, project_id = endpoint_runner
+    job_id = create_job(client, project_id, inputs={"question": "why?"})
+    job = job_state(client, job_id)
+    assert job["status"] == "pending"
+    assert job["runner_id"] == runner_id
+    assert job["project_id"] == project_id
+    assert job["agent_name"] == "answer"
+    assert job["inputs"] == {"question": "why?"}
+    assert job["created_at"].endswith("Z")
+    for absent in ("started_at", "completed_at", "result", "error", "trace_id"):
+        assert absent not in job
+
+
+def test_create_without_any_runner_is_404(client):
+    project_id = ensure_project(client)
+    response = client.post(JOBS, json={"agent_name": "answer", "project_id": project_id})
+    assert response.status_code == 404
+    assert response.json == NO_RUNNER
+
+
+def test_create_for_unknown_project_is_404(client, endpoint_runner):
+    response = client.post(JOBS, json={"agent_name": "answer", "project_id": str(uuid.uuid4())})
+    assert response.status_code == 404
+    assert response.json == NO_RUNNER
+
+
+def test_create_with_only_a_connect_runner_is_404(client):
+    runner_id, project_id = pair(client, runner_type="connect")
+    register(client, runner_id)
+    response = client.post(JOBS, json={"agent_name": "answer", "project_id": project_id})
+    assert response.status_code == 404
+    assert response.json == NO_RUNNER
+
+
+def test_create_routes_to_the_endpoint_runner_when_a_connect_runner_coexists(client):
+    connect_id, project_id = pair(client, runner_type="connect", name="connect-1")
+    register(client, connect_id)
+    endpoint_id, _ = pair(client, runner_type="endpoint", name="endpoint-1")
+    register(client, endpoint_id)
+    job_id = create_job(client, project_id)
+    assert job_state(client, job_id)["runner_id"] == endpoint_id
+
+
+def test_create_for_another_users_runner_is_404(make_app):
+    client = make_app(OPIK_API_KEYS="alice:key-a,bob:key-b").test_client()
+    alice, bob = {"Authorization": "key-a"}, {"Authorization": "key-b"}
+    runner_id, project_id = pair(client, headers=alice)
+    register(client, runner_id, headers=alice)
+    response = client.post(JOBS, json={"agent_name": "answer", "project_id": project_id}, headers=bob)
+    assert response.status_code == 404
+    assert response.json == NO_RUNNER
+    create_job(client, project_id, headers=alice)
+
+
+def test_create_after_the_runner_is_deleted_is_404(client, endpoint_runner):
+    runner_id, project_id = endpoint_runner
+    assert client.delete(f"{API}/local-runners/{runner_id}").status_code == 204
+    response = client.post(JOBS, json={"agent_name": "answer", "project_id": project_id})
+    assert response.status_code == 404
+    assert response.json == NO_RUNNER
+
+
+def test_create_on_a_lapsed_runner_is_409_and_next_job_neither_checks_nor_revives(make_app):
+    client = make_app(OPIK_RUNNER_HEARTBEAT_TTL="1").test_client()
+    runner_id, project_id = pair(client)
+    register(client, runner_id)
+    queued = create_job(client, project_id)
+    time.sleep(1.2)
+    response = client.post(JOBS, json={"agent_name": "answer", "project_id": project_id})
+    assert response.status_code == 409
+    assert response.json == NOT_CONNECTED
+    # Liveness comes before the agent check (order of checks, §3.2).
+    response = client.post(JOBS, json={"agent_name": "nope", "project_id": project_id})
+    assert response.status_code == 409
+    assert response.json == NOT_CONNECTED
+    # jobs/next checks ownership only and does not refresh the heartbeat.
+    assert next_job(client, runner_id)["id"] == queued
+    assert client.get(f"{API}/local-runners/{runner_id}").json["status"] == "disconnected"
+    assert client.post(JOBS, json={"agent_name": "answer", "project_id": project_id}).status_code == 409
+    # A heartbeat brings a lapsed (not purged) runner back (§2.1).
+    heartbeat(client, runner_id)
+    create_job(client, project_id)
+
+
+def test_create_for_unregistered_agent_is_400(client, endpoint_runner):
+    _, project_id = endpoint_runner
+    response = client.post(JOBS, json={"agent_name": "x", "project_id": project_id})
+    assert response.status_code == 400
+    assert response.json == {"errors": ["Agent 'x' is not registered on this runner"]}
+
+
+def test_create_after_agents_are_cleared_is_400(client, endpoint_runner):
+    runner_id, project_id = endpoint_runner
+    assert client.put(f"{API}/local-runners/{runner_id}/agents", json={}).status_code == 204
+    response = client.post(JOBS, json={"agent_name": "answer", "project_id": project_id})
+    assert response.status_code == 400
+    assert response.json == {"errors": ["Agent 'answer' is not registered on this runner"]}
+
+
+def test_full_pending_queue_is_429_and_only_pending_jobs_count(make_app):
+    client = make_app(OPIK_RUNNER_MAX_PENDING="3").test_client()
+    runner_id, project_id = pair(client)
+    register(client, runner_id)
+    ids = [create_job(client, project_id) for _ in range(3)]
+    response = client.post(JOBS, json={"agent_name": "answer", "project_id": project_id})
+    assert response.status_code == 429
+    assert response.json == {"errors": ["Too many pending jobs for this runner"]}
+    # The agent check comes before the queue check.
+    response = client.post(JOBS, json={"agent_name": "nope", "project_id": project_id})
+    assert response.status_code == 400
+    # A claimed (running) job leaves the pending queue, so there is room again.
+    assert next_job(client, runner_id)["id"] == ids[0]
+    create_job(client, project_id)
+    assert client.post(JOBS, json={"agent_name": "answer", "project_id": project_id}).status_code == 429
+    # Cancelling a pending job frees a slot too.
+    assert cancel(client, ids[1]).status_code == 204
+    create_job(client, project_id)
+
+
+@pytest.mark.parametrize(
+    "body, message",
+    [
+        ({"agent_name": "   ", "project_id": "PROJECT"}, "agent_name must not be blank"),
+        ({"agent_name": "", "project_id": "PROJECT"}, "agent_name must not be blank"),
+        ({"project_id": "PROJECT"}, "agent_name must not be null"),
+        ({"agent_name": "answer"}, "project_id must not be null"),
+        ({"agent_name": "answer", "project_id": None}, "project_id must not be null"),
+        ({"agent_name": "answer", "project_id": "PROJECT", "blueprint_name": "  "}, "blueprint_name must not be blank"),
+    ],
+)
+def test_create_constraint_violations_are_422(client, endpoint_runner, body, message):
+    _, project_id = endpoint_runner
+    body = {k: (project_id if v == "PROJECT" else v) for k, v in body.items()}
+    response = client.post(JOBS, json=body)
+    assert response.status_code == 422
+    assert response.json == {"errors": [message]}
+
+
+def test_create_with_null_body_is_422(client, endpoint_runner):
+    response = client.post(JOBS, data="", content_type="application/json")
+    assert response.status_code == 422
+    assert isinstance(response.json["errors"], list) and response.json["errors"]
+
+
+def test_job_timeout_defaults_to_config_when_agent_has_none(client, endpoint_runner):
+    _, project_id = endpoint_runner
+    assert job_state(client, create_job(client, project_id))["timeout"] == 1800
+
+
+def test_job_timeout_is_the_agents_when_above_zero(client, endpoint_runner):
+    runner_id, project_id = endpoint_runner
+    register(client, runner_id, {"answer": {**AGENT, "timeout": 42}, "zero": AGENT})
+    assert job_state(client, create_job(client, project_id))["timeout"] == 42
+    assert job_state(client, create_job(client, project_id, agent="zero"))["timeout"] == 1800
+
+
+def test_job_timeout_follows_the_configured_default(make_app):
+    client = make_app(OPIK_RUNNER_JOB_TIMEOUT="90").test_client()
+    runner_id, project_id = pair(client)
+    register(client, runner_id)
+    assert job_state(client, create_job(client, project_id))["timeout"] == 90
+
+
+def test_create_routes_to_the_newest_endpoint_runner_after_repairing(client):
+    old_id, project_id = pair(client, name="old")
+    register(client, old_id)
+    old_job = create_job(client, project_id)
+    new_id, same_project = pair(client, name="new")
+    assert same_project == project_id
+    register(client, new_id)
+    job_id = create_job(client, project_id)
+    assert job_state(client, job_id)["runner_id"] == new_id
+    # The evicted runner's jobs are gone from view and it cannot poll any more.
+    assert get_job(client, old_job).status_code == 404
+    assert client.post(f"{API}/local-runners/{old_id}/jobs/next").status_code == 404
+    assert next_job(client, new_id)["id"] == job_id
+
+
+# -- GET /jobs/{id}
+
+
+@pytest.mark.parametrize("prefix", [API, ROOT])
+def test_get_job_is_200(client, endpoint_runner, prefix):
+    runner_id, project_id = endpoint_runner
+    job_id = create_job(client, project_id)
+    response = get_job(client, job_id, prefix=prefix)
+    assert response.status_code == 200
+    assert response.json["id"] == job_id
+    assert response.json["runner_id"] == runner_id
+
+
+def test_get_unknown_job_is_404(client, endpoint_runner):
+    job_id = str(uuid.uuid4())
+    response = get_job(client, job_id)
+    assert response.status_code == 404
+    assert response.json == job_not_found(job_id)
+
+
+def test_get_job_of_another_workspace_is_404(client):
+    team_a, team_b = {"Comet-Workspace": "team-a"}, {"Comet-Workspace": "team-b"}
+    runner_id, project_id = pair(client, headers=team_a)
+    register(client, runner_id, headers=team_a)
+    job_id = create_job(client, project_id, headers=team_a)
+    response = get_job(client, job_id, headers=team_b)
+    assert response.status_code == 404
+    assert response.json == job_not_found(job_id)
+    assert get_job(client, job_id).status_code == 404  # the default workspace
+    assert get_job(client, job_id, headers=team_a).status_code == 200
+
+
+def test_get_job_of_another_user_is_404(make_app):
+    client = make_app(OPIK_API_KEYS="alice:key-a,bob:key-b").test_client()
+    alice, bob = {"Authorization": "key-a"}, {"Authorization": "key-b"}
+    runner_id, project_id = pair(client, headers=alice)
+    register(client, runner_id, headers=alice)
+    job_id = create_job(client, project_id, headers=alice)
+    response = get_job(client, job_id, headers=bob)
+    assert response.status_code == 404
+    assert response.json == job_not_found(job_id)
+    assert get_job(client, job_id, headers=alice).status_code == 200
+    # Everything else about the job is hidden from bob as well.
+    assert report(client, job_id, headers=bob, status="completed").status_code == 404
+    assert cancel(client, job_id, headers=bob).status_code == 404
+    assert read_logs(client, job_id, headers=bob).status_code == 404
+    assert append_logs(client, job_id, lines("x"), headers=bob).status_code == 404
+    assert job_state(client, job_id, headers=alice)["status"] == "pending"
+
+
+def test_get_job_after_its_runner_is_deleted_is_404(client, endpoint_runner):
+    runner_id, project_id = endpoint_runner
+    job_id = create_job(client, project_id)
+    assert client.delete(f"{API}/local-runners/{runner_id}").status_code == 204
+    response = get_job(client, job_id)
+    assert response.status_code == 404
+    assert response.json == job_not_found(job_id)
+
+
+def test_get_job_with_malformed_id_is_404(client, endpoint_runner):
+    assert get_job(client, "not-a-uuid").status_code == 404
+
+
+# -- POST /{runnerId}/jobs/next
+
+
+def test_next_with_nothing_pending_is_200_null(client, endpoint_runner):
+    runner_id, _ = endpoint_runner
+    response = client.post(f"{API}/local-runners/{runner_id}/jobs/next")
+    assert response.status_code == 200
+    assert response.data == b"null"
+
+
+def test_next_holds_for_the_poll_timeout_before_null(make_app):
+    client = make_app(OPIK_RUNNER_NEXT_JOB_POLL_TIMEOUT="1.0").test_client()
+    runner_id, _ = pair(client)
+    register(client, runner_id)
+    started = time.monotonic()
+    response = client.post(f"{API}/local-runners/{runner_id}/jobs/next")
+    elapsed = time.monotonic() - started
+    assert response.status_code == 200
+    assert response.data == b"null"
+    assert 0.9 <= elapsed < 5
+
+
+def test_next_accepts_an_empty_json_body(client, endpoint_runner):
+    runner_id, project_id = endpoint_runner
+    job_id = create_job(client, project_id)
+    response = client.post(f"{API}/local-runners/{runner_id}/jobs/next", data="", content_type="application/json")
+    assert response.status_code == 200
+    assert response.json["id"] == job_id
+
+
+def test_next_claims_oldest_pending_first(client, endpoint_runner):
+    runner_id, project_id = endpoint_runner
+    ids = [create_job(client, project_id, inputs={"i": i}) for i in range(4)]
+    claimed = [next_job(client, runner_id) for _ in range(4)]
+    assert [job["id"] for job in claimed] == ids
+    assert [job["inputs"] for job in claimed] == [{"i": i} for i in range(4)]
+    assert next_job(client, runner_id) is None
+
+
+def test_claimed_job_is_running_with_started_at(client, endpoint_runner):
+    runner_id, project_id = endpoint_runner
+    job_id = create_job(client, project_id, inputs={"question": "q"})
+    job = next_job(client, runner_id)
+    assert job["id"] == job_id
+    assert job["status"] == "running"
+    assert job["agent_name"] == "answer"
+    assert job["inputs"] == {"question": "q"}
+    assert job["timeout"] == 1800
+    assert job["created_at"] <= job["started_at"]
+    assert "completed_at" not in job
+    stored = job_state(client, job_id)
+    assert stored["status"] == "running"
+    assert stored["started_at"] == job["started_at"]
+
+
+def test_waiting_next_is_woken_by_a_job_created_elsewhere(make_app):
+    app = make_app(OPIK_RUNNER_NEXT_JOB_POLL_TIMEOUT="5")
+    client = app.test_client()
+    runner_id, project_id = pair(client)
+    register(client, runner_id)
+    outcome = {}
+
+    def poll():
+        poller = app.test_client()
+        started = time.monotonic()
+        response = poller.post(f"{API}/local-runners/{runner_id}/jobs/next")
+        outcome.update(status=response.status_code, body=response.json, elapsed=time.monotonic() - started)
+
+    thread = threading.Thread(target=poll)
+    thread.start()
+    time.sleep(0.5)  # the poll is waiting by now
+    assert thread.is_alive()
+    job_id = create_job(app.test_client(), project_id)
+    thread.join(timeout=10)
+    assert not thread.is_alive()
+    assert outcome["status"] == 200
+    assert outcome["body"]["id"] == job_id
+    assert outcome["body"]["status"] == "running"
+    assert 0.4 <= outcome["elapsed"] < 4
+
+
+def test_next_for_unknown_runner_is_404(client, endpoint_runner):
+    runner_id = str(uuid.uuid4())
+    response = client.post(f"{API}/local-runners/{runner_id}/jobs/next")
+    assert response.status_code == 404
+    assert response.json == {"code": 404, "message": f"Runner not found: {runner_id}"}
+
+
+def test_next_for_another_workspaces_runner_is_404(client):
+    team_a = {"Comet-Workspace": "team-a"}
+    runner_id, project_id = pair(client, headers=team_a)
+    register(client, runner_id, headers=team_a)
+    job_id = create_job(client, project_id, headers=team_a)
+    response = client.post(f"{API}/local-runners/{runner_id}/jobs/next", headers={"Comet-Workspace": "team-b"})
+    assert response.status_code == 404
+    assert job_state(client, job_id, headers=team_a)["status"] == "pending"
+
+
+def test_next_for_another_users_runner_is_404(make_app):
+    client = make_app(OPIK_API_KEYS="alice:key-a,bob:key-b").test_client()
+    alice, bob = {"Authorization": "key-a"}, {"Authorization": "key-b"}
+    runner_id, project_id = pair(client, headers=alice)
+    register(client, runner_id, headers=alice)
+    job_id = create_job(client, project_id, headers=alice)
+    assert client.post(f"{API}/local-runners/{runner_id}/jobs/next", headers=bob).status_code == 404
+    assert next_job(client, runner_id, headers=alice)["id"] == job_id
+
+
+def test_next_for_a_deleted_runner_is_404(client, endpoint_runner):
+    runner_id, _ = endpoint_runner
+    assert client.delete(f"{API}/local-runners/{runner_id}").status_code == 204
+    assert client.post(f"{API}/local-runners/{runner_id}/jobs/next").status_code == 404
+
+
+def test_concurrent_claims_deliver_each_job_exactly_once(app, client, endpoint_runner):
+    runner_id, project_id = endpoint_runner
+    created = [create_job(client, project_id) for _ in range(12)]
+    claimed, failures = [], []
+    lock = threading.Lock()
+
+    def worker():
+        poller = app.test_client()
+        while True:
+            response = poller.post(f"{API}/local-runners/{runner_id}/jobs/next")
+            if response.status_code != 200:
+                with lock:
+                    failures.append((response.status_code, response.data))
+                return
+            if response.json is None:
+                return
+            with lock:
+                claimed.append(response.json["id"])
+
+    threads = [threading.Thread(target=worker) for _ in range(5)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=30)
+    assert not any(thread.is_alive() for thread in threads)
+    assert failures == []
+    assert len(claimed) == len(set(claimed)) == len(created)
+    assert sorted(claimed) == sorted(created)
+    assert {job_state(client, job_id)["status"] for job_id in created} == {"running"}
+
+
+def test_concurrent_waiting_polls_share_new_jobs_exactly_once(make_app):
+    app = make_app(OPIK_RUNNER_NEXT_JOB_POLL_TIMEOUT="1.5")
+    client = app.test_client()
+    runner_id, project_id = pair(client)
+    register(client, runner_id)
+    results = []
+    lock = threading.Lock()
+
+    def poll():
+        response = app.test_client().post(f"{API}/local-runners/{runner_id}/jobs/next")
+        with lock:
+            results.append((response.status_code, response.json))
+
+    threads = [threading.Thread(target=poll) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    time.sleep(0.3)
+    created = [create_job(client, project_id) for _ in range(2)]
+    for thread in threads:
+        thread.join(timeout=10)
+    assert all(status == 200 for status, _ in results)
+    delivered = [body["id"] for _, body in results if body is not None]
+    assert sorted(delivered) == sorted(created)
+    assert sum(body is None for _, body in results) == 2
+
+
+# -- POST /jobs/{id}/results
+
+
+def test_running_report_records_trace_result_and_error_only(client, endpoint_runner):
+    runner_id, project_id = endpoint_runner
+    job_id = create_job(client, project_id)
+    claimed = next_job(client, runner_id)
+    trace_id = str(uuid.uuid4())
+    response = report(client, job_id, status="running", trace_id=trace_id, result={"partial": 1}, error="warn")
+    assert response.status_code == 204
+    assert response.data == b""
+    job = job_state(client, job_id)
+    assert job["status"] == "running"
+    assert job["trace_id"] == trace_id
+    assert job["result"] == {"partial": 1}
+    assert job["error"] == "warn"
+    assert job["started_at"] == claimed["started_at"]
+    assert "completed_at" not in job
+
+
+@pytest.mark.parametrize("status", ["completed", "failed"])
+def test_final_report_sets_status_and_completed_at(client, endpoint_runner, status):
+    runner_id, project_id = endpoint_runner
+    job_id = create_job(client, project_id)
+    next_job(client, runner_id)
+    trace_id = str(uuid.uuid4())
+    assert report(client, job_id, status="running", trace_id=trace_id).status_code == 204
+    body = {"result": {"answer": 42}} if status == "completed" else {"error": "ValueError: boom"}
+    assert report(client, job_id, status=status, trace_id=trace_id, **body).status_code == 204
+    job = job_state(client, job_id)
+    assert job["status"] == status
+    assert job["trace_id"] == trace_id
+    assert job["started_at"] <= job["completed_at"]
+    if status == "completed":
+        assert job["result"] == {"answer": 42}
+    else:
+        assert job["error"] == "ValueError: boom"
+
+
+@pytest.mark.parametrize("status", ["pending", "cancelled"])
+def test_report_with_non_reportable_status_is_400(client, endpoint_runner, status):
+    runner_id, project_id = endpoint_runner
+    job_id = create_job(client, project_id)
+    next_job(client, runner_id)
+    response = report(client, job_id, status=status)
+    assert response.status_code == 400
+    assert response.json == BAD_STATUS
+    assert job_state(client, job_id)["status"] == "running"
+
+
+@pytest.mark.parametrize("status", ["pending", "cancelled"])
+def test_report_status_is_checked_before_the_job_lookup(client, endpoint_runner, status):
+    response = report(client, str(uuid.uuid4()), status=status)
+    assert response.status_code == 400
+    assert response.json == BAD_STATUS
+
+
+def test_report_with_unknown_enum_is_a_400_parse_error(client, endpoint_runner):
+    runner_id, project_id = endpoint_runner
+    job_id = create_job(client, project_id)
+    response = report(client, job_id, status="bogus")
+    assert response.status_code == 400
+    assert response.json["code"] == 400
+    assert response.json["message"].startswith("Unable to process JSON")
+    assert set(response.json) <= {"code", "message", "details"}
+
+
+def test_report_without_status_is_422(client, endpoint_runner):
+    _, project_id = endpoint_runner
+    job_id = create_job(client, project_id)
+    response = client.post(f"{JOBS}/{job_id}/results", json={"result": {"a": 1}})
+    assert response.status_code == 422
+    assert response.json == {"errors": ["status must not be null"]}
+
+
+@pytest.mark.parametrize("final", ["completed", "failed"])
+def test_finished_job_ignores_later_reports(client, endpoint_runner, final):
+    runner_id, project_id = endpoint_runner
+    job_id = create_job(client, project_id)
+    next_job(client, runner_id)
+    assert report(client, job_id, status=final, result={"v": 1}, error="first").status_code == 204
+    before = job_state(client, job_id)
+    for later in (
+        {"status": "completed", "result": {"v": 2}},
+        {"status": "failed", "error": "second"},
+        {"status": "running", "trace_id": str(uuid.uuid4()), "result": {"v": 3}, "error": "third"},
+    ):
+        response = report(client, job_id, **later)
+        assert response.status_code == 204
+        assert response.data == b""
+    assert job_state(client, job_id) == before
+
+
+def test_report_for_unknown_job_is_404(client, endpoint_runner):
+    job_id = str(uuid.uuid4())
+    response = report(client, job_id, status="completed", result={"a": 1})
+    assert response.status_code == 404
+    assert response.json == job_not_found(job_id)
+
+
+@pytest.mark.parametrize("status", ["completed", "failed"])
+def test_never_claimed_pending_job_can_be_finished(client, endpoint_runner, status):
+    _, project_id = endpoint_runner
+    job_id = create_job(client, project_id)
+    assert report(client, job_id, status=status, error="e" if status == "failed" else None).status_code == 204
+    job = job_state(client, job_id)
+    assert job["status"] == status
+    assert "completed_at" in job
+    assert "started_at" not in job
+
+
+# -- POST /jobs/{id}/cancel
+
+
+def test_cancel_pending_job(client, endpoint_runner):
+    runner_id, project_id = endpoint_runner
+    job_id = create_job(client, project_id)
+    response = cancel(client, job_id)
+    assert response.status_code == 204
+    assert response.data == b""
+    job = job_state(client, job_id)
+    assert job["status"] == "cancelled"
+    assert "completed_at" in job and "started_at" not in job
+    # Never handed out afterwards, and not announced (only running jobs are).
+    assert next_job(client, runner_id) is None
+    assert heartbeat(client, runner_id) == []
+    assert job_state(client, job_id)["status"] == "cancelled"
+
+
+def test_cancel_pending_job_keeps_the_queue_order_of_the_rest(client, endpoint_runner):
+    runner_id, project_id = endpoint_runner
+    first, second, third = (create_job(client, project_id) for _ in range(3))
+    assert cancel(client, second).status_code == 204
+    assert next_job(client, runner_id)["id"] == first
+    assert next_job(client, runner_id)["id"] == third
+    assert next_job(client, runner_id) is None
+
+
+def test_cancel_running_job_is_announced_once_by_heartbeat(client, endpoint_runner):
+    runner_id, project_id = endpoint_runner
+    job_id = create_job(client, project_id)
+    other = create_job(client, project_id)
+    next_job(client, runner_id)
+    next_job(client, runner_id)
+    assert heartbeat(client, runner_id) == []
+    assert cancel(client, job_id).status_code == 204
+    job = job_state(client, job_id)
+    assert job["status"] == "cancelled"
+    assert "completed_at" in job
+    assert heartbeat(client, runner_id) == [job_id]
+    assert heartbeat(client, runner_id) == []
+    # Cancelling again announces nothing new.
+    assert cancel(client, job_id).status_code == 204
+    assert heartbeat(client, runner_id) == []
+    assert job_state(client, other)["status"] == "running"
+
+
+def test_cancelled_running_job_ignores_the_runners_late_result(client, endpoint_runner):
+    runner_id, project_id = endpoint_runner
+    job_id = create_job(client, project_id)
+    next_job(client, runner_id)
+    assert cancel(client, job_id).status_code == 204
+    before = job_state(client, job_id)
+    assert report(client, job_id, status="completed", result={"late": True}).status_code == 204
+    assert job_state(client, job_id) == before
+
+
+@pytest.mark.parametrize("final", ["completed", "failed"])
+def test_cancel_finished_job_is_a_no_op(client, endpoint_runner, final):
+    runner_id, project_id = endpoint_runner
+    job_id = create_job(client, project_id)
+    next_job(client, runner_id)
+    assert report(client, job_id, status=final).status_code == 204
+    before = job_state(client, job_id)
+    response = cancel(client, job_id)
+    assert response.status_code == 204
+    assert job_state(client, job_id) == before
+    assert heartbeat(client, runner_id) == []
+
+
+def test_cancel_unknown_job_is_404(client, endpoint_runner):
+    job_id = str(uuid.uuid4())
+    response = cancel(client, job_id)
+    assert response.status_code == 404
+    assert response.json == job_not_found(job_id)
+
+
+# -- logs
+
+
+def test_logs_append_then_read_in_order(client, endpoint_runner):
+    runner_id, project_id = endpoint_runner
+    job_id = create_job(client, project_id)
+    next_job(client, runner_id)
+    assert read_logs(client, job_id).json == []
+    first = lines("one", "two") + lines("oops", stream="stderr")
+    response = append_logs(client, job_id, first)
+    assert response.status_code == 204
+    assert response.data == b""
+    assert append_logs(client, job_id, lines("four")).status_code == 204
+    response = read_logs(client, job_id)
+    assert response.status_code == 200
+    assert response.json == first + lines("four")
+
+
+def test_logs_offset_pages_from_that_entry(client, endpoint_runner):
+    _, project_id = endpoint_runner
+    job_id = create_job(client, project_id)
+    entries = lines(*(f"line {i}" for i in range(5)))
+    assert append_logs(client, job_id, entries).status_code == 204
+    assert read_logs(client, job_id, offset=0).json == entries
+    assert read_logs(client, job_id, offset=2).json == entries[2:]
+    assert read_logs(client, job_id, offset=4).json == entries[4:]
+    assert read_logs(client, job_id, offset=5).json == []
+    assert read_logs(client, job_id, offset=500).json == []
+
+
+def test_logs_are_per_job(client, endpoint_runner):
+    _, project_id = endpoint_runner
+    a, b = create_job(client, project_id), create_job(client, project_id)
+    append_logs(client, a, lines("a1"))
+    append_logs(client, b, lines("b1"))
+    append_logs(client, a, lines("a2"))
+    assert read_logs(client, a).json == lines("a1", "a2")
+    assert read_logs(client, b).json == lines("b1")
+
+
+def test_logs_negative_offset_is_400(client, endpoint_runner):
+    _, project_id = endpoint_runner
+    job_id = create_job(client, project_id)
+    response = read_logs(client, job_id, offset=-1)
+    assert response.status_code == 400
+    assert list(response.json) == ["errors"]
+    assert len(response.json["errors"]) == 1 and "offset" in response.json["errors"][0]
+
+
+def test_logs_over_1000_entries_is_400_and_appends_nothing(client, endpoint_runner):
+    _, project_id = endpoint_runner
+    job_id = create_job(client, project_id)
+    response = append_logs(client, job_id, lines(*(f"l{i}" for i in range(1001))))
+    assert response.status_code == 400
+    assert response.json == {"errors": ["Too many log entries. Maximum per batch is 1000"]}
+    assert read_logs(client, job_id).json == []
+    assert append_logs(client, job_id, lines(*(f"l{i}" for i in range(1000)))).status_code == 204
+    assert len(read_logs(client, job_id).json) == 1000
+
+
+def test_logs_batch_size_is_checked_before_the_job_lookup(client, endpoint_runner):
+    response = append_logs(client, str(uuid.uuid4()), lines(*(f"l{i}" for i in range(1001))))
+    assert response.status_code == 400
+    assert response.json == {"errors": ["Too many log entries. Maximum per batch is 1000"]}
+
+
+@pytest.mark.parametrize("entry", [{"stream": "stdout", "text": "  "}, {"stream": "stdout", "text": ""},
+                                   {"stream": "stdout"}, {"stream": " ", "text": "x"}])
+def test_logs_blank_or_missing_fields_are_422(client, endpoint_runner, entry):
+    _, project_id = endpoint_runner
+    job_id = create_job(client, project_id)
+    response = append_logs(client, job_id, lines("fine") + [entry])
+    assert response.status_code == 422
+    assert list(response.json) == ["errors"] and response.json["errors"]
+    assert read_logs(client, job_id).json == []
+
+
+@pytest.mark.parametrize("final", ["completed", "failed", "cancelled"])
+def test_logs_can_be_appended_to_a_finished_job(client, endpoint_runner, final):
+    runner_id, project_id = endpoint_runner
+    job_id = create_job(client, project_id)
+    next_job(client, runner_id)
+    if final == "cancelled":
+        assert cancel(client, job_id).status_code == 204
+    else:
+        assert report(client, job_id, status=final).status_code == 204
+    assert append_logs(client, job_id, lines("after the end")).status_code == 204
+    assert read_logs(client, job_id).json == lines("after the end")
+    assert job_state(client, job_id)["status"] == final
+
+
+def test_logs_of_unknown_job_are_404(client, endpoint_runner):
+    job_id = str(uuid.uuid4())
+    response = read_logs(client, job_id)
+    assert response.status_code == 404
+    assert response.json == job_not_found(job_id)
+    response = append_logs(client, job_id, lines("x"))
+    assert response.status_code == 404
+    assert response.json == job_not_found(job_id)
+
+
+def test_logs_of_a_deleted_runners_job_are_404(client, endpoint_runner):
+    runner_id, project_id = endpoint_runner
+    job_id = create_job(client, project_id)
+    append_logs(client, job_id, lines("x"))
+    assert client.delete(f"{API}/local-runners/{runner_id}").status_code == 204
+    assert read_logs(client, job_id).status_code == 404
+    assert append_logs(client, job_id, lines("y")).status_code == 404
