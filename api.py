@@ -5,6 +5,7 @@ import zlib
 
 from flask import Blueprint, Response, g, request, url_for
 
+import bridge
 import pairing
 import projects
 import runners
@@ -237,3 +238,33 @@ def append_job_logs(job_id):
     entries = schemas.LogEntrySchema(many=True).load(body)
     runners.append_job_logs(g.caller, job_id, entries)
     return no_content()
+
+
+# -- bridge commands
+
+
+@api.post("/v1/private/local-runners/<uuid:runner_id>/bridge/commands")
+def submit_bridge_command(runner_id):
+    command = bridge.submit_command(g.caller, runner_id, load_body(schemas.BridgeSubmitRequest()))
+    location = url_for(".get_bridge_command", runner_id=runner_id, command_id=command.id, _external=True)
+    return respond({"command_id": str(command.id)}, 201, {"Location": location})
+
+
+@api.post("/v1/private/local-runners/<uuid:runner_id>/bridge/commands/next")
+def next_bridge_commands(runner_id):
+    body = load_body(schemas.BridgeNextRequest(), required=False)
+    commands = bridge.next_commands(g.caller, runner_id, body.get("max_commands"))
+    return respond(schemas.BridgeBatchSchema().dump({"commands": commands}))
+
+
+@api.post("/v1/private/local-runners/<uuid:runner_id>/bridge/commands/<uuid:command_id>/results")
+def report_bridge_result(runner_id, command_id):
+    bridge.report_result(g.caller, runner_id, command_id, load_body(schemas.BridgeResultRequest()))
+    return no_content()
+
+
+@api.get("/v1/private/local-runners/<uuid:runner_id>/bridge/commands/<uuid:command_id>")
+def get_bridge_command(runner_id, command_id):
+    q = load_query(schemas.BridgeGetQuery())
+    command = bridge.get_command(g.caller, runner_id, command_id, q["wait"], q["timeout"])
+    return respond(schemas.BridgeCommandSchema().dump(command))

@@ -42,6 +42,10 @@ SETTINGS = [
     ("OPIK_RUNNER_DEAD_PURGE_HOURS", "24h", parse_duration),
     ("OPIK_RUNNER_COMPLETED_JOB_TTL", "7d", parse_duration),
     ("OPIK_RUNNER_REAPER_INTERVAL", "60s", parse_duration),
+    ("OPIK_BRIDGE_POLL_TIMEOUT", "30s", parse_duration),
+    ("OPIK_BRIDGE_MAX_PENDING", "50", int),
+    ("OPIK_BRIDGE_MAX_COMMANDS_PER_MINUTE", "600", int),
+    ("OPIK_BRIDGE_MAX_WRITE_COMMANDS_PER_MINUTE", "120", int),
 ]
 
 # Fixed upstream limits (LocalRunnerConfig); not worth a knob each.
@@ -49,9 +53,20 @@ MAX_AGENTS_PER_RUNNER = 50
 MAX_LOG_ENTRIES_PER_BATCH = 1000
 MAX_PAYLOAD_BYTES = 1024 * 1024
 CHECKLIST_MAX_DEPTH = 10
+BRIDGE_DEFAULT_TIMEOUT = 30
+BRIDGE_MAX_TIMEOUT = 120
+BRIDGE_COMPLETED_TTL = 3600
+BRIDGE_DEFAULT_BATCH, BRIDGE_MAX_BATCH = 10, 20
 # A plain upstream job/log hash lives in Redis; a row here is about as big, so the
 # body limit Flask enforces before parsing is the JSON limit plus headroom.
 MAX_REQUEST_BYTES = 8 * MAX_PAYLOAD_BYTES
+
+
+def setting(name):
+    """A setting of the running app (Flask config holds what load_config read)."""
+    from flask import current_app
+
+    return current_app.config[name]
 
 
 def load_config(environ=None, **overrides):

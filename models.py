@@ -13,6 +13,7 @@ from playhouse.db_url import connect
 from uuid6 import uuid7
 
 database = pw.DatabaseProxy()
+SECOND = 1_000_000  # timestamps are integer microseconds
 
 
 def now_us():
@@ -142,7 +143,47 @@ class PairingSession(BaseModel):
     activated = pw.BooleanField(default=False)
 
 
-MODELS = [Project, Runner, Job, JobLog, PairingSession]
+class BridgeCommand(BaseModel):
+    id = pw.UUIDField(primary_key=True, default=new_id)
+    runner = pw.ForeignKeyField(Runner, on_delete="CASCADE", index=False)
+    type = pw.CharField()
+    args = JSONField()
+    timeout_seconds = pw.IntegerField()
+    status = pw.CharField(default="pending")
+    submitted_at = pw.BigIntegerField(default=now_us)
+    picked_up_at = pw.BigIntegerField(null=True)
+    completed_at = pw.BigIntegerField(null=True)
+    result = JSONField(null=True)
+    error = JSONField(null=True)
+    duration_ms = pw.BigIntegerField(null=True)
+    # Upstream's hash TTL: 2 x timeout + 60 s while open, 1 h once finished; then 404.
+    expires_at = pw.BigIntegerField()
+
+    class Meta:
+        indexes = (
+            (("runner", "status", "id"), False),  # FIFO poll and the pending cap
+            (("status", "picked_up_at"), False),  # the reaper's time-outs
+            (("expires_at",), False),
+        )
+
+
+class BridgeRate(BaseModel):
+    """Per-runner, per-clock-minute command counters (upstream's rate keys)."""
+
+    runner_id = pw.UUIDField()
+    minute = pw.BigIntegerField()
+    total = pw.IntegerField(default=0)
+    writes = pw.IntegerField(default=0)
+
+    class Meta:
+        primary_key = pw.CompositeKey("runner_id", "minute")
+
+
+def is_postgres():
+    return isinstance(database.obj, pw.PostgresqlDatabase)
+
+
+MODELS = [Project, Runner, Job, JobLog, PairingSession, BridgeCommand, BridgeRate]
 
 
 def open_database(url):

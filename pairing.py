@@ -8,8 +8,9 @@ import hmac
 import logging
 
 from errors import error, failure
-from models import PairingSession, Project, Runner, database, now_us
-from runners import SECOND, detach_runner, owned_runners, setting
+from config import setting
+from models import SECOND, PairingSession, Project, Runner, database, now_us
+from runners import detach_runner, owned_runners
 
 log = logging.getLogger("opik_runners")
 

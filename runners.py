@@ -10,13 +10,11 @@ import threading
 import time
 from collections import namedtuple
 
-from flask import current_app
-from peewee import PostgresqlDatabase
-
+import bridge
 import wakeups
-from config import CHECKLIST_MAX_DEPTH, MAX_AGENTS_PER_RUNNER, MAX_LOG_ENTRIES_PER_BATCH, MAX_PAYLOAD_BYTES
+from config import CHECKLIST_MAX_DEPTH, MAX_AGENTS_PER_RUNNER, MAX_LOG_ENTRIES_PER_BATCH, MAX_PAYLOAD_BYTES, setting
 from errors import error, failure
-from models import Job, JobLog, PairingSession, Runner, database, now_us
+from models import SECOND, BridgeCommand, Job, JobLog, PairingSession, Runner, database, is_postgres, now_us
 
 log = logging.getLogger("opik_runners")
 
@@ -27,15 +25,6 @@ UNFINISHED = (PENDING, RUNNING)
 FINISHED = (COMPLETED, FAILED, CANCELLED)
 REPORTABLE = (RUNNING, COMPLETED, FAILED)
 CAPABILITY = re.compile(r"^[a-z_]+$")
-SECOND = 1_000_000  # timestamps are integer microseconds
-
-
-def setting(name):
-    return current_app.config[name]
-
-
-def is_postgres():
-    return isinstance(database.obj, PostgresqlDatabase)
 
 
 # -- runners
@@ -76,7 +65,8 @@ def list_runners(caller, project_id, status, page, size):
 
 
 def detach_runner(runner_id, reason):
-    """DELETE, eviction and purge: fail the runner's open jobs and hide the runner."""
+    """DELETE, eviction and purge: fail the runner's open jobs, time out its open bridge
+    commands, and hide the runner."""
     now = now_us()
     with database.atomic():
         failed = (
@@ -84,10 +74,14 @@ def detach_runner(runner_id, reason):
             .where((Job.runner == runner_id) & Job.status.in_(UNFINISHED))
             .execute()
         )
+        timed_out = bridge.time_out_commands(BridgeCommand.runner == runner_id)
         Runner.update(detached_at=now, heartbeat_expires_at=now).where(
             (Runner.id == runner_id) & Runner.detached_at.is_null()
         ).execute()
-    log.info("runner %s detached (%s); %d open jobs failed", runner_id, reason, failed)
+    log.info(
+        "runner %s detached (%s); %d open jobs failed, %d bridge commands timed out",
+        runner_id, reason, failed, len(timed_out),
+    )
 
 
 def disconnect_runner(caller, runner_id):
@@ -313,6 +307,7 @@ def reap():
         Runner.detached_at.is_null() & (Runner.heartbeat_expires_at <= purge_before)
     ):
         detach_runner(runner.id, "purged after staying dead")
+    bridge.reap_commands()
     expire_before = now - int(setting("OPIK_RUNNER_COMPLETED_JOB_TTL") * SECOND)
     with database.atomic():
         Job.delete().where(Job.status.in_(FINISHED) & (Job.completed_at < expire_before)).execute()

@@ -299,6 +299,32 @@ class ProjectRetrieveRequest(BodySchema):
     includeStats = Bool(allow_none=True)
 
 
+BRIDGE_TYPES = ("ReadFile", "WriteFile", "EditFile", "ListFiles", "SearchFiles", "Exec")
+BRIDGE_STATUSES = ("pending", "picked_up", "completed", "failed", "timed_out")
+
+
+class BridgeSubmitRequest(BodySchema):
+    type = Enum(BRIDGE_TYPES, required=True, error_messages=NOT_NULL)
+    args = JsonObject(required=True, error_messages=NOT_NULL)
+    timeout_seconds = Int(allow_none=True)
+
+
+class BridgeNextRequest(BodySchema):
+    max_commands = Int(allow_none=True)
+
+
+class BridgeResultRequest(BodySchema):
+    status = Enum(BRIDGE_STATUSES, required=True, error_messages=NOT_NULL)
+    result = JsonObject(allow_none=True)
+    error = JsonObject(allow_none=True)
+    duration_ms = Int(allow_none=True)
+
+
+class BridgeGetQuery(QuerySchema):
+    wait = fields.Boolean(load_default=False)
+    timeout = QueryInt(load_default=30)
+
+
 # -- responses
 
 
@@ -382,6 +408,28 @@ class ProjectSchema(ResponseSchema):
     created_by = fields.String()
     last_updated_at = Timestamp()
     last_updated_by = fields.String()
+
+
+class BridgeCommandItem(ResponseSchema):
+    command_id = fields.UUID(attribute="id")
+    type = fields.String()
+    args = fields.Raw()
+    timeout_seconds = fields.Integer()
+    submitted_at = Timestamp()
+
+
+class BridgeCommandSchema(BridgeCommandItem):
+    runner_id = fields.UUID(attribute="runner_id")
+    status = fields.String()
+    result = fields.Raw()
+    error = fields.Raw()
+    picked_up_at = Timestamp()
+    completed_at = Timestamp()
+    duration_ms = fields.Integer()
+
+
+class BridgeBatchSchema(Schema):
+    commands = fields.List(fields.Nested(BridgeCommandItem))
 
 
 runner_page = page_schema(RunnerSchema)

@@ -1,0 +1,206 @@
+"""Bridge commands: the server queues file and shell commands for an `opik connect`
+daemon, which polls them, runs them and reports back. Behaviour notes §2.3, §3.4."""
+import json
+import logging
+
+import runners
+import wakeups
+from config import (
+    BRIDGE_COMPLETED_TTL,
+    BRIDGE_DEFAULT_BATCH,
+    BRIDGE_DEFAULT_TIMEOUT,
+    BRIDGE_MAX_BATCH,
+    BRIDGE_MAX_TIMEOUT,
+    MAX_PAYLOAD_BYTES,
+    setting,
+)
+from errors import error, failure
+from models import SECOND, BridgeCommand, BridgeRate, database, is_postgres, now_us
+
+log = logging.getLogger("opik_runners")
+
+PENDING, PICKED_UP, COMPLETED, FAILED, TIMED_OUT = "pending", "picked_up", "completed", "failed", "timed_out"
+OPEN = (PENDING, PICKED_UP)
+REPORTABLE = (COMPLETED, FAILED)
+WRITE_TYPES = ("WriteFile", "EditFile", "Exec")
+# A picked-up command gets this long past its own timeout before the reaper gives up on it.
+PICKUP_GRACE = 10 * SECOND
+
+
+def json_size(value):
+    return len(json.dumps(value, separators=(",", ":"), ensure_ascii=False))
+
+
+def clamp_timeout(value):
+    return BRIDGE_DEFAULT_TIMEOUT if not value or value <= 0 else min(value, BRIDGE_MAX_TIMEOUT)
+
+
+def count_command(runner_id, write):
+    """Bump this minute's counters; they count refused commands too, as upstream's do."""
+    minute = now_us() // (60 * SECOND)
+    BridgeRate.insert(runner_id=runner_id, minute=minute, total=1, writes=int(write)).on_conflict(
+        conflict_target=[BridgeRate.runner_id, BridgeRate.minute],
+        update={BridgeRate.total: BridgeRate.total + 1, BridgeRate.writes: BridgeRate.writes + int(write)},
+    ).execute()
+    return BridgeRate.get((BridgeRate.runner_id == runner_id) & (BridgeRate.minute == minute))
+
+
+def submit_command(caller, runner_id, request):
+    runner = runners.get_runner(caller, runner_id)
+    if runner.status != "connected":
+        raise error(404, "Runner is not connected")
+    if "bridge" not in (runner.capabilities or ["jobs"]):
+        raise error(409, "Runner does not support bridge commands")
+    size = json_size(request["args"])
+    rejection = None
+    with database.atomic():
+        pending = BridgeCommand.select().where(
+            (BridgeCommand.runner == runner_id) & (BridgeCommand.status == PENDING)
+        ).count()
+        if pending >= setting("OPIK_BRIDGE_MAX_PENDING"):
+            raise error(429, "Too many pending commands")
+        counts = count_command(runner_id, request["type"] in WRITE_TYPES)
+        # Refusals below are raised after the commit, so the counters keep them.
+        if counts.total > setting("OPIK_BRIDGE_MAX_COMMANDS_PER_MINUTE"):
+            rejection = error(429, "Rate limit exceeded")
+        elif counts.writes > setting("OPIK_BRIDGE_MAX_WRITE_COMMANDS_PER_MINUTE"):
+            rejection = error(429, "Write rate limit exceeded")
+        elif size > MAX_PAYLOAD_BYTES:
+            rejection = error(400, f"args payload too large: {size} bytes (max {MAX_PAYLOAD_BYTES})")
+        else:
+            timeout = clamp_timeout(request.get("timeout_seconds"))
+            now = now_us()
+            command = BridgeCommand.create(
+                runner=runner_id,
+                type=request["type"],
+                args=request["args"],
+                timeout_seconds=timeout,
+                submitted_at=now,
+                expires_at=now + (2 * timeout + 60) * SECOND,
+            )
+    if rejection:
+        raise rejection
+    log.info("bridge command %s (%s) submitted to runner %s", command.id, command.type, runner_id)
+    wakeups.notify(("bridge", runner_id))
+    return command
+
+
+def claim_commands(runner_id, limit):
+    """Mark up to `limit` of the oldest live pending commands picked up; None if there are none."""
+    now = now_us()
+    with database.atomic():
+        query = (
+            BridgeCommand.select()
+            .where(
+                (BridgeCommand.runner == runner_id)
+                & (BridgeCommand.status == PENDING)
+                & (BridgeCommand.expires_at > now)
+            )
+            .order_by(BridgeCommand.id)
+            .limit(limit)
+        )
+        if is_postgres():
+            query = query.for_update("FOR UPDATE SKIP LOCKED")
+        commands = list(query)
+        if not commands:
+            return None
+        BridgeCommand.update(status=PICKED_UP, picked_up_at=now).where(
+            BridgeCommand.id.in_([c.id for c in commands])
+        ).execute()
+    for command in commands:
+        command.status, command.picked_up_at = PICKED_UP, now
+    log.info("runner %s picked up %d bridge commands", runner_id, len(commands))
+    return commands
+
+
+def next_commands(caller, runner_id, max_commands):
+    """Long-poll for the first command, then take what else is waiting, up to the batch size."""
+    runners.get_runner(caller, runner_id)
+    limit = BRIDGE_DEFAULT_BATCH if not max_commands or max_commands <= 0 else min(max_commands, BRIDGE_MAX_BATCH)
+    found = wakeups.poll(
+        ("bridge", runner_id), lambda: claim_commands(runner_id, limit), setting("OPIK_BRIDGE_POLL_TIMEOUT")
+    )
+    return found or []
+
+
+def find_command(caller, runner_id, command_id):
+    runners.get_runner(caller, runner_id)
+    command = BridgeCommand.get_or_none(
+        (BridgeCommand.id == command_id)
+        & (BridgeCommand.runner == runner_id)
+        & (BridgeCommand.expires_at > now_us())
+    )
+    if command is None:
+        raise failure(404, f"Command not found: {command_id}")
+    return command
+
+
+def report_result(caller, runner_id, command_id, report):
+    if report["status"] not in REPORTABLE:
+        raise error(400, f"Invalid result status. Must be one of: [{', '.join(REPORTABLE)}]")
+    if report.get("result") is None and report.get("error") is None:
+        raise error(400, "Either result or error must be provided")
+    for field in ("result", "error"):
+        if report.get(field) is not None and json_size(report[field]) > MAX_PAYLOAD_BYTES:
+            raise error(400, f"{field} payload too large: {json_size(report[field])} bytes (max {MAX_PAYLOAD_BYTES})")
+    command = find_command(caller, runner_id, command_id)
+    now = now_us()
+    # Compare-and-set on the open states: of two concurrent reports exactly one wins.
+    won = (
+        BridgeCommand.update(
+            status=report["status"],
+            result=report.get("result"),
+            error=report.get("error"),
+            duration_ms=report.get("duration_ms"),
+            completed_at=now,
+            expires_at=now + BRIDGE_COMPLETED_TTL * SECOND,
+        )
+        .where((BridgeCommand.id == command.id) & BridgeCommand.status.in_(OPEN))
+        .execute()
+    )
+    if not won:
+        raise error(409, "Command already completed")
+    log.info("bridge command %s %s", command.id, report["status"])
+    wakeups.notify(("command", command.id))
+
+
+def get_command(caller, runner_id, command_id, wait, timeout):
+    """The command; with `wait`, block until it finishes or `timeout` passes, then answer
+    its current state (which may still be open: 200, not 408)."""
+    command = find_command(caller, runner_id, command_id)
+    if not wait or command.status not in OPEN:
+        return command
+    timeout = min(max(timeout, 1), BRIDGE_MAX_TIMEOUT)
+
+    def finished():
+        current = BridgeCommand.get_or_none(BridgeCommand.id == command.id)
+        return current if current is not None and current.status not in OPEN else None
+
+    return wakeups.poll(("command", command.id), finished, timeout) or find_command(caller, runner_id, command_id)
+
+
+def time_out_commands(where):
+    """Time out the open commands matching `where` and wake whoever waits on them."""
+    now = now_us()
+    timed_out = (
+        BridgeCommand.update(status=TIMED_OUT, completed_at=now, expires_at=now + BRIDGE_COMPLETED_TTL * SECOND)
+        .where(where & BridgeCommand.status.in_(OPEN))
+        .returning(BridgeCommand.id)
+        .execute()
+    )
+    ids = [row.id for row in timed_out]
+    for command_id in ids:
+        wakeups.notify(("command", command_id))
+    return ids
+
+
+def reap_commands():
+    now = now_us()
+    stale = time_out_commands(
+        (BridgeCommand.status == PICKED_UP)
+        & (BridgeCommand.picked_up_at + BridgeCommand.timeout_seconds * SECOND + PICKUP_GRACE < now)
+    )
+    if stale:
+        log.info("timed out %d picked-up bridge commands", len(stale))
+    BridgeCommand.delete().where(BridgeCommand.expires_at < now).execute()
+    BridgeRate.delete().where(BridgeRate.minute < now // (60 * SECOND) - 2).execute()
