@@ -10,6 +10,7 @@ COPY requirements.txt .
 RUN pip install --no-cache-dir -r requirements.txt
 
 COPY *.py ./
+COPY static ./static
 RUN useradd --system --uid 10001 --home-dir /app runner \
     && mkdir -p /data && chown runner /data
 USER runner

@@ -10,6 +10,7 @@ import pairing
 import projects
 import runners
 import schemas
+import traces
 from config import MAX_REQUEST_BYTES
 from errors import error, failure
 
@@ -268,3 +269,41 @@ def get_bridge_command(runner_id, command_id):
     q = load_query(schemas.BridgeGetQuery())
     command = bridge.get_command(g.caller, runner_id, command_id, q["wait"], q["timeout"])
     return respond(schemas.BridgeCommandSchema().dump(command))
+
+
+# -- trace sink
+
+
+@api.post("/v1/private/traces/batch")
+def create_traces():
+    traces.store_traces(g.caller, load_body(schemas.TraceBatchRequest())["traces"])
+    return no_content()
+
+
+@api.post("/v1/private/spans/batch")
+def create_spans():
+    traces.store_spans(g.caller, load_body(schemas.SpanBatchRequest())["spans"])
+    return no_content()
+
+
+@api.patch("/v1/private/traces/<uuid:trace_id>")
+def update_trace(trace_id):
+    traces.store_traces(g.caller, [{**load_body(schemas.TelemetryDocument()), "id": str(trace_id)}])
+    return no_content()
+
+
+@api.patch("/v1/private/spans/<uuid:span_id>")
+def update_span(span_id):
+    traces.store_spans(g.caller, [{**load_body(schemas.TelemetryDocument()), "id": str(span_id)}])
+    return no_content()
+
+
+@api.get("/v1/private/traces/<uuid:trace_id>")
+def get_trace(trace_id):
+    return respond(schemas.TelemetrySchema().dump(traces.get_trace(g.caller, trace_id)))
+
+
+@api.get("/v1/private/spans")
+def list_spans():
+    q = load_query(schemas.SpansQuery())
+    return paged(schemas.span_page, q["page"], q["size"], traces.list_spans(g.caller, q["trace_id"], q["page"], q["size"]))

@@ -14,13 +14,13 @@ from errors import ApiError, failure
 
 log = logging.getLogger("opik_runners")
 
-# Health checks answer without credentials, as Opik's do.
-PUBLIC_ENDPOINTS = {"ping", "version"}
+# Health checks and the pairing page answer without credentials.
+PUBLIC_ENDPOINTS = {"ping", "version", "pairing_page", "static"}
 
 
 def create_app(**overrides):
     configure_logging()
-    app = Flask(__name__)
+    app = Flask(__name__, static_folder="static")
     app.config.update(load_config(**overrides))
     app.config["MAX_CONTENT_LENGTH"] = MAX_REQUEST_BYTES
     app.json.sort_keys = False
@@ -30,6 +30,8 @@ def create_app(**overrides):
 
     app.register_blueprint(api)
     app.register_blueprint(api, url_prefix="/api", name="api_prefixed")
+    # The CLI links to this page on the domain root, whatever prefix the API has.
+    app.add_url_rule("/opik/pair/v1", "pairing_page", lambda: app.send_static_file("pair.html"))
 
     app.before_request(identify_caller)
     app.before_request(open_connection)

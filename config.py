@@ -31,6 +31,13 @@ def parse_api_keys(value):
     return keys
 
 
+def parse_bool(value):
+    text = str(value).strip().lower()
+    if text not in ("1", "true", "yes", "on", "0", "false", "no", "off", ""):
+        raise ValueError(f"not a boolean: {value!r}")
+    return text in ("1", "true", "yes", "on")
+
+
 # (env name, default, parser); the README's configuration table lists the same rows.
 SETTINGS = [
     ("DATABASE_URL", "sqlite:///opik-runners.db", str),
@@ -42,6 +49,7 @@ SETTINGS = [
     ("OPIK_RUNNER_DEAD_PURGE_HOURS", "24h", parse_duration),
     ("OPIK_RUNNER_COMPLETED_JOB_TTL", "7d", parse_duration),
     ("OPIK_RUNNER_REAPER_INTERVAL", "60s", parse_duration),
+    ("OPIK_PAIRING_AUTO_ACTIVATE", "false", parse_bool),
     ("OPIK_BRIDGE_POLL_TIMEOUT", "30s", parse_duration),
     ("OPIK_BRIDGE_MAX_PENDING", "50", int),
     ("OPIK_BRIDGE_MAX_COMMANDS_PER_MINUTE", "600", int),

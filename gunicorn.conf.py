@@ -17,4 +17,7 @@ graceful_timeout = 20
 keepalive = 75  # the CLI reuses connections between polls
 accesslog = os.environ.get("OPIK_RUNNERS_ACCESS_LOG") or None
 errorlog = "-"
+# gunicorn 27 opens a control socket at one path in $HOME; several servers on one
+# machine (tests, scale-out) would fight over it, and nothing here uses it.
+control_socket_disable = True
 loglevel = os.environ.get("OPIK_RUNNERS_LOG_LEVEL", "info")

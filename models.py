@@ -179,11 +179,31 @@ class BridgeRate(BaseModel):
         primary_key = pw.CompositeKey("runner_id", "minute")
 
 
+class Trace(BaseModel):
+    """What the endpoint child's tracing sends, kept so a job's trace_id leads to it."""
+
+    id = pw.UUIDField(primary_key=True)
+    workspace = pw.CharField()
+    project_id = pw.UUIDField(null=True)
+    data = JSONField()  # the document as sent, merged over earlier writes of the same id
+
+
+class Span(BaseModel):
+    id = pw.UUIDField(primary_key=True)
+    workspace = pw.CharField()
+    trace_id = pw.UUIDField(null=True)
+    project_id = pw.UUIDField(null=True)
+    data = JSONField()
+
+    class Meta:
+        indexes = ((("workspace", "trace_id", "id"), False),)
+
+
 def is_postgres():
     return isinstance(database.obj, pw.PostgresqlDatabase)
 
 
-MODELS = [Project, Runner, Job, JobLog, PairingSession, BridgeCommand, BridgeRate]
+MODELS = [Project, Runner, Job, JobLog, PairingSession, BridgeCommand, BridgeRate, Trace, Span]
 
 
 def open_database(url):

@@ -47,6 +47,12 @@ def create_session(caller, request):
         expires_at=now_us() + request["ttl_seconds"] * SECOND,
     )
     log.info("pairing session %s created for runner %s (%s)", session.id, session.runner_id, session.type)
+    if setting("OPIK_PAIRING_AUTO_ACTIVATE"):
+        # Local dev loop: no browser. The runner's chosen name travels only in the
+        # link, so the server names it after its id.
+        name = f"{session.type}-{str(session.runner_id)[:8]}"
+        key = decode_base64(session.activation_key)
+        activate_session(caller, session.id, name, base64.b64encode(activation_hmac(session.id, key, name)).decode())
     return session
 
 

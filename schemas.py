@@ -9,9 +9,10 @@ Failure mapping follows Opik (behaviour notes §3.0):
 """
 from datetime import datetime, timedelta, timezone
 
-from marshmallow import EXCLUDE, Schema, ValidationError, fields, post_dump, post_load, pre_load, validate
+from marshmallow import EXCLUDE, INCLUDE, Schema, ValidationError, fields, post_dump, post_load, pre_load, validate
 
 from errors import error, failure, not_found
+from models import new_id
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 NOT_NULL = {"required": "must not be null", "null": "must not be null"}
@@ -325,6 +326,38 @@ class BridgeGetQuery(QuerySchema):
     timeout = QueryInt(load_default=30)
 
 
+class TelemetryDocument(BodySchema):
+    """A trace or span as the SDK writes it: a few fields checked, the rest kept as sent."""
+
+    class Meta:
+        unknown = INCLUDE
+
+    id = UUID(load_default=None)
+    project_name = Str(allow_none=True)
+    trace_id = UUID(allow_none=True)
+    parent_span_id = UUID(allow_none=True)
+
+    @post_load
+    def ids_as_text(self, data, **kwargs):
+        data["id"] = data["id"] or new_id()  # Opik makes the id when the client sends none
+        for key in ("id", "trace_id", "parent_span_id"):
+            if data.get(key) is not None:
+                data[key] = str(data[key])
+        return data
+
+
+class TraceBatchRequest(BodySchema):
+    traces = List(fields.Nested(TelemetryDocument), required=True, error_messages=NOT_NULL)
+
+
+class SpanBatchRequest(BodySchema):
+    spans = List(fields.Nested(TelemetryDocument), required=True, error_messages=NOT_NULL)
+
+
+class SpansQuery(PageQuery):
+    trace_id = QueryUUID(load_default=None)
+
+
 # -- responses
 
 
@@ -432,5 +465,16 @@ class BridgeBatchSchema(Schema):
     commands = fields.List(fields.Nested(BridgeCommandItem))
 
 
+class TelemetrySchema(Schema):
+    """A stored trace or span: the document as sent, with its id and project id."""
+
+    def dump(self, obj, **kwargs):
+        document = {**obj.data, "id": str(obj.id)}
+        if obj.project_id is not None:
+            document["project_id"] = str(obj.project_id)
+        return {k: v for k, v in document.items() if v is not None}
+
+
 runner_page = page_schema(RunnerSchema)
 job_page = page_schema(JobSchema)
+span_page = page_schema(TelemetrySchema)

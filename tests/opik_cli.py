@@ -1,0 +1,139 @@
+"""Run the real `opik` CLI (pinned in requirements-dev.txt) against a test server."""
+import base64
+import hashlib
+import hmac
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import threading
+import time
+import uuid
+
+OPIK = shutil.which("opik") or os.path.join(os.path.dirname(os.sys.executable), "opik")
+LINK = re.compile(r"(https?://\S+/opik/pair/v1\S*#[A-Za-z0-9_-]+)")
+
+
+def cli_env(server_url, home, **extra):
+    """A scratch HOME, so nothing touches the machine's ~/.opik.config, and no telemetry."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OPIK_")}
+    env.update(
+        HOME=str(home),
+        OPIK_URL_OVERRIDE=f"{server_url}/api",
+        OPIK_WORKSPACE="default",
+        OPIK_SENTRY_ENABLE="false",
+        OPIK_ANALYTICS_ENABLE="false",
+        OPIK_CONSOLE_LOGGING_LEVEL="INFO",
+        PYTHONUNBUFFERED="1",
+        COLUMNS="400",  # keep the printed pairing link on one line
+        **extra,
+    )
+    return env
+
+
+class CLI:
+    """An `opik ...` process whose output is collected in the background."""
+
+    def __init__(self, args, cwd, env):
+        self.process = subprocess.Popen(
+            [OPIK, *args], cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT, start_new_session=True, text=True,
+        )
+        self.lines = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self):
+        for line in self.process.stdout:
+            self.lines.append(line)
+
+    @property
+    def output(self):
+        return "".join(self.lines)
+
+    def wait_for(self, pattern, timeout=60):
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            match = re.search(pattern, self.output)
+            if match:
+                return match
+            if self.process.poll() is not None:
+                break
+            time.sleep(0.05)
+        raise AssertionError(f"no {pattern!r} in the CLI output:\n{self.output}")
+
+    def children(self):
+        """PIDs of the CLI's direct children (the endpoint's agent process)."""
+        found = []
+        for entry in os.listdir("/proc"):
+            if entry.isdigit():
+                try:
+                    with open(f"/proc/{entry}/stat") as stat:
+                        if int(stat.read().rsplit(")", 1)[1].split()[1]) == self.process.pid:
+                            found.append(int(entry))
+                except (OSError, IndexError, ValueError):
+                    pass
+        return found
+
+    def interrupt(self, timeout=30):
+        """Ctrl-C, as a person stops the CLI; kill the whole group if it lingers."""
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGINT)
+            try:
+                self.process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+        self._reader.join(timeout=5)
+        return self.process.returncode
+
+    def kill(self):
+        if self.process.poll() is None:
+            try:
+                os.killpg(self.process.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self.process.wait()
+
+
+def decode_link(link):
+    """The pairing link's fragment (client-protocol §3.4)."""
+    fragment = link.rsplit("#", 1)[1]
+    raw = base64.urlsafe_b64decode(fragment + "=" * (-len(fragment) % 4))
+    name_length = raw[64]
+    return {
+        "session_id": str(uuid.UUID(bytes=raw[:16])),
+        "key": raw[16:48],
+        "project_id": str(uuid.UUID(bytes=raw[48:64])),
+        "runner_name": raw[65:65 + name_length].decode("utf-8"),
+        "type": "connect" if raw[65 + name_length] == 0 else "endpoint",
+    }
+
+
+def activation_hmac(session_id, key, runner_name):
+    message = uuid.UUID(session_id).bytes + hashlib.sha256(runner_name.encode()).digest()
+    return base64.b64encode(hmac.new(key, message, hashlib.sha256).digest()).decode()
+
+
+def bridge_key(activation_key, session_id):
+    """HKDF-SHA256(ikm=activation key, salt=session uuid bytes, info="opik-bridge-v1"), one block."""
+    prk = hmac.new(uuid.UUID(session_id).bytes, activation_key, hashlib.sha256).digest()
+    return hmac.new(prk, b"opik-bridge-v1" + b"\x01", hashlib.sha256).digest()
+
+
+def sign(key, label, payload):
+    """client-protocol §5.1: base64(HMAC(key, label || canonical JSON of payload))."""
+    canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"))
+    return base64.b64encode(hmac.new(key, label.encode() + canonical.encode(), hashlib.sha256).digest()).decode()
+
+
+def signed_args(key, command_type, args):
+    return {**args, "_hmac": sign(key, command_type, args)}
+
+
+def result_is_signed(key, command):
+    result = dict(command["result"])
+    given = result.pop("_hmac")
+    return hmac.compare_digest(given, sign(key, command["status"], result))

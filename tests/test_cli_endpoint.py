@@ -1,0 +1,176 @@
+"""`opik endpoint --headless`, the real CLI, against a real gunicorn server."""
+import os
+import signal
+import sys
+import textwrap
+import time
+
+import pytest
+import requests
+
+from opik_cli import CLI, cli_env
+from server import Server
+
+AGENT_FILE = textwrap.dedent('''
+    import signal
+    import sys
+    import time
+
+    import opik
+
+
+    @opik.track(entrypoint=True)
+    def answer(question: str, n: int = 1) -> str:
+        """Answer a question n times."""
+        print(f"answering {question!r} x{n}")
+        return f"42 x{n}"
+
+
+    @opik.track(entrypoint=True)
+    def boom(x: str) -> str:
+        print("about to fail")
+        raise ValueError("kaboom")
+
+
+    _previous = signal.getsignal(signal.SIGTERM)
+
+
+    def _stop(signum, frame):  # let the runner loops stop, then leave at once
+        if callable(_previous):
+            _previous(signum, frame)
+        sys.exit(0)
+
+
+    signal.signal(signal.SIGTERM, _stop)
+
+    if __name__ == "__main__":
+        while True:
+            time.sleep(0.2)
+''')
+
+
+def wait_until(check, timeout=30, interval=0.1):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError("condition not met in time")
+
+
+@pytest.fixture
+def server(tmp_path):
+    # A 1 s job poll lets a test pause the agent with no poll held (see the cancel test).
+    srv = Server(tmp_path / "endpoint.db", OPIK_RUNNER_NEXT_JOB_POLL_TIMEOUT="1").start()
+    yield srv
+    srv.stop()
+
+
+@pytest.fixture
+def endpoint(server, tmp_path):
+    agent_dir = tmp_path / "agent"
+    agent_dir.mkdir()
+    (agent_dir / "agent.py").write_text(AGENT_FILE)
+    env = cli_env(server.url, tmp_path / "home")
+    cli = CLI(["endpoint", "--project", "epdemo", "--headless", "--no-watch", "--name", "e2e-runner",
+               "--", sys.executable, "agent.py"], cwd=agent_dir, env=env)
+    yield cli
+    cli.kill()
+
+
+class Api:
+    def __init__(self, url):
+        self.base = f"{url}/api/v1/private"
+
+    def get(self, path, **kwargs):
+        return requests.get(f"{self.base}{path}", timeout=10, **kwargs)
+
+    def post(self, path, **kwargs):
+        return requests.post(f"{self.base}{path}", timeout=10, **kwargs)
+
+    def put(self, path, **kwargs):
+        return requests.put(f"{self.base}{path}", timeout=10, **kwargs)
+
+    def create_job(self, project_id, agent, inputs):
+        response = self.post("/local-runners/jobs", json={"agent_name": agent, "project_id": project_id, "inputs": inputs})
+        assert response.status_code == 201, response.text
+        return response.headers["Location"].rsplit("/", 1)[1]
+
+    def finished_job(self, job_id, timeout=30):
+        def done():
+            job = self.get(f"/local-runners/jobs/{job_id}").json()
+            return job if job["status"] in ("completed", "failed", "cancelled") else None
+
+        return wait_until(done, timeout)
+
+
+def test_endpoint_runs_jobs_end_to_end(server, endpoint):
+    api = Api(server.url)
+    # The CLI created the project (retrieve 404, create, retrieve) and paired headlessly.
+    project_id = wait_until(lambda: api.post("/projects/retrieve", json={"name": "epdemo"}).json().get("id"))
+
+    def registered_runner():
+        page = api.get("/local-runners", params={"project_id": project_id}).json()
+        runner = page["content"][0] if page["content"] else None
+        return runner if runner and runner["status"] == "connected" and runner["agents"] else None
+
+    runner = wait_until(registered_runner, timeout=60)
+    assert runner["name"] == "e2e-runner" and runner["type"] == "endpoint"
+    assert {a["name"] for a in runner["agents"]} == {"answer", "boom"}
+    answer = next(a for a in runner["agents"] if a["name"] == "answer")
+    assert answer["description"] == "Answer a question n times."
+    assert answer["params"] == [
+        {"name": "question", "type": "string", "presence": "required"},
+        {"name": "n", "type": "integer", "presence": "optional"},
+    ]
+    assert runner["checklist"]["runner_type"] == "endpoint"
+    runner_id = runner["id"]
+
+    # A job runs: result, logs and trace come back through the API.
+    job_id = api.create_job(project_id, "answer", {"question": "2+2?", "n": "3"})
+    job = api.finished_job(job_id)
+    assert job["status"] == "completed", job
+    assert job["result"] == {"result": "42 x3"}
+    assert job["started_at"] <= job["completed_at"]
+    logs = wait_until(lambda: api.get(f"/local-runners/jobs/{job_id}/logs").json())
+    assert {"stream": "stdout", "text": "answering '2+2?' x3"} in logs
+    trace = wait_until(lambda: (r := api.get(f"/traces/{job['trace_id']}")).status_code == 200 and r.json())
+    assert trace["name"] == "answer"
+    assert trace["input"] == {"question": "2+2?", "n": 3}
+    assert trace["output"] == {"output": "42 x3"}
+    assert trace["project_id"] == project_id
+    spans = wait_until(lambda: api.get("/spans", params={"trace_id": job["trace_id"]}).json()["content"])
+    assert [span["name"] for span in spans] == ["answer"]
+
+    # A failing agent ends `failed` with the client's error text.
+    failed = api.finished_job(api.create_job(project_id, "boom", {"x": "y"}))
+    assert failed["status"] == "failed" and failed["error"] == "ValueError: kaboom"
+
+    # An agent the server knows but the process does not: the client's "Unknown agent".
+    agents = {a.pop("name"): a for a in api.get(f"/local-runners/{runner_id}").json()["agents"]}
+    assert api.put(f"/local-runners/{runner_id}/agents", json={**agents, "nope": {"language": "python"}}).status_code == 204
+    unknown = api.finished_job(api.create_job(project_id, "nope", {}))
+    assert unknown["status"] == "failed" and unknown["error"] == "Unknown agent: nope"
+
+    # A job cancelled while pending is never run. Pause the agent process once its held
+    # poll has answered (the poll timeout is 1 s), so nothing can claim the job meanwhile.
+    (agent_pid,) = wait_until(lambda: endpoint.children())
+    os.kill(agent_pid, signal.SIGSTOP)
+    try:
+        time.sleep(1.5)
+        cancelled_id = api.create_job(project_id, "answer", {"question": "never"})
+        assert api.post(f"/local-runners/jobs/{cancelled_id}/cancel").status_code == 204
+    finally:
+        os.kill(agent_pid, signal.SIGCONT)
+    # The agent keeps polling; a later job runs, the cancelled one never does.
+    later = api.finished_job(api.create_job(project_id, "answer", {"question": "after"}))
+    assert later["status"] == "completed"
+    cancelled = api.get(f"/local-runners/jobs/{cancelled_id}").json()
+    assert cancelled["status"] == "cancelled" and "started_at" not in cancelled
+    assert api.get(f"/local-runners/jobs/{cancelled_id}/logs").json() == []
+
+    # Ctrl-C: the CLI disconnects the runner (DELETE) on its way out.
+    assert endpoint.interrupt() == 0, endpoint.output
+    assert api.get(f"/local-runners/{runner_id}").status_code == 404
+    assert api.get("/local-runners", params={"project_id": project_id}).json()["total"] == 0
