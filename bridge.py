@@ -59,11 +59,12 @@ def submit_command(caller, runner_id, request):
         ).count()
         if pending >= setting("OPIK_BRIDGE_MAX_PENDING"):
             raise error(429, "Too many pending commands")
-        counts = count_command(runner_id, request["type"] in WRITE_TYPES)
+        write = request["type"] in WRITE_TYPES
+        counts = count_command(runner_id, write)
         # Refusals below are raised after the commit, so the counters keep them.
         if counts.total > setting("OPIK_BRIDGE_MAX_COMMANDS_PER_MINUTE"):
             rejection = error(429, "Rate limit exceeded")
-        elif counts.writes > setting("OPIK_BRIDGE_MAX_WRITE_COMMANDS_PER_MINUTE"):
+        elif write and counts.writes > setting("OPIK_BRIDGE_MAX_WRITE_COMMANDS_PER_MINUTE"):
             rejection = error(429, "Write rate limit exceeded")
         elif size > MAX_PAYLOAD_BYTES:
             rejection = error(400, f"args payload too large: {size} bytes (max {MAX_PAYLOAD_BYTES})")
