@@ -93,3 +93,41 @@ def test_command_line_bind_overrides_config(server):
     # The fixture passes `-b 127.0.0.1:<port>`; the config's default is :5173.
     assert server.port != 5173
     assert requests.get(f"{server.url}/api/is-alive/ping", timeout=5).json() == {"healthy": True}
+
+
+def rss_kib(pid):
+    with open(f"/proc/{pid}/status") as status:
+        return next(int(line.split()[1]) for line in status if line.startswith("VmRSS:"))
+
+
+def worker_pids(master_pid):
+    pids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as stat:
+                    if int(stat.read().rsplit(")", 1)[1].split()[1]) == master_pid:
+                        pids.append(int(entry))
+            except (OSError, ValueError, IndexError):
+                pass
+    return pids
+
+
+def test_gzip_bomb_is_refused_without_the_worker_growing(server):
+    import zlib
+
+    # 512 MiB of zeros in about half a megabyte of gzip.
+    deflater = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
+    chunk = b"\0" * (1 << 20)
+    bomb = b"".join(deflater.compress(chunk) for _ in range(512)) + deflater.flush()
+    (worker,) = worker_pids(server.process.pid)
+    requests.get(f"{server.url}/is-alive/ping", timeout=5)
+    before = rss_kib(worker)
+    response = requests.post(
+        f"{server.url}/api/v1/private/projects", data=bomb,
+        headers={"Content-Encoding": "gzip", "content-type": "application/json"}, timeout=30,
+    )
+    assert response.status_code == 413
+    assert response.json()["code"] == 413
+    grown_mib = (rss_kib(worker) - before) / 1024
+    assert grown_mib < 48, f"the worker grew {grown_mib:.0f} MiB on a refused bomb"
