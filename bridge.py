@@ -79,27 +79,29 @@ def submit_command(caller, runner_id, request):
                 submitted_at=now,
                 expires_at=now + (2 * timeout + 60) * SECOND,
             )
+            wakeups.notify(("bridge", runner_id))
     if rejection:
         raise rejection
     log.info("bridge command %s (%s) submitted to runner %s", command.id, command.type, runner_id)
-    wakeups.notify(("bridge", runner_id))
     return command
 
 
 def claim_commands(runner_id, limit):
     """Mark up to `limit` of the oldest live pending commands picked up; None if there are none."""
     now = now_us()
-    with database.atomic():
-        query = (
-            BridgeCommand.select()
-            .where(
-                (BridgeCommand.runner == runner_id)
-                & (BridgeCommand.status == PENDING)
-                & (BridgeCommand.expires_at > now)
-            )
-            .order_by(BridgeCommand.id)
-            .limit(limit)
+    query = (
+        BridgeCommand.select()
+        .where(
+            (BridgeCommand.runner == runner_id)
+            & (BridgeCommand.status == PENDING)
+            & (BridgeCommand.expires_at > now)
         )
+        .order_by(BridgeCommand.id)
+        .limit(limit)
+    )
+    if not query.exists():  # a plain read first: an idle poll never takes the write lock
+        return None
+    with database.atomic():
         if is_postgres():
             query = query.for_update("FOR UPDATE SKIP LOCKED")
         commands = list(query)
@@ -119,7 +121,10 @@ def next_commands(caller, runner_id, max_commands):
     runners.get_runner(caller, runner_id)
     limit = BRIDGE_DEFAULT_BATCH if not max_commands or max_commands <= 0 else min(max_commands, BRIDGE_MAX_BATCH)
     found = wakeups.poll(
-        ("bridge", runner_id), lambda: claim_commands(runner_id, limit), setting("OPIK_BRIDGE_POLL_TIMEOUT")
+        ("bridge", runner_id),
+        lambda: claim_commands(runner_id, limit),
+        setting("OPIK_BRIDGE_POLL_TIMEOUT"),
+        release=runners.release_connection,
     )
     return found or []
 
@@ -146,23 +151,25 @@ def report_result(caller, runner_id, command_id, report):
             raise error(400, f"{field} payload too large: {json_size(report[field])} bytes (max {MAX_PAYLOAD_BYTES})")
     command = find_command(caller, runner_id, command_id)
     now = now_us()
-    # Compare-and-set on the open states: of two concurrent reports exactly one wins.
-    won = (
-        BridgeCommand.update(
-            status=report["status"],
-            result=report.get("result"),
-            error=report.get("error"),
-            duration_ms=report.get("duration_ms"),
-            completed_at=now,
-            expires_at=now + BRIDGE_COMPLETED_TTL * SECOND,
+    with database.atomic():
+        # Compare-and-set on the open states: of two concurrent reports exactly one wins.
+        won = (
+            BridgeCommand.update(
+                status=report["status"],
+                result=report.get("result"),
+                error=report.get("error"),
+                duration_ms=report.get("duration_ms"),
+                completed_at=now,
+                expires_at=now + BRIDGE_COMPLETED_TTL * SECOND,
+            )
+            .where((BridgeCommand.id == command.id) & BridgeCommand.status.in_(OPEN))
+            .execute()
         )
-        .where((BridgeCommand.id == command.id) & BridgeCommand.status.in_(OPEN))
-        .execute()
-    )
+        if won:
+            wakeups.notify(("command", command.id))
     if not won:
         raise error(409, "Command already completed")
     log.info("bridge command %s %s", command.id, report["status"])
-    wakeups.notify(("command", command.id))
 
 
 def get_command(caller, runner_id, command_id, wait, timeout):
@@ -177,21 +184,23 @@ def get_command(caller, runner_id, command_id, wait, timeout):
         current = BridgeCommand.get_or_none(BridgeCommand.id == command.id)
         return current if current is not None and current.status not in OPEN else None
 
-    return wakeups.poll(("command", command.id), finished, timeout) or find_command(caller, runner_id, command_id)
+    waited = wakeups.poll(("command", command.id), finished, timeout, release=runners.release_connection)
+    return waited or find_command(caller, runner_id, command_id)
 
 
 def time_out_commands(where):
     """Time out the open commands matching `where` and wake whoever waits on them."""
     now = now_us()
-    timed_out = (
-        BridgeCommand.update(status=TIMED_OUT, completed_at=now, expires_at=now + BRIDGE_COMPLETED_TTL * SECOND)
-        .where(where & BridgeCommand.status.in_(OPEN))
-        .returning(BridgeCommand.id)
-        .execute()
-    )
-    ids = [row.id for row in timed_out]
-    for command_id in ids:
-        wakeups.notify(("command", command_id))
+    with database.atomic():
+        timed_out = (
+            BridgeCommand.update(status=TIMED_OUT, completed_at=now, expires_at=now + BRIDGE_COMPLETED_TTL * SECOND)
+            .where(where & BridgeCommand.status.in_(OPEN))
+            .returning(BridgeCommand.id)
+            .execute()
+        )
+        ids = [row.id for row in timed_out]
+        for command_id in ids:
+            wakeups.notify(("command", command_id))
     return ids
 
 

@@ -1,23 +1,33 @@
 """The shipped serving configuration: `gunicorn -c gunicorn.conf.py 'app:create_app()'`.
 
-One worker process with a pool of threads. Long polls (`jobs/next` holds up to 10 s)
-each park a thread, not a process, so other requests keep being served; and with
-one process, a job created by any request wakes its waiting poll at once (wakeups.py).
-SQLite takes one writer at a time anyway, so more processes would add no write capacity.
+gevent workers: every runner keeps one or two long polls open all the time, so a
+held request must cost a greenlet (a few KB), not a thread or a process. SQLite
+calls are short and never yield mid-transaction, so greenlets in one worker never
+contend for its lock. Two workers use both cores of a small machine; a job created
+in one wakes a poll held in the other through wakeups.py.
 A `-b HOST:PORT` on the command line overrides `bind`.
 """
 import os
 
 bind = os.environ.get("OPIK_RUNNERS_BIND", "127.0.0.1:5173")
-worker_class = "gthread"
-workers = int(os.environ.get("OPIK_RUNNERS_WORKERS", "1"))
-threads = int(os.environ.get("OPIK_RUNNERS_THREADS", "64"))
-# A held long poll is a normal request; give shutdown time to answer it.
-graceful_timeout = 20
-keepalive = 75  # the CLI reuses connections between polls
+worker_class = "gevent"
+workers = int(os.environ.get("OPIK_RUNNERS_WORKERS", "2"))
+worker_connections = int(os.environ.get("OPIK_RUNNERS_WORKER_CONNECTIONS", "4000"))
+# Shutdown waits this long for held requests: a job poll (10 s) gets its answer.
+# Idle keep-alive connections also hold it, so keep-alive stays short; the CLI
+# polls again within a second, well inside it.
+graceful_timeout = 12
+keepalive = 5
 accesslog = os.environ.get("OPIK_RUNNERS_ACCESS_LOG") or None
 errorlog = "-"
 # gunicorn 27 opens a control socket at one path in $HOME; several servers on one
 # machine (tests, scale-out) would fight over it, and nothing here uses it.
 control_socket_disable = True
 loglevel = os.environ.get("OPIK_RUNNERS_LOG_LEVEL", "info")
+
+
+def post_fork(server, worker):
+    # psycopg2 waits for PostgreSQL in C; make those waits yield to other greenlets.
+    from psycogreen.gevent import patch_psycopg
+
+    patch_psycopg()

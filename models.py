@@ -12,6 +12,8 @@ import peewee as pw
 from playhouse.db_url import connect
 from uuid6 import uuid7
 
+import wakeups
+
 database = pw.DatabaseProxy()
 SECOND = 1_000_000  # timestamps are integer microseconds
 
@@ -207,28 +209,38 @@ MODELS = [Project, Runner, Job, JobLog, PairingSession, BridgeCommand, BridgeRat
 
 
 def open_database(url):
-    """Bind the models to the database at `url` (peewee's db_url syntax)."""
-    if url.startswith("sqlite"):
+    """Bind the models to the database at `url` (peewee's db_url syntax), through a
+    connection pool: a request borrows a connection and a held long poll hands it back."""
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        raise ValueError(f"DATABASE_URL must look like sqlite:///path or postgresql://..., got {url!r}")
+    pooled = f"{scheme.split('+')[0]}+pool://{rest}"
+    pool = {"max_connections": 64, "stale_timeout": 300, "timeout": 30}
+    if scheme.startswith("sqlite"):
         # WAL lets readers run beside the one writer; IMMEDIATE takes the write lock
         # at BEGIN, so a transaction never fails half-way upgrading to it.
         db = connect(
-            url,
+            pooled,
             pragmas={
                 "journal_mode": "wal",
-                "busy_timeout": 10000,
+                "busy_timeout": 30000,
                 "foreign_keys": 1,
                 "synchronous": "normal",
             },
             lock_type="IMMEDIATE",
             check_same_thread=False,
+            **pool,
         )
     else:
-        db = connect(url, autorollback=True)
+        db = connect(pooled, autorollback=True, **pool)
+    if database.obj is not None:
+        database.obj.close_all()  # a previous app in this process (tests) gives its pool back
     database.initialize(db)
+    wakeups.configure(db)
     return db
 
 
 def create_tables():
     """Create the schema; safe to run on every start."""
     with database.connection_context():
-        database.create_tables(MODELS, safe=True)
+        database.create_tables([*MODELS, wakeups.Wakeup], safe=True)

@@ -10,6 +10,8 @@ import threading
 import time
 from collections import namedtuple
 
+from flask import has_request_context
+
 import bridge
 import wakeups
 from config import CHECKLIST_MAX_DEPTH, MAX_AGENTS_PER_RUNNER, MAX_LOG_ENTRIES_PER_BATCH, MAX_PAYLOAD_BYTES, setting
@@ -208,16 +210,18 @@ def create_job(caller, data):
             timeout=timeout if timeout > 0 else int(setting("OPIK_RUNNER_JOB_TIMEOUT")),
             **data,
         )
+        wakeups.notify(("jobs", runner.id))
     log.info("job %s created for runner %s (agent %s)", job.id, runner.id, job.agent_name)
-    wakeups.notify(("jobs", runner.id))
     return job
 
 
 def claim_next_job(runner_id):
     """Move the oldest pending job to running, or return None. One short write transaction:
     SQLite's BEGIN IMMEDIATE makes it exclusive; PostgreSQL skips rows another claim holds."""
+    query = Job.select().where((Job.runner == runner_id) & (Job.status == PENDING)).order_by(Job.id).limit(1)
+    if not query.exists():  # a plain read first: an idle poll never takes the write lock
+        return None
     with database.atomic():
-        query = Job.select().where((Job.runner == runner_id) & (Job.status == PENDING)).order_by(Job.id).limit(1)
         if is_postgres():
             query = query.for_update("FOR UPDATE SKIP LOCKED")
         job = query.first()
@@ -233,8 +237,18 @@ def next_job(caller, runner_id):
     """Long-poll: the claimed job, or None once the poll timeout passes."""
     get_runner(caller, runner_id)
     return wakeups.poll(
-        ("jobs", runner_id), lambda: claim_next_job(runner_id), setting("OPIK_RUNNER_NEXT_JOB_POLL_TIMEOUT")
+        ("jobs", runner_id),
+        lambda: claim_next_job(runner_id),
+        setting("OPIK_RUNNER_NEXT_JOB_POLL_TIMEOUT"),
+        release=release_connection,
     )
+
+
+def release_connection():
+    """Hand the request's connection back to the pool while it waits; the next query takes
+    one again. (Outside a request, e.g. in a `connection_context`, the owner closes it.)"""
+    if has_request_context() and not database.in_transaction():
+        database.close()
 
 
 def report_job_result(caller, job_id, report):
@@ -314,6 +328,7 @@ def reap():
         # A detached runner's jobs are invisible already; drop the row once they would have expired.
         Runner.delete().where(Runner.detached_at < expire_before).execute()
         PairingSession.delete().where(PairingSession.expires_at < now).execute()
+        wakeups.prune()
 
 
 def reap_if_due():

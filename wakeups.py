@@ -1,42 +1,163 @@
-"""Wake-ups for long polls: a request that made work wakes the requests waiting for it.
+"""Wake-ups for long polls: whatever makes work for a waiting poll wakes it at once,
+in this process or in any other process sharing the database.
 
-Within one process this is immediate (an Event per waiter, keyed by runner).
-Other processes sharing the database are caught by the waiter's periodic
-re-check, so a wake-up is never lost, only delayed by at most RECHECK_SECONDS.
+`notify(key)` records the key in the database as part of the caller's transaction
+(a `wakeup` row on SQLite, `pg_notify` on PostgreSQL) and wakes this process's
+waiters. One watcher thread per process picks up other processes' keys: on
+SQLite it checks `PRAGMA data_version` (which moves when another connection
+commits) every few milliseconds; on PostgreSQL it LISTENs. A waiter sleeps until
+woken or its deadline: no periodic re-check, so idle polls cost nothing.
 """
+import logging
+import select
+import sqlite3
 import threading
 import time
 from collections import defaultdict
 
-RECHECK_SECONDS = 0.2
+import peewee as pw
+
+log = logging.getLogger("opik_runners")
+
+CHANNEL = "opik_wakeups"
+SQLITE_CHECK_SECONDS = 0.002  # how often the watcher asks SQLite whether anything committed
+KEEP_SIGNALS_SECONDS = 60  # wakeup rows older than this are pruned
 
 _lock = threading.Lock()
 _waiters = defaultdict(set)
+_target = {"db": None, "watcher": None}
 
 
-def notify(key):
+class Wakeup(pw.Model):
+    """A key some process woke; read by every other process's watcher (SQLite only)."""
+
+    id = pw.AutoField()
+    key = pw.CharField()
+    created_at = pw.FloatField(default=time.time)
+
+
+def key_text(key):
+    return ":".join(str(part) for part in key)
+
+
+def configure(db):
+    """Follow the database the app opened (tests open one per test)."""
     with _lock:
-        events = list(_waiters.get(key, ()))
+        _target["db"] = db
+        watcher, _target["watcher"] = _target["watcher"], None
+    if watcher:
+        watcher.stop()
+    Wakeup.bind(db)
+
+
+def _wake_local(text):
+    with _lock:
+        events = list(_waiters.get(text, ()))
     for event in events:
         event.set()
 
 
-def poll(key, attempt, timeout):
-    """Call `attempt()` until it returns something other than None or `timeout` passes."""
+def notify(key):
+    """Wake the polls waiting on `key`: call inside the transaction that made the work."""
+    text = key_text(key)
+    db = _target["db"]
+    if isinstance(db, pw.PostgresqlDatabase):
+        db.execute_sql("SELECT pg_notify(%s, %s)", (CHANNEL, text))
+    else:
+        Wakeup.create(key=text)
+    _wake_local(text)
+
+
+def prune():
+    if not isinstance(_target["db"], pw.PostgresqlDatabase):
+        Wakeup.delete().where(Wakeup.created_at < time.time() - KEEP_SIGNALS_SECONDS).execute()
+
+
+def _ensure_watcher():
+    with _lock:
+        if _target["watcher"] is None and _target["db"] is not None:
+            db = _target["db"]
+            cls = PostgresWatcher if isinstance(db, pw.PostgresqlDatabase) else SqliteWatcher
+            _target["watcher"] = cls(db)
+            _target["watcher"].start()
+
+
+def poll(key, attempt, timeout, release=None):
+    """Call `attempt()` until it returns something other than None or `timeout` passes.
+    `release()` runs before each wait (to hand back the database connection)."""
+    _ensure_watcher()
+    text = key_text(key)
     deadline = time.monotonic() + timeout
     event = threading.Event()
     with _lock:
-        _waiters[key].add(event)
+        _waiters[text].add(event)
     try:
         while True:
-            event.clear()  # cleared before the attempt, so a notify during it is kept
+            event.clear()  # cleared before the attempt, so a wake-up during it is kept
             found = attempt()
             remaining = deadline - time.monotonic()
             if found is not None or remaining <= 0:
                 return found
-            event.wait(min(remaining, RECHECK_SECONDS))
+            if release:
+                release()
+            event.wait(remaining)
     finally:
         with _lock:
-            _waiters[key].discard(event)
-            if not _waiters[key]:
-                del _waiters[key]
+            _waiters[text].discard(event)
+            if not _waiters[text]:
+                del _waiters[text]
+
+
+class SqliteWatcher(threading.Thread):
+    def __init__(self, db):
+        super().__init__(name="wakeup-watcher", daemon=True)
+        self.path = db.database
+        self.stopped = threading.Event()
+
+    def stop(self):
+        self.stopped.set()
+
+    def run(self):
+        conn = sqlite3.connect(self.path, check_same_thread=False)
+        try:
+            last = conn.execute("SELECT coalesce(max(id), 0) FROM wakeup").fetchone()[0]
+            version = None
+            while not self.stopped.is_set():
+                current = conn.execute("PRAGMA data_version").fetchone()[0]
+                if current != version:
+                    version = current
+                    for row_id, text in conn.execute("SELECT id, key FROM wakeup WHERE id > ? ORDER BY id", (last,)):
+                        last = row_id
+                        _wake_local(text)
+                time.sleep(SQLITE_CHECK_SECONDS)
+        except Exception:
+            log.exception("wake-up watcher stopped; polls fall back to their timeouts")
+        finally:
+            conn.close()
+
+
+class PostgresWatcher(threading.Thread):
+    def __init__(self, db):
+        super().__init__(name="wakeup-watcher", daemon=True)
+        self.db = db
+        self.stopped = threading.Event()
+
+    def stop(self):
+        self.stopped.set()
+
+    def run(self):
+        import psycopg2
+
+        while not self.stopped.is_set():
+            try:
+                conn = psycopg2.connect(dbname=self.db.database, **self.db.connect_params)
+                conn.autocommit = True
+                conn.cursor().execute(f"LISTEN {CHANNEL}")
+                while not self.stopped.is_set():
+                    if select.select([conn], [], [], 1.0)[0]:
+                        conn.poll()
+                        while conn.notifies:
+                            _wake_local(conn.notifies.pop(0).payload)
+            except Exception:
+                log.exception("wake-up listener lost its connection; reconnecting")
+                time.sleep(1)

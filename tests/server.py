@@ -46,9 +46,10 @@ class Server:
         self.stop()
         raise RuntimeError("gunicorn did not answer /is-alive/ping in time")
 
-    def stop(self):
+    def stop(self, graceful=False):
+        """Stop the server: at once (SIGQUIT) unless `graceful` (SIGTERM, which waits for held polls)."""
         if self.process and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM)
+            os.killpg(self.process.pid, signal.SIGTERM if graceful else signal.SIGQUIT)
             try:
                 self.process.wait(timeout=25)
             except subprocess.TimeoutExpired:
