@@ -8,6 +8,7 @@ from werkzeug.exceptions import HTTPException
 
 import models
 import runners
+import wakeups
 from api import api, respond
 from config import MAX_REQUEST_BYTES, load_config
 from errors import ApiError, failure
@@ -27,6 +28,7 @@ def create_app(**overrides):
 
     models.open_database(app.config["DATABASE_URL"])
     models.create_tables()
+    wakeups.start_watcher()
 
     app.register_blueprint(api)
     app.register_blueprint(api, url_prefix="/api", name="api_prefixed")

@@ -241,6 +241,10 @@ def open_database(url):
 
 
 def create_tables():
-    """Create the schema; safe to run on every start."""
-    with database.connection_context():
+    """Create the schema; safe to run on every start, by several workers at once."""
+    with database.connection_context(), database.atomic():
+        if is_postgres():
+            # Concurrent CREATE ... IF NOT EXISTS can still collide in PostgreSQL's
+            # catalog; workers booting together take turns. (SQLite's write lock does this.)
+            database.execute_sql("SELECT pg_advisory_xact_lock(7146510731)")
         database.create_tables([*MODELS, wakeups.Wakeup], safe=True)

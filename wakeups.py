@@ -41,13 +41,31 @@ def key_text(key):
 
 
 def configure(db):
-    """Follow the database the app opened (tests open one per test)."""
+    """Follow the database the app opened (tests open one per test), and watch it."""
     with _lock:
         _target["db"] = db
         watcher, _target["watcher"] = _target["watcher"], None
     if watcher:
         watcher.stop()
     Wakeup.bind(db)
+
+
+def start_watcher():
+    """Start this process's watcher (app start, in the worker: a thread does not survive a fork)."""
+    with _lock:
+        if _target["watcher"] is None and _target["db"] is not None:
+            db = _target["db"]
+            cls = PostgresWatcher if isinstance(db, pw.PostgresqlDatabase) else SqliteWatcher
+            _target["watcher"] = cls(db)
+            _target["watcher"].start()
+
+
+def _wake_all():
+    """Wake every waiter once: used when the watcher (re)starts and may have missed keys."""
+    with _lock:
+        events = [event for events in _waiters.values() for event in events]
+    for event in events:
+        event.set()
 
 
 def _wake_local(text):
@@ -73,19 +91,10 @@ def prune():
         Wakeup.delete().where(Wakeup.created_at < time.time() - KEEP_SIGNALS_SECONDS).execute()
 
 
-def _ensure_watcher():
-    with _lock:
-        if _target["watcher"] is None and _target["db"] is not None:
-            db = _target["db"]
-            cls = PostgresWatcher if isinstance(db, pw.PostgresqlDatabase) else SqliteWatcher
-            _target["watcher"] = cls(db)
-            _target["watcher"].start()
-
-
 def poll(key, attempt, timeout, release=None):
     """Call `attempt()` until it returns something other than None or `timeout` passes.
     `release()` runs before each wait (to hand back the database connection)."""
-    _ensure_watcher()
+    start_watcher()
     text = key_text(key)
     deadline = time.monotonic() + timeout
     event = threading.Event()
@@ -121,6 +130,7 @@ class SqliteWatcher(threading.Thread):
         conn = sqlite3.connect(self.path, check_same_thread=False)
         try:
             last = conn.execute("SELECT coalesce(max(id), 0) FROM wakeup").fetchone()[0]
+            _wake_all()  # anything committed before `last` was read is re-checked by its waiter
             version = None
             while not self.stopped.is_set():
                 current = conn.execute("PRAGMA data_version").fetchone()[0]
@@ -153,6 +163,7 @@ class PostgresWatcher(threading.Thread):
                 conn = psycopg2.connect(dbname=self.db.database, **self.db.connect_params)
                 conn.autocommit = True
                 conn.cursor().execute(f"LISTEN {CHANNEL}")
+                _wake_all()  # a key sent before LISTEN took effect is re-checked by its waiter
                 while not self.stopped.is_set():
                     if select.select([conn], [], [], 1.0)[0]:
                         conn.poll()

@@ -12,6 +12,7 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import contract  # noqa: E402
 from app import create_app  # noqa: E402
+from server import fresh_database_url  # noqa: E402
 
 API = "/api/v1/private"
 ROOT = "/v1/private"
@@ -32,7 +33,7 @@ def make_app(tmp_path):
     """Build an app on a fresh SQLite file; keyword arguments override config."""
 
     def make(**overrides):
-        overrides.setdefault("DATABASE_URL", f"sqlite:///{tmp_path / 'test.db'}")
+        overrides.setdefault("DATABASE_URL", fresh_database_url(tmp_path))
         overrides.setdefault("OPIK_RUNNER_NEXT_JOB_POLL_TIMEOUT", "0.3")
         app = create_app(**overrides)
         app.test_client_class = ContractClient

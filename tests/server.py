@@ -9,6 +9,22 @@ import time
 import requests
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+# Set by .ci/run for the second pass: the whole suite against PostgreSQL.
+POSTGRES_URL = os.environ.get("TEST_DATABASE_URL", "")
+
+
+def fresh_database_url(tmp_path, name="test"):
+    """An empty database: a new SQLite file, or the PostgreSQL test database wiped clean."""
+    if not POSTGRES_URL:
+        return f"sqlite:///{tmp_path / (name + '.db')}"
+    import psycopg2
+
+    conn = psycopg2.connect(POSTGRES_URL)
+    conn.autocommit = True
+    with conn.cursor() as cur:
+        cur.execute("DROP SCHEMA public CASCADE; CREATE SCHEMA public")
+    conn.close()
+    return POSTGRES_URL
 
 
 def free_port():
@@ -18,10 +34,10 @@ def free_port():
 
 
 class Server:
-    def __init__(self, db_path, **env):
+    def __init__(self, database_url, **env):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.env = {**os.environ, "DATABASE_URL": f"sqlite:///{db_path}", **env}
+        self.env = {**os.environ, "DATABASE_URL": database_url, **env}
         self.process = None
 
     def start(self, timeout=20):
@@ -41,7 +57,7 @@ class Server:
             try:
                 if requests.get(f"{self.url}/is-alive/ping", timeout=1).status_code == 200:
                     return self
-            except requests.ConnectionError:
+            except requests.RequestException:  # not listening yet, or a worker still booting
                 time.sleep(0.05)
         self.stop()
         raise RuntimeError("gunicorn did not answer /is-alive/ping in time")

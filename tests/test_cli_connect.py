@@ -6,7 +6,7 @@ import pytest
 import requests
 
 from opik_cli import CLI, LINK, activation_hmac, bridge_key, cli_env, decode_link, result_is_signed, signed_args
-from server import Server
+from server import Server, fresh_database_url
 
 HELLO = "def greet():\n    return 'hello'\n\n\nprint(greet())\n"
 
@@ -38,7 +38,7 @@ def connected(request, tmp_path, repo):
     """A server and a paired `opik connect`: through the browser's /activate call made by
     this test, or through the server's own auto-activation."""
     auto = request.param == "auto-activate"
-    server = Server(tmp_path / "connect.db", OPIK_BRIDGE_POLL_TIMEOUT="5",
+    server = Server(fresh_database_url(tmp_path), OPIK_BRIDGE_POLL_TIMEOUT="5",
                     OPIK_PAIRING_AUTO_ACTIVATE="true" if auto else "false").start()
     api = f"{server.url}/api/v1/private"
     assert requests.post(f"{api}/projects", json={"name": "cdemo"}, timeout=5).status_code == 201

@@ -9,7 +9,7 @@ import pytest
 import requests
 
 from opik_cli import CLI, cli_env
-from server import Server
+from server import Server, fresh_database_url
 
 AGENT_FILE = textwrap.dedent('''
     import signal
@@ -62,7 +62,7 @@ def wait_until(check, timeout=30, interval=0.1):
 @pytest.fixture
 def server(tmp_path):
     # A 1 s job poll lets a test pause the agent with no poll held (see the cancel test).
-    srv = Server(tmp_path / "endpoint.db", OPIK_RUNNER_NEXT_JOB_POLL_TIMEOUT="1").start()
+    srv = Server(fresh_database_url(tmp_path), OPIK_RUNNER_NEXT_JOB_POLL_TIMEOUT="1").start()
     yield srv
     srv.stop()
 

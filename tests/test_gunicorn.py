@@ -7,12 +7,12 @@ import pytest
 import requests
 
 from conftest import AGENT, activation_hmac
-from server import Server
+from server import Server, fresh_database_url
 
 
 @pytest.fixture
 def server(tmp_path):
-    srv = Server(tmp_path / "served.db", OPIK_RUNNER_NEXT_JOB_POLL_TIMEOUT="6").start()
+    srv = Server(fresh_database_url(tmp_path), OPIK_RUNNER_NEXT_JOB_POLL_TIMEOUT="6").start()
     yield srv
     srv.stop()
 

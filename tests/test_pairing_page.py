@@ -7,7 +7,7 @@ import uuid
 import pytest
 import requests
 
-from server import Server
+from server import Server, fresh_database_url
 
 from playwright import sync_api as playwright
 
@@ -20,7 +20,7 @@ pytestmark = pytest.mark.skipif(
 
 @pytest.fixture
 def server(tmp_path):
-    srv = Server(tmp_path / "page.db").start()
+    srv = Server(fresh_database_url(tmp_path)).start()
     yield srv
     srv.stop()
 
