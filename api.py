@@ -92,7 +92,6 @@ def paged(page_schema, page, size, found):
 
 
 runner_schema = schemas.RunnerSchema()
-job_schema = schemas.JobSchema()
 project_schema = schemas.ProjectSchema()
 
 
@@ -192,14 +191,18 @@ def heartbeat(runner_id):
 @api.get("/v1/private/local-runners/<uuid:runner_id>/jobs")
 def list_jobs(runner_id):
     q = load_query(schemas.ListJobsQuery())
-    found = runners.list_jobs(g.caller, runner_id, q["project_id"], q["page"], q["size"])
-    return paged(schemas.job_page, q["page"], q["size"], found)
+    total, documents = runners.list_jobs(g.caller, runner_id, q["project_id"], q["page"], q["size"])
+    # The jobs are stored already rendered by JobSchema (runners.apply); the page is
+    # joined around them rather than parsed and dumped again: this is the hot path.
+    body = f'{{"page":{q["page"]},"size":{q["size"]},"total":{total},"content":[{",".join(documents)}]}}'
+    return Response(body, mimetype="application/json")
 
 
 @api.post("/v1/private/local-runners/<uuid:runner_id>/jobs/next")
 def next_job(runner_id):
     job = runners.next_job(g.caller, runner_id)
-    return respond(None if job is None else job_schema.dump(job))  # 200 `null`, never 204
+    # 200 with the literal body `null` when nothing came, never 204 (the CLI needs JSON).
+    return Response("null" if job is None else job.document, mimetype="application/json")
 
 
 @api.post("/v1/private/local-runners/jobs")
@@ -210,7 +213,7 @@ def create_job():
 
 @api.get("/v1/private/local-runners/jobs/<uuid:job_id>")
 def get_job(job_id):
-    return respond(job_schema.dump(runners.get_job(g.caller, job_id)))
+    return Response(runners.get_job(g.caller, job_id).document, mimetype="application/json")
 
 
 @api.post("/v1/private/local-runners/jobs/<uuid:job_id>/results")

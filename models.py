@@ -75,6 +75,11 @@ class Runner(BaseModel):
     checklist = JSONField(null=True)
     # Set by DELETE, eviction or purge: the row stays for its jobs, but no caller sees it.
     detached_at = pw.BigIntegerField(null=True)
+    # Job counters kept with the runner so the listing never counts rows: `job_count`
+    # is its `total`; `last_seq` numbers jobs 1, 2, 3... (equal to job_count until
+    # expired jobs leave gaps, which the reaper closes again).
+    job_count = pw.BigIntegerField(default=0)
+    last_seq = pw.BigIntegerField(default=0)
 
     @property
     def status(self):
@@ -112,12 +117,15 @@ class Job(BaseModel):
     # The upstream cancellation set: a running job cancelled since the runner's
     # last heartbeat, still to be announced in `cancelled_job_ids`.
     cancel_unannounced = pw.BooleanField(default=False)
+    seq = pw.BigIntegerField()  # position in its runner's jobs, 1 = oldest
+    # The job as the API shows it (JobSchema's JSON), rewritten with every change, so a
+    # listing page is 25 stored strings joined rather than 25 rows serialized.
+    document = pw.TextField()
 
     class Meta:
         indexes = (
-            (("runner", "id"), False),  # listing, newest first (UUID v7 sorts by time)
-            (("runner", "project_id", "id"), False),  # listing with the project filter
-            (("runner", "status", "id"), False),  # FIFO claim, pending count, running jobs
+            (("runner", "seq"), False),  # the listing: newest first, any page in one index seek
+            (("runner", "status", "seq"), False),  # FIFO claim, pending count, running jobs
             (("status", "completed_at"), False),  # the reaper's expiry of finished jobs
         )
 

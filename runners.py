@@ -8,15 +8,17 @@ import logging
 import re
 import threading
 import time
-from collections import namedtuple
+from collections import Counter, namedtuple
 
 from flask import has_request_context
+from peewee import fn
 
 import bridge
+import schemas
 import wakeups
 from config import CHECKLIST_MAX_DEPTH, MAX_AGENTS_PER_RUNNER, MAX_LOG_ENTRIES_PER_BATCH, MAX_PAYLOAD_BYTES, setting
 from errors import error, failure
-from models import SECOND, BridgeCommand, Job, JobLog, PairingSession, Runner, database, is_postgres, now_us
+from models import SECOND, BridgeCommand, Job, JobLog, PairingSession, Runner, database, is_postgres, new_id, now_us
 
 log = logging.getLogger("opik_runners")
 
@@ -27,6 +29,7 @@ UNFINISHED = (PENDING, RUNNING)
 FINISHED = (COMPLETED, FAILED, CANCELLED)
 REPORTABLE = (RUNNING, COMPLETED, FAILED)
 CAPABILITY = re.compile(r"^[a-z_]+$")
+JOB_SCHEMA = schemas.JobSchema()
 
 
 # -- runners
@@ -71,10 +74,11 @@ def detach_runner(runner_id, reason):
     commands, and hide the runner."""
     now = now_us()
     with database.atomic():
-        failed = (
-            Job.update(status=FAILED, error="Runner disconnected", completed_at=now, cancel_unannounced=False)
-            .where((Job.runner == runner_id) & Job.status.in_(UNFINISHED))
-            .execute()
+        failed = len(
+            change_jobs(
+                (Job.runner == runner_id) & Job.status.in_(UNFINISHED),
+                status=FAILED, error="Runner disconnected", completed_at=now, cancel_unannounced=False,
+            )
         )
         timed_out = bridge.time_out_commands(BridgeCommand.runner == runner_id)
         Runner.update(detached_at=now, heartbeat_expires_at=now).where(
@@ -170,14 +174,42 @@ def get_job(caller, job_id):
     return job
 
 
+def render(job):
+    return json.dumps(JOB_SCHEMA.dump(job), separators=(",", ":"), ensure_ascii=False)
+
+
+def apply(job, **changes):
+    """The one way a job changes: set the fields, re-render its document, write both.
+    Call inside a transaction that holds the row (SQLite's write lock, or FOR UPDATE)."""
+    for name, value in changes.items():
+        setattr(job, name, value)
+    job.document = render(job)
+    Job.update(document=job.document, **changes).where(Job.id == job.id).execute()
+    return job
+
+
+def change_jobs(where, **changes):
+    """Apply `changes` to every job matching `where`, atomically; return the changed jobs."""
+    with database.atomic():
+        query = Job.select().where(where)
+        if is_postgres():
+            query = query.for_update()
+        return [apply(job, **changes) for job in query]
+
+
 def list_jobs(caller, runner_id, project_id, page, size):
-    get_runner(caller, runner_id)
-    query = Job.select().where(Job.runner == runner_id)
-    if project_id is not None:
-        query = query.where(Job.project_id == project_id)
-    total = query.count()
-    rows = list(query.order_by(Job.id.desc()).paginate(page + 1, size))
-    return total, rows
+    """(total, documents) of one page, newest first. A runner serves one project, so the
+    project filter keeps all of its jobs or none."""
+    runner = get_runner(caller, runner_id)
+    if project_id is not None and project_id != runner.project_id:
+        return 0, []
+    query = Job.select(Job.document).where(Job.runner == runner_id).order_by(Job.seq.desc())
+    top = runner.job_count - page * size  # the seq of the page's newest job, when there are no gaps
+    if runner.last_seq == runner.job_count:
+        query = query.where((Job.seq <= top) & (Job.seq > top - size))  # one index seek, however deep
+    else:
+        query = query.limit(size).offset(page * size)
+    return runner.job_count, [document for (document,) in query.tuples()]
 
 
 def active_runner(caller, project_id, runner_type):
@@ -204,12 +236,23 @@ def create_job(caller, data):
         pending = Job.select().where((Job.runner == runner.id) & (Job.status == PENDING)).count()
         if pending >= setting("OPIK_RUNNER_MAX_PENDING"):
             raise error(429, "Too many pending jobs for this runner")
+        (counters,) = (
+            Runner.update(job_count=Runner.job_count + 1, last_seq=Runner.last_seq + 1)
+            .where(Runner.id == runner.id)
+            .returning(Runner.last_seq)
+            .execute()
+        )
         timeout = agent.get("timeout") or 0
-        job = Job.create(
+        job = Job(
+            id=new_id(),
             runner=runner.id,
+            seq=counters.last_seq,
             timeout=timeout if timeout > 0 else int(setting("OPIK_RUNNER_JOB_TIMEOUT")),
+            created_at=now_us(),
             **data,
         )
+        job.document = render(job)
+        job.save(force_insert=True)
         wakeups.notify(("jobs", runner.id))
     log.info("job %s created for runner %s (agent %s)", job.id, runner.id, job.agent_name)
     return job
@@ -218,7 +261,7 @@ def create_job(caller, data):
 def claim_next_job(runner_id):
     """Move the oldest pending job to running, or return None. One short write transaction:
     SQLite's BEGIN IMMEDIATE makes it exclusive; PostgreSQL skips rows another claim holds."""
-    query = Job.select().where((Job.runner == runner_id) & (Job.status == PENDING)).order_by(Job.id).limit(1)
+    query = Job.select().where((Job.runner == runner_id) & (Job.status == PENDING)).order_by(Job.seq).limit(1)
     if not query.exists():  # a plain read first: an idle poll never takes the write lock
         return None
     with database.atomic():
@@ -227,8 +270,7 @@ def claim_next_job(runner_id):
         job = query.first()
         if job is None:
             return None
-        job.status, job.started_at = RUNNING, now_us()
-        Job.update(status=job.status, started_at=job.started_at).where(Job.id == job.id).execute()
+        apply(job, status=RUNNING, started_at=now_us())
     log.info("job %s claimed by runner %s", job.id, runner_id)
     return job
 
@@ -261,25 +303,23 @@ def report_job_result(caller, job_id, report):
     if not changes:
         return
     # Guarded on the state, so a job finished meanwhile ignores the report (204, no 409).
-    updated = Job.update(**changes).where((Job.id == job.id) & Job.status.in_(UNFINISHED)).execute()
+    updated = change_jobs((Job.id == job.id) & Job.status.in_(UNFINISHED), **changes)
     if updated and "status" in changes:
         log.info("job %s %s", job.id, changes["status"])
 
 
 def cancel_job(caller, job_id):
     job = get_job(caller, job_id)
-    now = now_us()
-    # A pending job just leaves the queue; a running one is also announced to its
-    # runner on the next heartbeat, since only the runner can stop it.
-    for state, announce in ((PENDING, False), (RUNNING, True)):
-        updated = (
-            Job.update(status=CANCELLED, completed_at=now, cancel_unannounced=announce)
-            .where((Job.id == job.id) & (Job.status == state))
-            .execute()
-        )
-        if updated:
-            log.info("job %s cancelled while %s", job.id, state)
-            return
+    with database.atomic():
+        query = Job.select().where((Job.id == job.id) & Job.status.in_(UNFINISHED))
+        job = (query.for_update() if is_postgres() else query).first()
+        if job is None:
+            return  # finished already: a no-op
+        # A pending job just leaves the queue; a running one is also announced to its
+        # runner on the next heartbeat, since only the runner can stop it.
+        was = job.status
+        apply(job, status=CANCELLED, completed_at=now_us(), cancel_unannounced=was == RUNNING)
+    log.info("job %s cancelled while %s", job.id, was)
 
 
 def get_job_logs(caller, job_id, offset):
@@ -309,12 +349,10 @@ def reap():
     for job in Job.select(Job.id, Job.timeout, Job.started_at).where(
         (Job.status == RUNNING) & (Job.started_at + Job.timeout * SECOND < now)
     ):
-        updated = (
-            Job.update(status=FAILED, error=f"Job timed out after {job.timeout}s", completed_at=now)
-            .where((Job.id == job.id) & (Job.status == RUNNING))
-            .execute()
-        )
-        if updated:
+        if change_jobs(
+            (Job.id == job.id) & (Job.status == RUNNING),
+            status=FAILED, error=f"Job timed out after {job.timeout}s", completed_at=now,
+        ):
             log.info("job %s timed out after %ss", job.id, job.timeout)
     purge_before = now - int(setting("OPIK_RUNNER_DEAD_PURGE_HOURS") * SECOND)
     for runner in Runner.select(Runner.id).where(
@@ -324,11 +362,34 @@ def reap():
     bridge.reap_commands()
     expire_before = now - int(setting("OPIK_RUNNER_COMPLETED_JOB_TTL") * SECOND)
     with database.atomic():
-        Job.delete().where(Job.status.in_(FINISHED) & (Job.completed_at < expire_before)).execute()
+        expired = Job.delete().where(Job.status.in_(FINISHED) & (Job.completed_at < expire_before))
+        for runner_id, count in Counter(row.runner_id for row in expired.returning(Job.runner).execute()).items():
+            Runner.update(job_count=Runner.job_count - count).where(Runner.id == runner_id).execute()
         # A detached runner's jobs are invisible already; drop the row once they would have expired.
         Runner.delete().where(Runner.detached_at < expire_before).execute()
         PairingSession.delete().where(PairingSession.expires_at < now).execute()
         wakeups.prune()
+    for runner in Runner.select(Runner.id).where(Runner.last_seq != Runner.job_count):
+        renumber_jobs(runner.id)
+
+
+def renumber_jobs(runner_id):
+    """Close the gaps expired jobs left in a runner's numbering, so every listing page is
+    an index seek again. Serialized with job creation by the runner row's lock."""
+    with database.atomic():
+        runner = Runner.select().where(Runner.id == runner_id)
+        if is_postgres():
+            runner = runner.for_update()
+        runner = runner.first()
+        if runner is None:
+            return
+        ranked = (
+            Job.select(Job.id, fn.row_number().over(order_by=[Job.seq]).alias("position"))
+            .where(Job.runner == runner_id)
+            .alias("ranked")
+        )
+        Job.update(seq=ranked.c.position).from_(ranked).where(Job.id == ranked.c.id).execute()
+        Runner.update(last_seq=Runner.job_count).where(Runner.id == runner_id).execute()
 
 
 def reap_if_due():

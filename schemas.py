@@ -476,5 +476,4 @@ class TelemetrySchema(Schema):
 
 
 runner_page = page_schema(RunnerSchema)
-job_page = page_schema(JobSchema)
 span_page = page_schema(TelemetrySchema)

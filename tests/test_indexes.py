@@ -21,15 +21,17 @@ def plan(query):
 
 
 QUERIES = {
-    "listing": lambda: Job.select().where(Job.runner == RID).order_by(Job.id.desc()).paginate(3, 25),
-    "listing total": lambda: Job.select(Job.id).where(Job.runner == RID),
-    "listing by project": lambda: Job.select()
-    .where((Job.runner == RID) & (Job.project_id == PID))
-    .order_by(Job.id.desc())
-    .paginate(1, 25),
+    "listing": lambda: Job.select(Job.document)
+    .where((Job.runner == RID) & (Job.seq <= 5000) & (Job.seq > 4975))
+    .order_by(Job.seq.desc()),
+    "listing after expiries": lambda: Job.select(Job.document)
+    .where(Job.runner == RID)
+    .order_by(Job.seq.desc())
+    .limit(25)
+    .offset(50),
     "claim": lambda: Job.select()
     .where((Job.runner == RID) & (Job.status == "pending"))
-    .order_by(Job.id)
+    .order_by(Job.seq)
     .limit(1),
     "job visibility": lambda: runners.visible_jobs(CALLER).where(Job.id == JID),
     "runner ownership": lambda: runners.owned_runners(CALLER).where(Runner.id == RID),
