@@ -18,7 +18,19 @@ import schemas
 import wakeups
 from config import CHECKLIST_MAX_DEPTH, MAX_AGENTS_PER_RUNNER, MAX_LOG_ENTRIES_PER_BATCH, MAX_PAYLOAD_BYTES, setting
 from errors import error, failure
-from models import SECOND, BridgeCommand, Job, JobLog, PairingSession, Runner, database, is_postgres, new_id, now_us
+from models import (
+    SECOND,
+    BridgeCommand,
+    Job,
+    JobLog,
+    PairingSession,
+    Runner,
+    database,
+    is_postgres,
+    new_id,
+    now_us,
+    compiled,
+)
 
 log = logging.getLogger("opik_runners")
 
@@ -45,7 +57,9 @@ def owned_runners(caller):
 
 
 def find_runner(caller, runner_id):
-    return owned_runners(caller).where(Runner.id == runner_id).first()
+    params = (caller.workspace, caller.user, Runner.id.db_value(runner_id))
+    sql = compiled("find_runner", lambda: owned_runners(caller).where(Runner.id == runner_id), params)
+    return next(iter(Runner.raw(sql, *params)), None)
 
 
 def get_runner(caller, runner_id):
@@ -168,7 +182,9 @@ def visible_jobs(caller):
 
 
 def get_job(caller, job_id):
-    job = visible_jobs(caller).where(Job.id == job_id).first()
+    params = (caller.workspace, caller.user, Job.id.db_value(job_id))
+    sql = compiled("get_job", lambda: visible_jobs(caller).where(Job.id == job_id), params)
+    job = next(iter(Job.raw(sql, *params)), None)
     if job is None:
         raise failure(404, f"Job not found: '{job_id}'")
     return job
@@ -184,7 +200,11 @@ def apply(job, **changes):
     for name, value in changes.items():
         setattr(job, name, value)
     job.document = render(job)
-    Job.update(document=job.document, **changes).where(Job.id == job.id).execute()
+    columns = [Job.status, Job.result, Job.error, Job.trace_id, Job.started_at, Job.completed_at,
+               Job.cancel_unannounced, Job.document]
+    params = [c.db_value(getattr(job, c.name)) for c in columns] + [Job.id.db_value(job.id)]
+    update = lambda: Job.update({c: getattr(job, c.name) for c in columns}).where(Job.id == job.id)  # noqa: E731
+    database.execute_sql(compiled("apply", update, params), params)
     return job
 
 
@@ -197,6 +217,17 @@ def change_jobs(where, **changes):
         return [apply(job, **changes) for job in query]
 
 
+def locked_unfinished_job(job_id):
+    """The job if it is still pending or running, locked for a change (inside a transaction)."""
+
+    def build():
+        query = Job.select().where((Job.id == job_id) & Job.status.in_(UNFINISHED))
+        return query.for_update() if is_postgres() else query
+
+    params = (Job.id.db_value(job_id), *UNFINISHED)
+    return next(iter(Job.raw(compiled("unfinished_job", build, params), *params)), None)
+
+
 def list_jobs(caller, runner_id, project_id, page, size):
     """(total, documents) of one page, newest first. A runner serves one project, so the
     project filter keeps all of its jobs or none."""
@@ -205,27 +236,31 @@ def list_jobs(caller, runner_id, project_id, page, size):
         return 0, []
     query = Job.select(Job.document).where(Job.runner == runner_id).order_by(Job.seq.desc())
     top = runner.job_count - page * size  # the seq of the page's newest job, when there are no gaps
-    if runner.last_seq == runner.job_count:
-        query = query.where((Job.seq <= top) & (Job.seq > top - size))  # one index seek, however deep
+    if runner.last_seq == runner.job_count:  # one index seek, however deep the page
+        params = (Job.runner.db_value(runner_id), top, top - size)
+        page_query = lambda: query.where((Job.seq <= top) & (Job.seq > top - size))  # noqa: E731
+        rows = database.execute_sql(compiled("page", page_query, params), params)
     else:
-        query = query.limit(size).offset(page * size)
-    return runner.job_count, [document for (document,) in query.tuples()]
+        rows = query.limit(size).offset(page * size).tuples()
+    return runner.job_count, [document for (document,) in rows]
 
 
 def active_runner(caller, project_id, runner_type):
-    """The (workspace, project, user, type) runner that new work is routed to."""
+    """The (workspace, project, user, type) runner that new work is routed to (a query)."""
     return (
         owned_runners(caller)
         .where((Runner.project_id == project_id) & (Runner.type == runner_type))
         .order_by(Runner.connected_at.desc())
-        .first()
+        .limit(1)
     )
 
 
 def create_job(caller, data):
     """Route a job to the caller's active endpoint runner for the project (checks in upstream order)."""
     with database.atomic():
-        runner = active_runner(caller, data["project_id"], "endpoint")
+        params = (caller.workspace, caller.user, Runner.project_id.db_value(data["project_id"]), "endpoint", 1)
+        build = lambda: active_runner(caller, data["project_id"], "endpoint")  # noqa: E731
+        runner = next(iter(Runner.raw(compiled("active_runner", build, params), *params)), None)
         if runner is None:
             raise error(404, "No runner configured. Pair one from the Runners page.")
         if runner.status != "connected":
@@ -233,26 +268,32 @@ def create_job(caller, data):
         agent = runner.agents.get(data["agent_name"])
         if agent is None:
             raise error(400, f"Agent '{data['agent_name']}' is not registered on this runner")
-        pending = Job.select().where((Job.runner == runner.id) & (Job.status == PENDING)).count()
+        params = (Job.runner.db_value(runner.id), PENDING)
+        build = lambda: Job.select(fn.COUNT(Job.id)).where((Job.runner == runner.id) & (Job.status == PENDING))  # noqa: E731
+        (pending,) = database.execute_sql(compiled("pending_count", build, params), params).fetchone()
         if pending >= setting("OPIK_RUNNER_MAX_PENDING"):
             raise error(429, "Too many pending jobs for this runner")
-        (counters,) = (
+        params = (1, 1, Runner.id.db_value(runner.id))
+        build = lambda: (  # noqa: E731
             Runner.update(job_count=Runner.job_count + 1, last_seq=Runner.last_seq + 1)
             .where(Runner.id == runner.id)
             .returning(Runner.last_seq)
-            .execute()
         )
+        (last_seq,) = database.execute_sql(compiled("count_job", build, params), params).fetchone()
         timeout = agent.get("timeout") or 0
         job = Job(
             id=new_id(),
             runner=runner.id,
-            seq=counters.last_seq,
+            seq=last_seq,
             timeout=timeout if timeout > 0 else int(setting("OPIK_RUNNER_JOB_TIMEOUT")),
             created_at=now_us(),
             **data,
         )
         job.document = render(job)
-        job.save(force_insert=True)
+        fields = Job._meta.sorted_fields
+        params = [field.db_value(getattr(job, field.name)) for field in fields]
+        build = lambda: Job.insert({field: getattr(job, field.name) for field in fields})  # noqa: E731
+        database.execute_sql(compiled("insert_job", build, params), params)
         wakeups.notify(("jobs", runner.id))
     log.info("job %s created for runner %s (agent %s)", job.id, runner.id, job.agent_name)
     return job
@@ -261,13 +302,17 @@ def create_job(caller, data):
 def claim_next_job(runner_id):
     """Move the oldest pending job to running, or return None. One short write transaction:
     SQLite's BEGIN IMMEDIATE makes it exclusive; PostgreSQL skips rows another claim holds."""
-    query = Job.select().where((Job.runner == runner_id) & (Job.status == PENDING)).order_by(Job.seq).limit(1)
-    if not query.exists():  # a plain read first: an idle poll never takes the write lock
+    def oldest_pending():
+        query = Job.select().where((Job.runner == runner_id) & (Job.status == PENDING)).order_by(Job.seq).limit(1)
+        return query.for_update("FOR UPDATE SKIP LOCKED") if is_postgres() else query
+
+    params = (Job.runner.db_value(runner_id), PENDING, 1)
+    sql = compiled("claim", oldest_pending, params)
+    # A plain read first: an idle poll never takes the write lock.
+    if database.execute_sql(sql.replace(" FOR UPDATE SKIP LOCKED", ""), params).fetchone() is None:
         return None
     with database.atomic():
-        if is_postgres():
-            query = query.for_update("FOR UPDATE SKIP LOCKED")
-        job = query.first()
+        job = next(iter(Job.raw(sql, *params)), None)
         if job is None:
             return None
         apply(job, status=RUNNING, started_at=now_us())
@@ -303,7 +348,9 @@ def report_job_result(caller, job_id, report):
     if not changes:
         return
     # Guarded on the state, so a job finished meanwhile ignores the report (204, no 409).
-    updated = change_jobs((Job.id == job.id) & Job.status.in_(UNFINISHED), **changes)
+    with database.atomic():
+        job = locked_unfinished_job(job.id)
+        updated = job is not None and apply(job, **changes)
     if updated and "status" in changes:
         log.info("job %s %s", job.id, changes["status"])
 
@@ -311,8 +358,7 @@ def report_job_result(caller, job_id, report):
 def cancel_job(caller, job_id):
     job = get_job(caller, job_id)
     with database.atomic():
-        query = Job.select().where((Job.id == job.id) & Job.status.in_(UNFINISHED))
-        job = (query.for_update() if is_postgres() else query).first()
+        job = locked_unfinished_job(job.id)
         if job is None:
             return  # finished already: a no-op
         # A pending job just leaves the queue; a running one is also announced to its

@@ -20,7 +20,7 @@ import peewee as pw
 log = logging.getLogger("opik_runners")
 
 CHANNEL = "opik_wakeups"
-SQLITE_CHECK_SECONDS = 0.002  # how often the watcher asks SQLite whether anything committed
+SQLITE_CHECK_SECONDS = 0.005  # how often the watcher asks SQLite whether anything committed
 KEEP_SIGNALS_SECONDS = 60  # wakeup rows older than this are pruned
 
 _lock = threading.Lock()
@@ -82,7 +82,10 @@ def notify(key):
     if isinstance(db, pw.PostgresqlDatabase):
         db.execute_sql("SELECT pg_notify(%s, %s)", (CHANNEL, text))
     else:
-        Wakeup.create(key=text)
+        # Compiled once, as models.compiled does: this runs with every job and command.
+        if _target.get("insert_sql") is None or _target.get("insert_db") is not db:
+            _target["insert_sql"], _target["insert_db"] = Wakeup.insert(key="", created_at=0.0).sql()[0], db
+        db.execute_sql(_target["insert_sql"], (text, time.time()))
     _wake_local(text)
 
 

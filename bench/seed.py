@@ -4,6 +4,7 @@ import uuid
 from tqdm import tqdm
 
 import models
+import runners
 from models import SECOND, Job, Project, Runner, database, new_id, now_us
 
 WORKSPACE, USER = "default", "admin"
@@ -19,7 +20,7 @@ def project(name="bench"):
     return Project.create(workspace=WORKSPACE, name=name, created_by=USER, last_updated_by=USER)
 
 
-def runners(project_id, count, runner_type="endpoint", alive_for=3600, workspace=WORKSPACE):
+def live_runners(project_id, count, runner_type="endpoint", alive_for=3600, workspace=WORKSPACE):
     """`count` live runners with the `answer` agent (and the bridge capability)."""
     now = now_us()
     rows = [
@@ -34,11 +35,11 @@ def runners(project_id, count, runner_type="endpoint", alive_for=3600, workspace
     return [row["id"] for row in rows]
 
 
-def full_job(runner_id, project_id, status="completed"):
+def full_job(runner_id, project_id, seq, status="completed"):
     """A job with every field of the contract filled, nested metadata included."""
     now = now_us()
-    return dict(
-        id=new_id(), runner=runner_id, project_id=project_id, agent_name="answer", status=status,
+    row = dict(
+        id=new_id(), runner=runner_id, project_id=project_id, agent_name="answer", status=status, seq=seq,
         inputs={"question": "What is the answer to life, the universe and everything?", "n": 3},
         result={"result": "42", "tokens": 17}, error=None if status == "completed" else "boom",
         trace_id=uuid.uuid4(), mask_id=uuid.uuid4(),
@@ -48,6 +49,8 @@ def full_job(runner_id, project_id, status="completed"):
                   "dataset_item_version_id": str(uuid.uuid4()), "dataset_item_id": str(uuid.uuid4())},
         timeout=1800, created_at=now, started_at=now, completed_at=now,
     )
+    row["document"] = runners.render(Job(**row))
+    return row
 
 
 def jobs(plan, project_id, batch=2000, progress=True):
@@ -59,9 +62,10 @@ def jobs(plan, project_id, batch=2000, progress=True):
         while done < count:
             size = min(batch, count - done)
             with database.atomic():
-                Job.insert_many([full_job(runner_id, project_id) for _ in range(size)]).execute()
+                Job.insert_many([full_job(runner_id, project_id, done + i + 1) for i in range(size)]).execute()
             done += size
             bar.update(size)
+        Runner.update(job_count=count, last_seq=count).where(Runner.id == runner_id).execute()
     bar.close()
 
 

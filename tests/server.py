@@ -34,7 +34,8 @@ def free_port():
 
 
 class Server:
-    def __init__(self, database_url, **env):
+    def __init__(self, database_url, app="app:create_app()", **env):
+        self.app = app
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.env = {**os.environ, "DATABASE_URL": database_url, **env}
@@ -43,7 +44,7 @@ class Server:
     def start(self, timeout=20):
         self.process = subprocess.Popen(
             [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "-b", f"127.0.0.1:{self.port}",
-             "app:create_app()"],
+             self.app],
             cwd=ROOT,
             env=self.env,
             stdout=subprocess.PIPE,
