@@ -5,11 +5,13 @@ those becomes a table, and every index below serves one query: the listing,
 the claim or an ownership lookup.
 """
 import json
+import sqlite3
 import time
 import uuid
 
 import peewee as pw
-from playhouse.db_url import connect
+from playhouse.db_url import connect, parse
+from playhouse.pool import PooledSqliteDatabase
 from uuid6 import uuid7
 
 import wakeups
@@ -238,6 +240,35 @@ def is_postgres():
 MODELS = [Project, Runner, Job, JobLog, PairingSession, BridgeCommand, BridgeRate, Trace, Span]
 
 
+class CooperativeSqliteDatabase(PooledSqliteDatabase):
+    """SQLite whose write lock is waited for cooperatively.
+
+    SQLite's own busy handler sleeps 1 to 100 ms inside C while another process holds
+    the write lock, which stalls every greenlet of a gevent worker meanwhile. BEGIN
+    IMMEDIATE is retried here instead, with sub-millisecond sleeps that yield.
+    """
+
+    def begin(self, lock_type=None):
+        conn = self.connection()
+        conn.execute("PRAGMA busy_timeout = 0")
+        try:
+            delay, deadline = 0.0002, time.monotonic() + BUSY_TIMEOUT_SECONDS
+            while True:
+                try:
+                    conn.execute(f"BEGIN {lock_type or self._lock_type or ''}")
+                    return
+                except sqlite3.OperationalError as exc:
+                    if "locked" not in str(exc) or time.monotonic() > deadline:
+                        raise pw.OperationalError(str(exc)) from exc
+                time.sleep(delay)
+                delay = min(delay * 2, 0.005)
+        finally:
+            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_SECONDS * 1000}")
+
+
+BUSY_TIMEOUT_SECONDS = 30
+
+
 def open_database(url):
     """Bind the models to the database at `url` (peewee's db_url syntax), through a
     connection pool: a request borrows a connection and a held long poll hands it back."""
@@ -249,11 +280,11 @@ def open_database(url):
     if scheme.startswith("sqlite"):
         # WAL lets readers run beside the one writer; IMMEDIATE takes the write lock
         # at BEGIN, so a transaction never fails half-way upgrading to it.
-        db = connect(
-            pooled,
+        db = CooperativeSqliteDatabase(
+            parse(url)["database"],
             pragmas={
                 "journal_mode": "wal",
-                "busy_timeout": 30000,
+                "busy_timeout": BUSY_TIMEOUT_SECONDS * 1000,
                 "foreign_keys": 1,
                 "synchronous": "normal",
             },

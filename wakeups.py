@@ -25,6 +25,7 @@ KEEP_SIGNALS_SECONDS = 60  # wakeup rows older than this are pruned
 
 _lock = threading.Lock()
 _waiters = defaultdict(set)
+_someone_waits = threading.Event()  # the SQLite watcher idles while nobody waits
 _target = {"db": None, "watcher": None}
 
 
@@ -103,6 +104,7 @@ def poll(key, attempt, timeout, release=None):
     event = threading.Event()
     with _lock:
         _waiters[text].add(event)
+        _someone_waits.set()
     try:
         while True:
             event.clear()  # cleared before the attempt, so a wake-up during it is kept
@@ -118,6 +120,8 @@ def poll(key, attempt, timeout, release=None):
             _waiters[text].discard(event)
             if not _waiters[text]:
                 del _waiters[text]
+            if not _waiters:
+                _someone_waits.clear()
 
 
 class SqliteWatcher(threading.Thread):
@@ -143,6 +147,7 @@ class SqliteWatcher(threading.Thread):
                         last = row_id
                         _wake_local(text)
                 time.sleep(SQLITE_CHECK_SECONDS)
+                _someone_waits.wait(1.0)  # no poll held here: nothing to wake, so check rarely
         except Exception:
             log.exception("wake-up watcher stopped; polls fall back to their timeouts")
         finally:

@@ -1,0 +1,27 @@
+"""The benchmark suite in smoke mode: it must keep running (timings are never asserted here;
+the figures live in BENCHMARKS.md). Its correctness rows (exactly-once, no 5xx) must hold."""
+import os
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from server import POSTGRES_URL
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+@pytest.mark.skipif(not shutil.which("wrk") and not os.environ.get("CI"), reason="wrk is not installed")
+@pytest.mark.skipif(bool(POSTGRES_URL), reason="the bench runs on its own SQLite files: once per CI run is enough")
+@pytest.mark.timeout(600)
+def test_bench_smoke_runs_and_claims_exactly_once():
+    run = subprocess.run([sys.executable, "bench/run.py", "--smoke"], cwd=ROOT, capture_output=True, text=True,
+                         timeout=600)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    table = [line for line in run.stdout.splitlines() if line.startswith("| ") and not line.startswith("| figure")]
+    figures = {line.split(" | ")[0][2:]: line.rsplit(" | ", 1)[1].strip(" |") for line in table}
+    assert len(figures) >= 15, run.stdout[-3000:]
+    correctness = [name for name in figures if name.startswith(("exactly-once", "5xx", "64 concurrent writers"))]
+    assert len(correctness) == 4
+    assert all(figures[name] == "yes" for name in correctness), run.stdout[-3000:]
