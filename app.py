@@ -27,7 +27,7 @@ def create_app(**overrides):
     app.config["MAX_CONTENT_LENGTH"] = MAX_REQUEST_BYTES
     app.json.sort_keys = False
 
-    models.open_database(app.config["DATABASE_URL"])
+    models.open_database(app.config["DATABASE_URL"], app.config["OPIK_DB_POOL_SIZE"])
     models.create_tables()
     wakeups.start_watcher()
 

@@ -41,6 +41,7 @@ def parse_bool(value):
 # (env name, default, parser); the README's configuration table lists the same rows.
 SETTINGS = [
     ("DATABASE_URL", "sqlite:///opik-runners.db", str),
+    ("OPIK_DB_POOL_SIZE", "20", int),
     ("OPIK_API_KEYS", "", parse_api_keys),
     ("OPIK_RUNNER_HEARTBEAT_TTL", "15s", parse_duration),
     ("OPIK_RUNNER_NEXT_JOB_POLL_TIMEOUT", "10s", parse_duration),

@@ -269,14 +269,16 @@ class CooperativeSqliteDatabase(PooledSqliteDatabase):
 BUSY_TIMEOUT_SECONDS = 30
 
 
-def open_database(url):
+def open_database(url, pool_size=20):
     """Bind the models to the database at `url` (peewee's db_url syntax), through a
     connection pool: a request borrows a connection and a held long poll hands it back."""
     scheme, sep, rest = url.partition("://")
     if not sep:
         raise ValueError(f"DATABASE_URL must look like sqlite:///path or postgresql://..., got {url!r}")
     pooled = f"{scheme.split('+')[0]}+pool://{rest}"
-    pool = {"max_connections": 64, "stale_timeout": 300, "timeout": 30}
+    # Held polls hand their connection back, so a pool this size serves thousands of them;
+    # a request finding it empty waits (up to 30 s) for a free one rather than failing.
+    pool = {"max_connections": pool_size, "stale_timeout": 300, "timeout": 30}
     if scheme.startswith("sqlite"):
         # WAL lets readers run beside the one writer; IMMEDIATE takes the write lock
         # at BEGIN, so a transaction never fails half-way upgrading to it.
@@ -303,9 +305,15 @@ def open_database(url):
 
 def create_tables():
     """Create the schema; safe to run on every start, by several workers at once."""
-    with database.connection_context(), database.atomic():
-        if is_postgres():
-            # Concurrent CREATE ... IF NOT EXISTS can still collide in PostgreSQL's
-            # catalog; workers booting together take turns. (SQLite's write lock does this.)
-            database.execute_sql("SELECT pg_advisory_xact_lock(7146510731)")
-        database.create_tables([*MODELS, wakeups.Wakeup], safe=True)
+    models = [*MODELS, wakeups.Wakeup]
+    with database.connection_context():
+        if set(database.get_tables()) >= {m._meta.table_name for m in models}:
+            # Read from the catalog, which locks nothing: on PostgreSQL even a no-op
+            # CREATE INDEX IF NOT EXISTS locks its table, and would deadlock with the
+            # requests a sibling worker is already serving.
+            return
+        with database.atomic():
+            if is_postgres():
+                # Workers booting together on an empty database take turns.
+                database.execute_sql("SELECT pg_advisory_xact_lock(7146510731)")
+            database.create_tables(models, safe=True)

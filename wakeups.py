@@ -91,8 +91,11 @@ def notify(key):
 
 
 def prune():
+    """Drop old wake-up rows, but never the newest: SQLite numbers a new row max(id) + 1,
+    so an emptied table would restart at 1, below every watcher's `last`."""
     if not isinstance(_target["db"], pw.PostgresqlDatabase):
-        Wakeup.delete().where(Wakeup.created_at < time.time() - KEEP_SIGNALS_SECONDS).execute()
+        newest = Wakeup.select(pw.fn.MAX(Wakeup.id)).scalar() or 0
+        Wakeup.delete().where((Wakeup.created_at < time.time() - KEEP_SIGNALS_SECONDS) & (Wakeup.id < newest)).execute()
 
 
 def poll(key, attempt, timeout, release=None):

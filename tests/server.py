@@ -4,6 +4,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 
 import requests
@@ -42,19 +43,22 @@ class Server:
         self.process = None
 
     def start(self, timeout=20):
+        # A file, not a pipe: nobody reads a pipe while the server runs, and a full one
+        # would block the workers' logging.
+        self.log = tempfile.TemporaryFile()
         self.process = subprocess.Popen(
             [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "-b", f"127.0.0.1:{self.port}",
              self.app],
             cwd=ROOT,
             env=self.env,
-            stdout=subprocess.PIPE,
+            stdout=self.log,
             stderr=subprocess.STDOUT,
             start_new_session=True,
         )
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"gunicorn exited: {self.process.stdout.read().decode()}")
+                raise RuntimeError(f"gunicorn exited: {self.output()}")
             try:
                 if requests.get(f"{self.url}/is-alive/ping", timeout=1).status_code == 200:
                     return self
@@ -72,5 +76,11 @@ class Server:
             except subprocess.TimeoutExpired:
                 os.killpg(self.process.pid, signal.SIGKILL)
                 self.process.wait()
-        output = self.process.stdout.read().decode() if self.process else ""
-        return output
+        return self.output()
+
+    def output(self):
+        """What the server has logged so far."""
+        if not self.process:
+            return ""
+        self.log.seek(0)
+        return self.log.read().decode(errors="replace")

@@ -1,0 +1,589 @@
+"""Scale-out under load, on real gunicorn servers: exactly-once job and bridge-command claims
+across worker processes (and across server instances sharing one PostgreSQL), wake-ups of
+held polls across processes, and a worker SIGKILLed under load (behaviour notes §2.2, §2.3,
+§3.2, §3.4)."""
+import base64
+import os
+import re
+import signal
+import threading
+import time
+import traceback
+from collections import Counter
+from datetime import datetime
+
+import pytest
+import requests
+
+from conftest import AGENT, activation_hmac
+from server import POSTGRES_URL, Server, fresh_database_url
+
+# Every server here: runners stay connected for the whole test, queues never hit their cap.
+BASE_ENV = {
+    "OPIK_RUNNER_HEARTBEAT_TTL": "600",
+    "OPIK_RUNNER_MAX_PENDING": "100000",
+    "OPIK_RUNNER_NEXT_JOB_POLL_TIMEOUT": "1",
+}
+# Lines of the server log worth showing when a test fails.
+PROBLEM = re.compile(r"error|exception|traceback|locked|deadlock|could not|timeout|\[CRITICAL\]", re.I)
+
+
+# -- servers
+
+
+@pytest.fixture
+def start_server(tmp_path):
+    """Start real gunicorn servers (the shipped config, BASE_ENV + overrides); all are stopped
+    at teardown, and their logs shown when they hold errors."""
+    started = []
+
+    def start(database_url=None, **env):
+        srv = Server(database_url or fresh_database_url(tmp_path), **{**BASE_ENV, **env})
+        try:
+            srv.start()
+        except Exception:
+            srv.stop()
+            raise
+        started.append(srv)
+        return srv
+
+    yield start
+    for srv in started:
+        text = srv.stop()
+        # Shown by pytest when the test failed: the server's side of the story.
+        trouble = [block for block in re.split(r"\n(?=\[)", text) if PROBLEM.search(block.split("\n", 1)[0])]
+        if trouble:
+            print(f"--- server on port {srv.port}: {len(trouble)} error lines, the last ones:")
+            print("\n".join(trouble[-10:]))
+
+
+def log_lines(srv):
+    return srv.output().splitlines()
+
+
+def problems(*servers):
+    """The server log lines that look like trouble (for assertion messages)."""
+    lines = [line.rstrip() for srv in servers for line in log_lines(srv) if PROBLEM.search(line)]
+    return "\n".join(lines[-40:]) or "(no error lines in the server log)"
+
+
+def assert_clean_log(*servers):
+    """No [ERROR] line at all: a 500 answered, or a wake-up watcher that died quietly."""
+    errors = [line for srv in servers for line in log_lines(srv) if "[ERROR]" in line]
+    assert not errors, problems(*servers)
+
+
+def worker_pids(master_pid):
+    """The gunicorn workers: processes whose parent is the master."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as stat:
+                    if int(stat.read().rsplit(")", 1)[1].split()[1]) == master_pid:
+                        pids.append(int(entry))
+            except (OSError, ValueError, IndexError):
+                pass
+    return sorted(pids)
+
+
+# -- the API
+
+
+def api_of(url):
+    return f"{url}/api/v1/private"
+
+
+def pair(url, workspace, name, runner_type="endpoint", capabilities=None):
+    """Pair a runner over HTTP as the CLI does: an endpoint runner gets the `answer` agent; a
+    heartbeat then declares `capabilities` (if any). Returns the runner's coordinates."""
+    api = api_of(url)
+    headers = {"Comet-Workspace": workspace}
+    found = requests.post(f"{api}/projects/retrieve", json={"name": "demo"}, headers=headers, timeout=10)
+    if found.status_code == 404:
+        assert requests.post(f"{api}/projects", json={"name": "demo"}, headers=headers, timeout=10).status_code == 201
+        found = requests.post(f"{api}/projects/retrieve", json={"name": "demo"}, headers=headers, timeout=10)
+    assert found.status_code == 200, found.text
+    project_id = found.json()["id"]
+    key = os.urandom(32)
+    session = requests.post(
+        f"{api}/pairing/sessions",
+        json={"project_id": project_id, "activation_key": base64.b64encode(key).decode(), "type": runner_type},
+        headers=headers,
+        timeout=10,
+    )
+    assert session.status_code == 201, session.text
+    session = session.json()
+    activated = requests.post(
+        f"{api}/pairing/sessions/{session['session_id']}/activate",
+        json={"runner_name": name, "hmac": activation_hmac(session["session_id"], key, name)},
+        headers=headers,
+        timeout=10,
+    )
+    assert activated.status_code == 201, activated.text
+    runner_id = session["runner_id"]
+    if runner_type == "endpoint":
+        agents = requests.put(
+            f"{api}/local-runners/{runner_id}/agents", json={"answer": AGENT}, headers=headers, timeout=10
+        )
+        assert agents.status_code == 204, agents.text
+    if capabilities is not None:
+        beat = requests.post(
+            f"{api}/local-runners/{runner_id}/heartbeats",
+            json={"capabilities": capabilities},
+            headers=headers,
+            timeout=10,
+        )
+        assert beat.status_code == 200, beat.text
+    return {"runner_id": runner_id, "project_id": project_id, "headers": headers}
+
+
+def create_job(session, url, runner, n=0):
+    """POST jobs; return the response (201 with the job id in Location)."""
+    return session.post(
+        f"{api_of(url)}/local-runners/jobs",
+        json={"agent_name": "answer", "project_id": runner["project_id"], "inputs": {"question": f"q{n}"}},
+        headers=runner["headers"],
+        timeout=30,
+    )
+
+
+def job_id_of(response):
+    assert response.status_code == 201, (response.status_code, response.text)
+    return response.headers["Location"].rsplit("/", 1)[1]
+
+
+def submit_command(session, url, runner, n=0):
+    response = session.post(
+        f"{api_of(url)}/local-runners/{runner['runner_id']}/bridge/commands",
+        json={"type": "ReadFile", "args": {"path": f"file-{n}.txt"}},
+        headers=runner["headers"],
+        timeout=30,
+    )
+    assert response.status_code == 201, (response.status_code, response.text)
+    return response.json()["command_id"]
+
+
+def list_jobs(url, runner):
+    response = requests.get(
+        f"{api_of(url)}/local-runners/{runner['runner_id']}/jobs",
+        params={"size": 100000},
+        headers=runner["headers"],
+        timeout=30,
+    )
+    assert response.status_code == 200, response.text
+    return response.json()
+
+
+def parse_time(text):
+    return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+
+
+# -- threads
+
+
+class Task(threading.Thread):
+    """A thread that keeps its target's exception (with traceback) for the test to assert on."""
+
+    def __init__(self, target, *args):
+        super().__init__(daemon=True)
+        self.target, self.args, self.error = target, args, None
+
+    def run(self):
+        try:
+            self.target(*self.args)
+        except BaseException:  # noqa: B036 - reported by the test
+            self.error = traceback.format_exc()
+
+
+def run_all(tasks, timeout=120):
+    for task in tasks:
+        task.start()
+    join_all(tasks, timeout)
+
+
+def join_all(tasks, timeout=120, what="client threads"):
+    deadline = time.monotonic() + timeout
+    for task in tasks:
+        task.join(max(0.0, deadline - time.monotonic()))
+    alive = sum(task.is_alive() for task in tasks)
+    assert not alive, f"{alive} of {len(tasks)} {what} did not finish within {timeout} s"
+    errors = [task.error for task in tasks if task.error]
+    assert not errors, errors[0]
+
+
+def create_jobs(url, runner, count, threads=4, into=None, offset=0):
+    """Create `count` jobs over HTTP from `threads` sessions; return their ids."""
+    ids = [] if into is None else into
+
+    def make(first):
+        with requests.Session() as session:
+            for n in range(first, offset + count, threads):
+                ids.append(job_id_of(create_job(session, url, runner, n)))
+
+    run_all([Task(make, offset + t) for t in range(threads)])
+    return ids
+
+
+def job_poller(url, runner, done, delivered):
+    """Poll jobs/next on its own connection until two `null`s in a row, both asked after
+    `done` was set (so nothing created before `done` can still be waiting)."""
+    poll = f"{api_of(url)}/local-runners/{runner['runner_id']}/jobs/next"
+    nulls = 0
+    with requests.Session() as session:
+        while nulls < 2:
+            after_done = done.is_set()
+            response = session.post(poll, headers=runner["headers"], timeout=30)
+            assert response.status_code == 200, (response.status_code, response.text)
+            job = response.json()
+            if job is None:
+                nulls = nulls + 1 if after_done else 0
+                continue
+            nulls = 0
+            assert job["status"] == "running" and job["runner_id"] == runner["runner_id"], job
+            delivered.append(job)
+
+
+def command_poller(url, runner, done, delivered, batch=7):
+    poll = f"{api_of(url)}/local-runners/{runner['runner_id']}/bridge/commands/next"
+    empties = 0
+    with requests.Session() as session:
+        while empties < 2:
+            after_done = done.is_set()
+            response = session.post(poll, json={"max_commands": batch}, headers=runner["headers"], timeout=30)
+            assert response.status_code == 200, (response.status_code, response.text)
+            commands = response.json()["commands"]
+            if not commands:
+                empties = empties + 1 if after_done else 0
+                continue
+            empties = 0
+            assert len(commands) <= batch, len(commands)
+            delivered.extend(commands)
+
+
+def assert_exactly_once(created, delivered_ids, what, *servers):
+    duplicates = sorted(i for i, times in Counter(delivered_ids).items() if times > 1)
+    missing = set(created) - set(delivered_ids)
+    unknown = set(delivered_ids) - set(created)
+    assert not duplicates, f"{len(duplicates)} {what} delivered twice, e.g. {duplicates[:3]}\n{problems(*servers)}"
+    assert not missing, f"{len(missing)} of {len(created)} {what} never delivered\n{problems(*servers)}"
+    assert not unknown, f"{len(unknown)} {what} delivered that were never created"
+    assert len(delivered_ids) == len(created)
+
+
+def assert_all_running(url, runner, created):
+    listing = list_jobs(url, runner)
+    assert listing["total"] == len(created)
+    assert {job["id"] for job in listing["content"]} == set(created)
+    statuses = {job["status"] for job in listing["content"]}
+    assert statuses == {"running"}, statuses
+
+
+# -- 1. jobs: exactly once across four workers
+
+
+def test_jobs_created_beforehand_are_claimed_exactly_once_across_workers(start_server):
+    srv = start_server(OPIK_RUNNERS_WORKERS="4")
+    runner = pair(srv.url, "scale", "runner")
+    created = create_jobs(srv.url, runner, 1500)
+    assert len(set(created)) == 1500
+
+    done, delivered = threading.Event(), []
+    done.set()  # everything is queued already
+    run_all([Task(job_poller, srv.url, runner, done, delivered) for _ in range(16)])
+
+    assert_exactly_once(created, [job["id"] for job in delivered], "jobs", srv)
+    assert_all_running(srv.url, runner, created)
+    assert_clean_log(srv)
+
+
+def test_jobs_created_while_polled_are_claimed_exactly_once_across_workers(start_server):
+    srv = start_server(OPIK_RUNNERS_WORKERS="4")
+    runner = pair(srv.url, "scale", "runner")
+
+    done, delivered, created = threading.Event(), [], []
+    pollers = [Task(job_poller, srv.url, runner, done, delivered) for _ in range(16)]
+    for poller in pollers:
+        poller.start()
+    time.sleep(0.3)  # the pollers are waiting: most jobs below wake a held poll, in any worker
+
+    def creator():
+        try:
+            create_jobs(srv.url, runner, 1000, threads=2, into=created)
+        finally:
+            done.set()
+
+    run_all([Task(creator)])
+    join_all(pollers)
+
+    assert len(set(created)) == 1000
+    assert_exactly_once(created, [job["id"] for job in delivered], "jobs", srv)
+    assert_all_running(srv.url, runner, created)
+    assert_clean_log(srv)
+    delays = sorted(parse_time(job["started_at"]) - parse_time(job["created_at"]) for job in delivered)
+    print(f"create->claim delay: median {delays[len(delays) // 2]:.3f}s, max {delays[-1]:.3f}s")
+
+
+# -- 2. bridge commands: exactly once across four workers
+
+
+def test_bridge_commands_are_claimed_exactly_once_across_workers(start_server):
+    srv = start_server(
+        OPIK_RUNNERS_WORKERS="4",
+        OPIK_BRIDGE_MAX_PENDING="100000",
+        OPIK_BRIDGE_MAX_COMMANDS_PER_MINUTE="100000",
+        OPIK_BRIDGE_MAX_WRITE_COMMANDS_PER_MINUTE="100000",
+        OPIK_BRIDGE_POLL_TIMEOUT="1",
+    )
+    runner = pair(srv.url, "scale", "daemon", runner_type="connect", capabilities=["bridge"])
+    submitted = []
+
+    def submit(first, count, step):
+        with requests.Session() as session:
+            for n in range(first, count, step):
+                submitted.append(submit_command(session, srv.url, runner, n))
+
+    # Half queued before the pollers start, half submitted while they poll.
+    run_all([Task(submit, t, 400, 4) for t in range(4)])
+    done, delivered = threading.Event(), []
+    pollers = [Task(command_poller, srv.url, runner, done, delivered) for _ in range(16)]
+    for poller in pollers:
+        poller.start()
+
+    def creator():
+        try:
+            run_all([Task(submit, 400 + t, 800, 2) for t in range(2)])
+        finally:
+            done.set()
+
+    run_all([Task(creator)])
+    join_all(pollers)
+
+    assert len(set(submitted)) == 800
+    assert_exactly_once(submitted, [c["command_id"] for c in delivered], "bridge commands", srv)
+    paths = sorted(c["args"]["path"] for c in delivered)
+    assert paths == sorted(f"file-{n}.txt" for n in range(800))
+    # Every command is now picked up (a sample, read back through all the workers).
+    with requests.Session() as session:
+        for command_id in submitted[::20]:
+            got = session.get(
+                f"{api_of(srv.url)}/local-runners/{runner['runner_id']}/bridge/commands/{command_id}",
+                headers=runner["headers"],
+                timeout=10,
+            )
+            assert got.status_code == 200 and got.json()["status"] == "picked_up", got.text
+    assert_clean_log(srv)
+
+
+# -- 3. a job wakes the poll held for its runner, whichever worker holds it
+
+
+def hold_polls(url, runners, timeout=30):
+    """Start one jobs/next per runner, each on its own connection; return the threads."""
+    tasks = []
+    for runner in runners:
+
+        def poll(runner=runner):
+            response = requests.post(
+                f"{api_of(url)}/local-runners/{runner['runner_id']}/jobs/next",
+                headers=runner["headers"],
+                timeout=timeout,
+            )
+            runner["answer"], runner["answered_at"] = response, time.monotonic()
+
+        tasks.append(Task(poll))
+    for task in tasks:
+        task.start()
+    return tasks
+
+
+def test_a_new_job_wakes_the_poll_held_in_any_worker(start_server):
+    srv = start_server(OPIK_RUNNERS_WORKERS="4", OPIK_RUNNER_NEXT_JOB_POLL_TIMEOUT="8")
+    runners = [pair(srv.url, f"ws-{i}", f"runner-{i}") for i in range(8)]
+    polls = hold_polls(srv.url, runners)
+    time.sleep(1.0)
+    assert all(poll.is_alive() for poll in polls), "a poll returned before any job existed"
+
+    for i, runner in enumerate(runners):
+        runner["job_id"] = job_id_of(create_job(requests, srv.url, runner, i))  # a new connection each
+    created_at = time.monotonic()
+    join_all(polls, timeout=5, what="held polls (8 s poll timeout, so: not woken by their job)")
+
+    for runner in runners:
+        assert runner["answer"].status_code == 200
+        job = runner["answer"].json()
+        assert job is not None, f"the poll of {runner['runner_id']} was not woken\n{problems(srv)}"
+        assert job["id"] == runner["job_id"] and job["status"] == "running"
+        assert runner["answered_at"] - created_at < 5
+    assert_clean_log(srv)
+
+
+# -- 4. two instances sharing one PostgreSQL
+
+
+@pytest.mark.skipif(not POSTGRES_URL, reason="needs TEST_DATABASE_URL (two instances share one PostgreSQL)")
+def test_two_instances_on_one_postgres_claim_exactly_once_and_wake_each_other(start_server, tmp_path):
+    database_url = fresh_database_url(tmp_path)
+    a = start_server(database_url, OPIK_RUNNERS_WORKERS="2")
+    b = start_server(database_url, OPIK_RUNNERS_WORKERS="2")
+    assert a.port != b.port
+
+    # Paired through A; jobs created through A and B alternately, claimed by pollers on
+    # both: exactly once.
+    runner = pair(a.url, "scale", "runner")
+    created, delivered, done = [], [], threading.Event()
+    for srv in (a, b):  # a queue to start from, filled through both
+        create_jobs(srv.url, runner, 200, threads=2, into=created, offset=len(created))
+    pollers = [Task(job_poller, srv.url, runner, done, delivered) for srv in (a, b) for _ in range(8)]
+    for poller in pollers:
+        poller.start()
+
+    def creator():
+        try:
+            with requests.Session() as via_a, requests.Session() as via_b:
+                for n in range(400):
+                    session, srv = (via_a, a) if n % 2 == 0 else (via_b, b)
+                    created.append(job_id_of(create_job(session, srv.url, runner, n)))
+        finally:
+            done.set()
+
+    run_all([Task(creator)])
+    join_all(pollers)
+    assert len(set(created)) == 800
+    assert_exactly_once(created, [job["id"] for job in delivered], "jobs", a, b)
+    assert_all_running(b.url, runner, created)
+    assert_clean_log(a, b)
+
+    # Both instances again, now holding polls up to 8 s, started while the schema exists:
+    # a poll held on B is woken by a job created through A, and one held on A by a job
+    # created through B.
+    for srv in (a, b):
+        srv.stop()
+    a = start_server(database_url, OPIK_RUNNERS_WORKERS="2", OPIK_RUNNER_NEXT_JOB_POLL_TIMEOUT="8")
+    b = start_server(database_url, OPIK_RUNNERS_WORKERS="2", OPIK_RUNNER_NEXT_JOB_POLL_TIMEOUT="8")
+    first, second = pair(a.url, "ws-1", "runner-1"), pair(b.url, "ws-2", "runner-2")
+    held = hold_polls(b.url, [first]) + hold_polls(a.url, [second])
+    time.sleep(1.0)
+    assert all(poll.is_alive() for poll in held), "a poll returned before any job existed"
+    first["job_id"] = job_id_of(create_job(requests, a.url, first))
+    second["job_id"] = job_id_of(create_job(requests, b.url, second))
+    created_at = time.monotonic()
+    join_all(held, timeout=5, what="held polls (8 s poll timeout, so: not woken by the other instance)")
+    for runner in (first, second):
+        assert runner["answer"].status_code == 200
+        job = runner["answer"].json()
+        assert job is not None, f"a held poll was not woken by the other instance\n{problems(a, b)}"
+        assert job["id"] == runner["job_id"] and job["status"] == "running"
+        assert runner["answered_at"] - created_at < 5
+    assert_clean_log(a, b)
+
+
+# -- 5. a worker SIGKILLed under load
+
+
+def test_a_worker_killed_under_load_loses_no_acknowledged_job_and_delivers_none_twice(start_server):
+    srv = start_server(
+        OPIK_RUNNERS_WORKERS="2",
+        OPIK_RUNNER_JOB_TIMEOUT="2",
+        OPIK_RUNNER_REAPER_INTERVAL="0",
+    )
+    runner = pair(srv.url, "scale", "runner")
+    stop = threading.Event()
+    acknowledged, claims, broken, unexpected = [], [], [], []
+    kill = {}
+
+    def creator():
+        session, n = requests.Session(), 0
+        while not stop.is_set():
+            n += 1
+            try:
+                response = create_job(session, srv.url, runner, n)
+            except requests.RequestException as exc:  # in flight on the killed worker: not acknowledged
+                broken.append(("create", repr(exc)))
+                session = requests.Session()
+                continue
+            if response.status_code == 201:
+                acknowledged.append((job_id_of(response), time.monotonic()))
+            else:
+                unexpected.append(("create", response.status_code, response.text))
+
+    def poller():
+        session = requests.Session()
+        poll = f"{api_of(srv.url)}/local-runners/{runner['runner_id']}/jobs/next"
+        while not stop.is_set():
+            try:
+                response = session.post(poll, headers=runner["headers"], timeout=30)
+            except requests.RequestException as exc:
+                broken.append(("claim", repr(exc)))
+                session = requests.Session()
+                continue
+            if response.status_code != 200:
+                unexpected.append(("claim", response.status_code, response.text))
+            elif response.json() is not None:
+                claims.append((response.json()["id"], time.monotonic()))
+
+    tasks = [Task(creator)] + [Task(poller) for _ in range(4)]
+    for task in tasks:
+        task.start()
+    try:
+        time.sleep(1.0)
+        workers = worker_pids(srv.process.pid)
+        assert len(workers) == 2, workers
+        victim = workers[0]
+        os.kill(victim, signal.SIGKILL)
+        kill["at"] = time.monotonic()
+        # The master replaces the worker; the load goes on through it and the survivor.
+        deadline = time.monotonic() + 15
+        while time.monotonic() < deadline:
+            now = worker_pids(srv.process.pid)
+            if len(now) == 2 and victim not in now:
+                break
+            time.sleep(0.05)
+        assert len(now) == 2 and victim not in now, f"the master did not replace worker {victim}: {now}"
+        time.sleep(1.0)
+    finally:
+        stop.set()
+    join_all(tasks, timeout=40)
+    ended = time.monotonic()
+
+    assert not unexpected, f"{unexpected[:3]}\n{problems(srv)}"
+    assert acknowledged and claims
+    assert any(at > kill["at"] for _, at in acknowledged), "no job was created after the kill"
+    print(f"{len(acknowledged)} jobs acknowledged, {len(claims)} claims, {len(broken)} requests broken by the kill")
+
+    # No job was delivered twice.
+    claimed = [job_id for job_id, _ in claims]
+    twice = {job_id for job_id, times in Counter(claimed).items() if times > 1}
+    assert not twice, f"jobs delivered twice: {sorted(twice)[:3]}\n{problems(srv)}"
+    # Nothing acknowledged is lost: every 201 can be read back, through either worker.
+    with requests.Session() as session:
+        for job_id, _ in acknowledged:
+            got = session.get(f"{api_of(srv.url)}/local-runners/jobs/{job_id}", headers=runner["headers"], timeout=10)
+            assert got.status_code == 200, f"acknowledged job {job_id} is gone: {got.status_code}\n{problems(srv)}"
+    # Every delivered job left the queue: it is running, or already timed out.
+    jobs = {job["id"]: job for job in list_jobs(srv.url, runner)["content"]}
+    assert {job_id for job_id, _ in acknowledged} <= set(jobs)
+    for job_id in claimed:
+        assert job_id in jobs, f"claimed job {job_id} does not exist"
+        assert jobs[job_id]["status"] in ("running", "failed"), jobs[job_id]
+
+    # Claimed and never reported: the reaper fails each 2 s after it started (here about 3 s
+    # after the load stopped), including any claimed by a request the kill cut off.
+    time.sleep(max(0.0, ended + 2.5 - time.monotonic()))
+    deadline = time.monotonic() + 8
+    while True:
+        jobs = {job["id"]: job for job in list_jobs(srv.url, runner)["content"]}
+        running = [job for job in jobs.values() if job["status"] == "running"]
+        if not running or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert not running, f"{len(running)} jobs still running 2 s past their timeout: {running[0]}\n{problems(srv)}"
+    for job_id in claimed:
+        job = jobs[job_id]
+        assert job["status"] == "failed" and job["error"] == "Job timed out after 2s", job
+        assert parse_time(job["completed_at"]) - parse_time(job["started_at"]) >= 2
+    # The rest never left the queue.
+    assert {job["status"] for job in jobs.values()} <= {"pending", "failed"}
+    for job in jobs.values():
+        if job["status"] == "failed":
+            assert job["error"] == "Job timed out after 2s", job
