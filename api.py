@@ -65,6 +65,8 @@ def read_json(required=True):
         if required:
             raise error(422, "The request body must not be null")
         return None
+    if b"\\u0000" in raw:  # PostgreSQL text cannot hold NUL; refuse it on every store alike
+        raise failure(400, "Unable to process JSON. NUL characters (\\u0000) are not supported")
     try:
         body = json.loads(raw, parse_constant=_reject_constant)
         if b"\\ud" in raw.lower():
@@ -83,7 +85,10 @@ def load_body(schema, required=True):
 
 
 def load_query(schema):
-    return schema.load(request.args.to_dict())
+    args = request.args.to_dict()
+    if any("\x00" in value for value in args.values()):
+        raise error(400, "query params must not contain NUL characters")
+    return schema.load(args)
 
 
 def paged(page_schema, page, size, found):

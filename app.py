@@ -75,6 +75,8 @@ def configure_logging():
 def identify_caller():
     """Workspace from `Comet-Workspace` (or `workspace_name`); user from the API key, if keys are set."""
     workspace = request.headers.get("Comet-Workspace") or request.args.get("workspace_name") or "default"
+    if "\x00" in workspace:
+        raise failure(400, "The workspace name must not contain NUL characters")
     keys = current_app.config["OPIK_API_KEYS"]
     user = "admin"
     if keys and request.endpoint and request.endpoint.rsplit(".", 1)[-1] not in PUBLIC_ENDPOINTS:

@@ -536,3 +536,13 @@ def test_rejected_logs_write_nothing(client, world):
     batch = [{"stream": "stdout", "text": f"line {i}"} for i in range(3)] + [{"stream": "stdout", "text": 5}]
     assert_unable_to_process(send(client, world, "job_logs", batch))
     assert client.get(f"{API}/local-runners/jobs/{world.job}/logs").json == []
+
+
+def test_nul_characters_are_refused_cleanly(client):
+    # PostgreSQL text cannot hold NUL; both stores refuse it the same way, never with a 500.
+    response = client.post("/api/v1/private/projects", data=b'{"name": "a\\u0000b"}',
+                           headers={"content-type": "application/json"})
+    assert response.status_code == 400 and "NUL" in response.json["message"]
+    response = client.post("/api/v1/private/projects/retrieve", json={"name": "x"},
+                           headers={"Comet-Workspace": "a\x00b"})
+    assert response.status_code == 400
