@@ -118,7 +118,7 @@ def claim_commands(runner_id, limit):
 
 def next_commands(caller, runner_id, max_commands):
     """Long-poll for the first command, then take what else is waiting, up to the batch size."""
-    runners.get_runner(caller, runner_id)
+    runners.require_runner(caller, runner_id)
     limit = BRIDGE_DEFAULT_BATCH if not max_commands or max_commands <= 0 else min(max_commands, BRIDGE_MAX_BATCH)
     found = wakeups.poll(
         ("bridge", runner_id),
@@ -130,7 +130,7 @@ def next_commands(caller, runner_id, max_commands):
 
 
 def find_command(caller, runner_id, command_id):
-    runners.get_runner(caller, runner_id)
+    runners.require_runner(caller, runner_id)
     command = BridgeCommand.get_or_none(
         (BridgeCommand.id == command_id)
         & (BridgeCommand.runner == runner_id)

@@ -69,6 +69,20 @@ def get_runner(caller, runner_id):
     return runner
 
 
+def require_runner(caller, runner_id):
+    """The ownership check alone: (project_id, job_count, last_seq), or 404. Lighter than
+    get_runner on the hot paths (listing, polls), which need no agents or checklist (a
+    file tree, often) parsed."""
+    params = (caller.workspace, caller.user, Runner.id.db_value(runner_id))
+    build = lambda: (  # noqa: E731
+        owned_runners(caller).select(Runner.project_id, Runner.job_count, Runner.last_seq).where(Runner.id == runner_id)
+    )
+    found = database.execute_sql(compiled("require_runner", build, params), params).fetchone()
+    if found is None:
+        raise failure(404, f"Runner not found: {runner_id}")
+    return found
+
+
 def list_runners(caller, project_id, status, page, size):
     query = owned_runners(caller).where(Runner.project_id == project_id)
     now = now_us()
@@ -111,7 +125,7 @@ def disconnect_runner(caller, runner_id):
 
 
 def register_agents(caller, runner_id, agents):
-    get_runner(caller, runner_id)
+    require_runner(caller, runner_id)
     if len(agents) > MAX_AGENTS_PER_RUNNER:
         raise error(400, f"Too many agents. Maximum is {MAX_AGENTS_PER_RUNNER}")
     Runner.update(agents=agents).where(Runner.id == runner_id).execute()
@@ -231,18 +245,18 @@ def locked_unfinished_job(job_id):
 def list_jobs(caller, runner_id, project_id, page, size):
     """(total, documents) of one page, newest first. A runner serves one project, so the
     project filter keeps all of its jobs or none."""
-    runner = get_runner(caller, runner_id)
-    if project_id is not None and project_id != runner.project_id:
+    runner_project, job_count, last_seq = require_runner(caller, runner_id)
+    if project_id is not None and Runner.project_id.db_value(project_id) != runner_project:
         return 0, []
     query = Job.select(Job.document).where(Job.runner == runner_id).order_by(Job.seq.desc())
-    top = runner.job_count - page * size  # the seq of the page's newest job, when there are no gaps
-    if runner.last_seq == runner.job_count:  # one index seek, however deep the page
+    top = job_count - page * size  # the seq of the page's newest job, when there are no gaps
+    if last_seq == job_count:  # one index seek, however deep the page
         params = (Job.runner.db_value(runner_id), top, top - size)
         page_query = lambda: query.where((Job.seq <= top) & (Job.seq > top - size))  # noqa: E731
         rows = database.execute_sql(compiled("page", page_query, params), params)
     else:
         rows = query.limit(size).offset(page * size).tuples()
-    return runner.job_count, [document for (document,) in rows]
+    return job_count, [document for (document,) in rows]
 
 
 def active_runner(caller, project_id, runner_type):
@@ -322,7 +336,7 @@ def claim_next_job(runner_id):
 
 def next_job(caller, runner_id):
     """Long-poll: the claimed job, or None once the poll timeout passes."""
-    get_runner(caller, runner_id)
+    require_runner(caller, runner_id)
     return wakeups.poll(
         ("jobs", runner_id),
         lambda: claim_next_job(runner_id),

@@ -192,7 +192,7 @@ def long_polls(url, runners, count, seconds, poll_timeout):
         stop, held = asyncio.Event(), {}
         connector = aiohttp.TCPConnector(limit=0)
         async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=60)) as session:
-            tasks = await hold_polls(session, base, runners[2:2 + count], stop, held, spread=poll_timeout)
+            tasks = await hold_polls(session, base, runners[:count], stop, held, spread=poll_timeout)
             await asyncio.sleep(poll_timeout + 1)  # every poll is open by now
             loop = asyncio.get_running_loop()
             measuring = loop.run_in_executor(None, wrk, f"{base}/{runners[1]}/jobs", seconds, 8, 2)
