@@ -7,7 +7,6 @@ the claim or an ownership lookup.
 import json
 import sqlite3
 import time
-import uuid
 
 import peewee as pw
 from playhouse.db_url import connect, parse

@@ -12,6 +12,8 @@ import threading
 import time
 import uuid
 
+from server import child_pids
+
 OPIK = shutil.which("opik") or os.path.join(os.path.dirname(os.sys.executable), "opik")
 LINK = re.compile(r"(https?://\S+/opik/pair/v1\S*#[A-Za-z0-9_-]+)")
 
@@ -66,16 +68,7 @@ class CLI:
 
     def children(self):
         """PIDs of the CLI's direct children (the endpoint's agent process)."""
-        found = []
-        for entry in os.listdir("/proc"):
-            if entry.isdigit():
-                try:
-                    with open(f"/proc/{entry}/stat") as stat:
-                        if int(stat.read().rsplit(")", 1)[1].split()[1]) == self.process.pid:
-                            found.append(int(entry))
-                except (OSError, IndexError, ValueError):
-                    pass
-        return found
+        return child_pids(self.process.pid)
 
     def interrupt(self, timeout=30):
         """Ctrl-C, as a person stops the CLI; kill the whole group if it lingers."""

@@ -84,3 +84,28 @@ class Server:
             return ""
         self.log.seek(0)
         return self.log.read().decode(errors="replace")
+
+
+def child_pids(parent_pid):
+    """Processes whose parent is `parent_pid` (a gunicorn master's workers, a CLI's agent)."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as stat:
+                    if int(stat.read().rsplit(")", 1)[1].split()[1]) == parent_pid:
+                        pids.append(int(entry))
+            except (OSError, ValueError, IndexError):
+                pass
+    return sorted(pids)
+
+
+def wait_until(check, timeout=30, interval=0.1):
+    """Poll `check()` until it returns something truthy; fail after `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = check()
+        if value:
+            return value
+        time.sleep(interval)
+    raise AssertionError("condition not met in time")

@@ -6,19 +6,9 @@ import pytest
 import requests
 
 from opik_cli import CLI, LINK, activation_hmac, bridge_key, cli_env, decode_link, result_is_signed, signed_args
-from server import Server, fresh_database_url
+from server import Server, fresh_database_url, wait_until
 
 HELLO = "def greet():\n    return 'hello'\n\n\nprint(greet())\n"
-
-
-def wait_until(check, timeout=30, interval=0.1):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError("condition not met in time")
 
 
 @pytest.fixture

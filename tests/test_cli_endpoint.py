@@ -9,7 +9,7 @@ import pytest
 import requests
 
 from opik_cli import CLI, cli_env
-from server import Server, fresh_database_url
+from server import Server, fresh_database_url, wait_until
 
 AGENT_FILE = textwrap.dedent('''
     import signal
@@ -47,16 +47,6 @@ AGENT_FILE = textwrap.dedent('''
         while True:
             time.sleep(0.2)
 ''')
-
-
-def wait_until(check, timeout=30, interval=0.1):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError("condition not met in time")
 
 
 @pytest.fixture

@@ -7,7 +7,7 @@ import pytest
 import requests
 
 from conftest import AGENT, activation_hmac
-from server import Server, fresh_database_url
+from server import Server, child_pids, fresh_database_url
 
 
 @pytest.fixture
@@ -100,19 +100,6 @@ def rss_kib(pid):
         return next(int(line.split()[1]) for line in status if line.startswith("VmRSS:"))
 
 
-def worker_pids(master_pid):
-    pids = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as stat:
-                    if int(stat.read().rsplit(")", 1)[1].split()[1]) == master_pid:
-                        pids.append(int(entry))
-            except (OSError, ValueError, IndexError):
-                pass
-    return pids
-
-
 def test_gzip_bomb_is_refused_without_the_worker_growing(server):
     import zlib
 
@@ -120,7 +107,7 @@ def test_gzip_bomb_is_refused_without_the_worker_growing(server):
     deflater = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
     chunk = b"\0" * (1 << 20)
     bomb = b"".join(deflater.compress(chunk) for _ in range(512)) + deflater.flush()
-    workers = worker_pids(server.process.pid)
+    workers = child_pids(server.process.pid)
     requests.get(f"{server.url}/is-alive/ping", timeout=5)
     before = sum(rss_kib(pid) for pid in workers)
     response = requests.post(

@@ -16,7 +16,7 @@ import pytest
 import requests
 
 from conftest import AGENT, activation_hmac
-from server import POSTGRES_URL, Server, fresh_database_url
+from server import POSTGRES_URL, Server, child_pids, fresh_database_url
 
 # Every server here: runners stay connected for the whole test, queues never hit their cap.
 BASE_ENV = {
@@ -71,20 +71,6 @@ def assert_clean_log(*servers):
     """No [ERROR] line at all: a 500 answered, or a wake-up watcher that died quietly."""
     errors = [line for srv in servers for line in log_lines(srv) if "[ERROR]" in line]
     assert not errors, problems(*servers)
-
-
-def worker_pids(master_pid):
-    """The gunicorn workers: processes whose parent is the master."""
-    pids = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as stat:
-                    if int(stat.read().rsplit(")", 1)[1].split()[1]) == master_pid:
-                        pids.append(int(entry))
-            except (OSError, ValueError, IndexError):
-                pass
-    return sorted(pids)
 
 
 # -- the API
@@ -527,7 +513,7 @@ def test_a_worker_killed_under_load_loses_no_acknowledged_job_and_delivers_none_
         task.start()
     try:
         time.sleep(1.0)
-        workers = worker_pids(srv.process.pid)
+        workers = child_pids(srv.process.pid)
         assert len(workers) == 2, workers
         victim = workers[0]
         os.kill(victim, signal.SIGKILL)
@@ -535,7 +521,7 @@ def test_a_worker_killed_under_load_loses_no_acknowledged_job_and_delivers_none_
         # The master replaces the worker; the load goes on through it and the survivor.
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
-            now = worker_pids(srv.process.pid)
+            now = child_pids(srv.process.pid)
             if len(now) == 2 and victim not in now:
                 break
             time.sleep(0.05)
