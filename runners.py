@@ -246,7 +246,7 @@ def list_jobs(caller, runner_id, project_id, page, size):
     """(total, documents) of one page, newest first. A runner serves one project, so the
     project filter keeps all of its jobs or none."""
     runner_project, job_count, last_seq = require_runner(caller, runner_id)
-    if project_id is not None and Runner.project_id.db_value(project_id) != runner_project:
+    if project_id is not None and Runner.project_id.python_value(runner_project) != project_id:
         return 0, []
     query = Job.select(Job.document).where(Job.runner == runner_id).order_by(Job.seq.desc())
     top = job_count - page * size  # the seq of the page's newest job, when there are no gaps
