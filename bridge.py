@@ -49,7 +49,7 @@ def submit_command(caller, runner_id, request):
     runner = runners.get_runner(caller, runner_id)
     if runner.status != "connected":
         raise error(404, "Runner is not connected")
-    if "bridge" not in (runner.capabilities or ["jobs"]):
+    if "bridge" not in runner.declared_capabilities:
         raise error(409, "Runner does not support bridge commands")
     size = json_size(request["args"])
     rejection = None

@@ -83,6 +83,11 @@ class Runner(BaseModel):
     last_seq = pw.BigIntegerField(default=0)
 
     @property
+    def declared_capabilities(self):
+        """What the last heartbeat declared; ["jobs"] for a runner that never said."""
+        return self.capabilities or ["jobs"]
+
+    @property
     def status(self):
         """Derived, never stored: alive while the last heartbeat's TTL runs."""
         return "connected" if self.heartbeat_expires_at > now_us() else "disconnected"
@@ -230,6 +235,11 @@ def compiled(name, build, params):
             raise AssertionError(f"compiled {name}: parameters {params!r} differ from the query's {built!r}")
         _compiled[key] = sql
     return sql
+
+
+def first(model, name, build, params):
+    """The first `model` row of the compiled query (see `compiled`), or None."""
+    return next(iter(model.raw(compiled(name, build, params), *params)), None)
 
 
 def is_postgres():

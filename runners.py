@@ -30,6 +30,7 @@ from models import (
     new_id,
     now_us,
     compiled,
+    first,
 )
 
 log = logging.getLogger("opik_runners")
@@ -58,8 +59,7 @@ def owned_runners(caller):
 
 def find_runner(caller, runner_id):
     params = (caller.workspace, caller.user, Runner.id.db_value(runner_id))
-    sql = compiled("find_runner", lambda: owned_runners(caller).where(Runner.id == runner_id), params)
-    return next(iter(Runner.raw(sql, *params)), None)
+    return first(Runner, "find_runner", lambda: owned_runners(caller).where(Runner.id == runner_id), params)
 
 
 def get_runner(caller, runner_id):
@@ -197,8 +197,7 @@ def visible_jobs(caller):
 
 def get_job(caller, job_id):
     params = (caller.workspace, caller.user, Job.id.db_value(job_id))
-    sql = compiled("get_job", lambda: visible_jobs(caller).where(Job.id == job_id), params)
-    job = next(iter(Job.raw(sql, *params)), None)
+    job = first(Job, "get_job", lambda: visible_jobs(caller).where(Job.id == job_id), params)
     if job is None:
         raise failure(404, f"Job not found: '{job_id}'")
     return job
@@ -239,7 +238,7 @@ def locked_unfinished_job(job_id):
         return query.for_update() if is_postgres() else query
 
     params = (Job.id.db_value(job_id), *UNFINISHED)
-    return next(iter(Job.raw(compiled("unfinished_job", build, params), *params)), None)
+    return first(Job, "unfinished_job", build, params)
 
 
 def list_jobs(caller, runner_id, project_id, page, size):
@@ -274,7 +273,7 @@ def create_job(caller, data):
     with database.atomic():
         params = (caller.workspace, caller.user, Runner.project_id.db_value(data["project_id"]), "endpoint", 1)
         build = lambda: active_runner(caller, data["project_id"], "endpoint")  # noqa: E731
-        runner = next(iter(Runner.raw(compiled("active_runner", build, params), *params)), None)
+        runner = first(Runner, "active_runner", build, params)
         if runner is None:
             raise error(404, "No runner configured. Pair one from the Runners page.")
         if runner.status != "connected":
@@ -317,16 +316,18 @@ def claim_next_job(runner_id):
     """Move the oldest pending job to running, or return None. One short write transaction:
     SQLite's BEGIN IMMEDIATE makes it exclusive; PostgreSQL skips rows another claim holds."""
     def oldest_pending():
-        query = Job.select().where((Job.runner == runner_id) & (Job.status == PENDING)).order_by(Job.seq).limit(1)
+        return Job.select().where((Job.runner == runner_id) & (Job.status == PENDING)).order_by(Job.seq).limit(1)
+
+    def oldest_pending_locked():
+        query = oldest_pending()
         return query.for_update("FOR UPDATE SKIP LOCKED") if is_postgres() else query
 
     params = (Job.runner.db_value(runner_id), PENDING, 1)
-    sql = compiled("claim", oldest_pending, params)
     # A plain read first: an idle poll never takes the write lock.
-    if database.execute_sql(sql.replace(" FOR UPDATE SKIP LOCKED", ""), params).fetchone() is None:
+    if first(Job, "peek_pending", oldest_pending, params) is None:
         return None
     with database.atomic():
-        job = next(iter(Job.raw(sql, *params)), None)
+        job = first(Job, "claim", oldest_pending_locked, params)
         if job is None:
             return None
         apply(job, status=RUNNING, started_at=now_us())

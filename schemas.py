@@ -385,7 +385,7 @@ class RunnerSchema(ResponseSchema):
         return [{**agent, "name": name} for name, agent in runner.agents.items()]
 
     def dump_capabilities(self, runner):
-        return runner.capabilities or ["jobs"]
+        return runner.declared_capabilities
 
 
 class JobSchema(ResponseSchema):
@@ -406,11 +406,6 @@ class JobSchema(ResponseSchema):
     created_at = Timestamp()
     started_at = Timestamp()
     completed_at = Timestamp()
-
-
-class LogEntryOut(Schema):
-    stream = fields.String()
-    text = fields.String()
 
 
 def page_schema(item_schema):
