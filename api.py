@@ -1,5 +1,6 @@
 """The one blueprint: every route parses with a schema, calls one domain function,
 and dumps with a schema. app.py registers it at the root and under /api."""
+import functools
 import json
 import zlib
 
@@ -79,16 +80,30 @@ def read_json(required=True):
         raise failure(400, "Unable to process JSON. Document nested too deeply")
 
 
-def load_body(schema, required=True):
+@functools.cache
+def schema_of(schema_class):
+    """One instance per schema class: building one deep-copies its fields, too slow per
+    request. (Loading and dumping keep no state on the instance.)"""
+    return schema_class()
+
+
+def load_body(schema_class, required=True):
     body = read_json(required)
-    return schema.load({} if body is None else body)
+    return schema_of(schema_class).load({} if body is None else body)
 
 
-def load_query(schema):
+def load_query(schema_class):
+    # Clients repeat a handful of query strings (a page, a poll's wait flag), so their
+    # parses are kept; a copy goes out, as callers may change it.
+    return dict(_parse_query(schema_class, request.query_string))
+
+
+@functools.lru_cache(maxsize=1024)
+def _parse_query(schema_class, query_string):
     args = request.args.to_dict()
     if any("\x00" in value for value in args.values()):
         raise error(400, "query params must not contain NUL characters")
-    return schema.load(args)
+    return schema_of(schema_class).load(args)
 
 
 def paged(page_schema, page, size, found):
@@ -96,8 +111,6 @@ def paged(page_schema, page, size, found):
     return respond(page_schema.dump({"page": page, "size": size, "total": total, "content": rows}))
 
 
-runner_schema = schemas.RunnerSchema()
-project_schema = schemas.ProjectSchema()
 
 
 # -- health
@@ -118,19 +131,19 @@ def version():
 
 @api.post("/v1/private/projects/retrieve")
 def retrieve_project():
-    query = load_body(schemas.ProjectRetrieveRequest())
-    return respond(project_schema.dump(projects.retrieve_project(g.caller, query["name"])))
+    query = load_body(schemas.ProjectRetrieveRequest)
+    return respond(schema_of(schemas.ProjectSchema).dump(projects.retrieve_project(g.caller, query["name"])))
 
 
 @api.post("/v1/private/projects")
 def create_project():
-    project = projects.create_project(g.caller, load_body(schemas.ProjectWriteRequest()))
+    project = projects.create_project(g.caller, load_body(schemas.ProjectWriteRequest))
     return created(".get_project", project_id=project.id)
 
 
 @api.get("/v1/private/projects/<uuid:project_id>")
 def get_project(project_id):
-    return respond(project_schema.dump(projects.get_project(g.caller, project_id)))
+    return respond(schema_of(schemas.ProjectSchema).dump(projects.get_project(g.caller, project_id)))
 
 
 # -- pairing
@@ -138,13 +151,13 @@ def get_project(project_id):
 
 @api.post("/v1/private/pairing/sessions")
 def create_pairing_session():
-    session = pairing.create_session(g.caller, load_body(schemas.CreateSessionRequest()))
-    return respond(schemas.CreateSessionResponse().dump({"session_id": session.id, "runner_id": session.runner_id}), 201)
+    session = pairing.create_session(g.caller, load_body(schemas.CreateSessionRequest))
+    return respond(schema_of(schemas.CreateSessionResponse).dump({"session_id": session.id, "runner_id": session.runner_id}), 201)
 
 
 @api.post("/v1/private/pairing/sessions/<uuid:session_id>/activate")
 def activate_pairing_session(session_id):
-    body = load_body(schemas.ActivateRequest())
+    body = load_body(schemas.ActivateRequest)
     runner_id = pairing.activate_session(g.caller, session_id, body["runner_name"], body["hmac"])
     return created(".get_runner", runner_id=runner_id)
 
@@ -154,14 +167,14 @@ def activate_pairing_session(session_id):
 
 @api.get("/v1/private/local-runners")
 def list_runners():
-    q = load_query(schemas.ListRunnersQuery())
+    q = load_query(schemas.ListRunnersQuery)
     found = runners.list_runners(g.caller, q["project_id"], q["status"], q["page"], q["size"])
     return paged(schemas.runner_page, q["page"], q["size"], found)
 
 
 @api.get("/v1/private/local-runners/<uuid:runner_id>")
 def get_runner(runner_id):
-    return respond(runner_schema.dump(runners.get_runner(g.caller, runner_id)))
+    return respond(schema_of(schemas.RunnerSchema).dump(runners.get_runner(g.caller, runner_id)))
 
 
 @api.delete("/v1/private/local-runners/<uuid:runner_id>")
@@ -172,7 +185,7 @@ def disconnect_runner(runner_id):
 
 @api.put("/v1/private/local-runners/<uuid:runner_id>/agents")
 def register_agents(runner_id):
-    agents = schemas.AgentsRequest().load({"agents": read_json()})["agents"]
+    agents = schema_of(schemas.AgentsRequest).load({"agents": read_json()})["agents"]
     runners.register_agents(g.caller, runner_id, agents)
     return no_content()
 
@@ -185,9 +198,9 @@ def patch_checklist(runner_id):
 
 @api.post("/v1/private/local-runners/<uuid:runner_id>/heartbeats")
 def heartbeat(runner_id):
-    body = load_body(schemas.HeartbeatRequest(), required=False)
+    body = load_body(schemas.HeartbeatRequest, required=False)
     cancelled = runners.heartbeat(g.caller, runner_id, body.get("capabilities"))
-    return respond(schemas.HeartbeatResponse().dump({"cancelled_job_ids": cancelled}))
+    return respond(schema_of(schemas.HeartbeatResponse).dump({"cancelled_job_ids": cancelled}))
 
 
 # -- jobs
@@ -195,7 +208,7 @@ def heartbeat(runner_id):
 
 @api.get("/v1/private/local-runners/<uuid:runner_id>/jobs")
 def list_jobs(runner_id):
-    q = load_query(schemas.ListJobsQuery())
+    q = load_query(schemas.ListJobsQuery)
     total, documents = runners.list_jobs(g.caller, runner_id, q["project_id"], q["page"], q["size"])
     # The jobs are stored already rendered by JobSchema (runners.apply); the page is
     # joined around them rather than parsed and dumped again: this is the hot path.
@@ -212,7 +225,7 @@ def next_job(runner_id):
 
 @api.post("/v1/private/local-runners/jobs")
 def create_job():
-    job = runners.create_job(g.caller, load_body(schemas.CreateJobRequest()))
+    job = runners.create_job(g.caller, load_body(schemas.CreateJobRequest))
     return created(".get_job", job_id=job.id)
 
 
@@ -223,7 +236,7 @@ def get_job(job_id):
 
 @api.post("/v1/private/local-runners/jobs/<uuid:job_id>/results")
 def report_job_result(job_id):
-    runners.report_job_result(g.caller, job_id, load_body(schemas.JobResultRequest()))
+    runners.report_job_result(g.caller, job_id, load_body(schemas.JobResultRequest))
     return no_content()
 
 
@@ -235,7 +248,7 @@ def cancel_job(job_id):
 
 @api.get("/v1/private/local-runners/jobs/<uuid:job_id>/logs")
 def get_job_logs(job_id):
-    q = load_query(schemas.LogsQuery())
+    q = load_query(schemas.LogsQuery)
     return respond(runners.get_job_logs(g.caller, job_id, q["offset"]))
 
 
@@ -254,29 +267,29 @@ def append_job_logs(job_id):
 
 @api.post("/v1/private/local-runners/<uuid:runner_id>/bridge/commands")
 def submit_bridge_command(runner_id):
-    command = bridge.submit_command(g.caller, runner_id, load_body(schemas.BridgeSubmitRequest()))
+    command = bridge.submit_command(g.caller, runner_id, load_body(schemas.BridgeSubmitRequest))
     location = url_for(".get_bridge_command", runner_id=runner_id, command_id=command.id, _external=True)
     return respond({"command_id": str(command.id)}, 201, {"Location": location})
 
 
 @api.post("/v1/private/local-runners/<uuid:runner_id>/bridge/commands/next")
 def next_bridge_commands(runner_id):
-    body = load_body(schemas.BridgeNextRequest(), required=False)
+    body = load_body(schemas.BridgeNextRequest, required=False)
     commands = bridge.next_commands(g.caller, runner_id, body.get("max_commands"))
-    return respond(schemas.BridgeBatchSchema().dump({"commands": commands}))
+    return respond(schema_of(schemas.BridgeBatchSchema).dump({"commands": commands}))
 
 
 @api.post("/v1/private/local-runners/<uuid:runner_id>/bridge/commands/<uuid:command_id>/results")
 def report_bridge_result(runner_id, command_id):
-    bridge.report_result(g.caller, runner_id, command_id, load_body(schemas.BridgeResultRequest()))
+    bridge.report_result(g.caller, runner_id, command_id, load_body(schemas.BridgeResultRequest))
     return no_content()
 
 
 @api.get("/v1/private/local-runners/<uuid:runner_id>/bridge/commands/<uuid:command_id>")
 def get_bridge_command(runner_id, command_id):
-    q = load_query(schemas.BridgeGetQuery())
+    q = load_query(schemas.BridgeGetQuery)
     command = bridge.get_command(g.caller, runner_id, command_id, q["wait"], q["timeout"])
-    return respond(schemas.BridgeCommandSchema().dump(command))
+    return respond(schema_of(schemas.BridgeCommandSchema).dump(command))
 
 
 # -- trace sink
@@ -284,34 +297,34 @@ def get_bridge_command(runner_id, command_id):
 
 @api.post("/v1/private/traces/batch")
 def create_traces():
-    traces.store_traces(g.caller, load_body(schemas.TraceBatchRequest())["traces"])
+    traces.store_traces(g.caller, load_body(schemas.TraceBatchRequest)["traces"])
     return no_content()
 
 
 @api.post("/v1/private/spans/batch")
 def create_spans():
-    traces.store_spans(g.caller, load_body(schemas.SpanBatchRequest())["spans"])
+    traces.store_spans(g.caller, load_body(schemas.SpanBatchRequest)["spans"])
     return no_content()
 
 
 @api.patch("/v1/private/traces/<uuid:trace_id>")
 def update_trace(trace_id):
-    traces.store_traces(g.caller, [{**load_body(schemas.TelemetryDocument()), "id": str(trace_id)}])
+    traces.store_traces(g.caller, [{**load_body(schemas.TelemetryDocument), "id": str(trace_id)}])
     return no_content()
 
 
 @api.patch("/v1/private/spans/<uuid:span_id>")
 def update_span(span_id):
-    traces.store_spans(g.caller, [{**load_body(schemas.TelemetryDocument()), "id": str(span_id)}])
+    traces.store_spans(g.caller, [{**load_body(schemas.TelemetryDocument), "id": str(span_id)}])
     return no_content()
 
 
 @api.get("/v1/private/traces/<uuid:trace_id>")
 def get_trace(trace_id):
-    return respond(schemas.TelemetrySchema().dump(traces.get_trace(g.caller, trace_id)))
+    return respond(schema_of(schemas.TelemetrySchema).dump(traces.get_trace(g.caller, trace_id)))
 
 
 @api.get("/v1/private/spans")
 def list_spans():
-    q = load_query(schemas.SpansQuery())
+    q = load_query(schemas.SpansQuery)
     return paged(schemas.span_page, q["page"], q["size"], traces.list_spans(g.caller, q["trace_id"], q["page"], q["size"]))

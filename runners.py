@@ -303,9 +303,10 @@ def create_job(caller, data):
             **data,
         )
         job.document = render(job)
-        fields = Job._meta.sorted_fields
-        params = [field.db_value(getattr(job, field.name)) for field in fields]
-        build = lambda: Job.insert({field: getattr(job, field.name) for field in fields})  # noqa: E731
+        # Values from __data__: getattr on the runner foreign key would load the Runner row.
+        values = {field: job.__data__.get(field.name) for field in Job._meta.sorted_fields}
+        params = [field.db_value(value) for field, value in values.items()]
+        build = lambda: Job.insert(values)  # noqa: E731
         database.execute_sql(compiled("insert_job", build, params), params)
         wakeups.notify(("jobs", runner.id))
     log.info("job %s created for runner %s (agent %s)", job.id, runner.id, job.agent_name)

@@ -387,7 +387,14 @@ def main():
     parser.add_argument("--smoke", action="store_true", help="toy sizes, seconds: checks the suite runs")
     parser.add_argument("--postgres", help="a PostgreSQL URL for the two-instance exactly-once run (it is wiped)")
     parser.add_argument("--keep", help="directory to keep (and reuse) the seeded 1M-job database in")
+    parser.add_argument("--only", help="comma-separated steps to run (footprint, scale, throughput, cycle, "
+                        "polls, wakeups, once, writers); all by default")
     args = parser.parse_args()
+    steps = set(args.only.split(",")) if args.only else None
+
+    def wanted(step):
+        return steps is None or step in steps
+
     if not shutil.which("wrk"):
         sys.exit("wrk is needed: apt-get install wrk")
     smoke = args.smoke
@@ -398,34 +405,45 @@ def main():
     print(f"# benchmark ({'smoke' if smoke else 'full'}) on {platform.machine()}, {os.cpu_count()} cores, "
           f"Python {platform.python_version()}, SQLite {sqlite3.sqlite_version}", flush=True)
 
-    footprint(tmp)
+    if wanted("footprint"):
+        footprint(tmp)
 
     store = Path(args.keep or tmp) / ("smoke.db" if smoke else "scale.db")
     sizes = (2_000, 100, 18_000) if smoke else (100_000, 100, 900_000)
-    if store.exists():  # --keep: reuse the seeded database of an earlier run
-        url = f"sqlite:///{store}"
-        seed.open_store(url)
-        counts = {str(r.id): r.job_count for r in seed.Runner.select(seed.Runner.id, seed.Runner.job_count)}
-        seed.database.close()
-        big = max(counts, key=counts.get)
-        small = next(r for r, n in counts.items() if n == sizes[1])
-        runners = [big, small] + [r for r in counts if r not in (big, small)]
-    else:
-        url, _, runners = seeded_store(store, sizes)
-    print(f"## listing at scale ({sum(sizes):,} jobs; one runner holds {sizes[0]:,})", flush=True)
-    listing_at_scale(url, runners, seconds, deep_page=(40 if smoke else 2000))
-    print("## throughput", flush=True)
-    throughput(url, runners, seconds)
-    job_cycle(tmp, seconds)
-    print("## long polls", flush=True)
-    long_polls(url, runners, 50 if smoke else 1000, seconds, poll_timeout=2 if smoke else 10)
-    print("## wake-ups", flush=True)
-    wakeups(tmp, 20 if smoke else 200)
-    print("## exactly once", flush=True)
-    counter = iter(range(1000))
-    exactly_once(lambda: f"sqlite:///{tmp / f'once-{next(counter)}.db'}", 300 if smoke else 10_000, 32)
-    concurrent_writers(tmp, 64, seconds)
-    if args.postgres:
+    if {"scale", "throughput", "polls"} & (steps or {"scale"}):
+        if store.exists():  # --keep: reuse the seeded database of an earlier run
+            url = f"sqlite:///{store}"
+            seed.open_store(url)
+            counts = {str(r.id): r.job_count for r in seed.Runner.select(seed.Runner.id, seed.Runner.job_count)}
+            seed.database.close()
+            big = max(counts, key=counts.get)
+            small = next(r for r, n in counts.items() if n == sizes[1])
+            runners = [big, small] + [r for r in counts if r not in (big, small)]
+        else:
+            url, _, runners = seeded_store(store, sizes)
+    if wanted("scale"):
+        print(f"## listing at scale ({sum(sizes):,} jobs; one runner holds {sizes[0]:,})", flush=True)
+        listing_at_scale(url, runners, seconds, deep_page=(40 if smoke else 2000))
+    if wanted("throughput") or wanted("cycle"):
+        print("## throughput", flush=True)
+    if wanted("throughput"):
+        throughput(url, runners, seconds)
+    if wanted("cycle"):
+        job_cycle(tmp, seconds)
+    if wanted("polls"):
+        print("## long polls", flush=True)
+        long_polls(url, runners, 50 if smoke else 1000, seconds, poll_timeout=2 if smoke else 10)
+    if wanted("wakeups"):
+        print("## wake-ups", flush=True)
+        wakeups(tmp, 20 if smoke else 200)
+    if wanted("once") or wanted("writers"):
+        print("## exactly once", flush=True)
+    if wanted("once"):
+        counter = iter(range(1000))
+        exactly_once(lambda: f"sqlite:///{tmp / f'once-{next(counter)}.db'}", 300 if smoke else 10_000, 32)
+    if wanted("writers"):
+        concurrent_writers(tmp, 64, seconds)
+    if args.postgres and wanted("once"):
         def wiped():
             import psycopg2
 
