@@ -152,7 +152,8 @@ def get_project(project_id):
 @api.post("/v1/private/pairing/sessions")
 def create_pairing_session():
     session = pairing.create_session(g.caller, load_body(schemas.CreateSessionRequest))
-    return respond(schema_of(schemas.CreateSessionResponse).dump({"session_id": session.id, "runner_id": session.runner_id}), 201)
+    body = {"session_id": session.id, "runner_id": session.runner_id}
+    return respond(schema_of(schemas.CreateSessionResponse).dump(body), 201)
 
 
 @api.post("/v1/private/pairing/sessions/<uuid:session_id>/activate")

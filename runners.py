@@ -11,7 +11,7 @@ import time
 from collections import Counter, namedtuple
 
 from flask import has_request_context
-from peewee import fn
+from peewee import JOIN, fn
 
 import bridge
 import schemas
@@ -230,32 +230,66 @@ def change_jobs(where, **changes):
         return [apply(job, **changes) for job in query]
 
 
-def locked_unfinished_job(job_id):
-    """The job if it is still pending or running, locked for a change (inside a transaction)."""
+def unfinished_jobs(caller):
+    """The caller's pending and running jobs. Ownership is an EXISTS on the runner rather
+    than a join, so PostgreSQL's FOR UPDATE locks the job rows alone."""
+    owned = Runner.select(Runner.id).where(
+        (Runner.id == Job.runner)
+        & (Runner.workspace == caller.workspace)
+        & (Runner.user_name == caller.user)
+        & Runner.detached_at.is_null()
+    )
+    return Job.select().where(Job.status.in_(UNFINISHED) & fn.EXISTS(owned))
+
+
+def locked_unfinished_job(caller, job_id):
+    """The caller's job if it is still pending or running, locked for a change (inside a transaction)."""
 
     def build():
-        query = Job.select().where((Job.id == job_id) & Job.status.in_(UNFINISHED))
+        query = unfinished_jobs(caller).where(Job.id == job_id)
         return query.for_update() if is_postgres() else query
 
-    params = (Job.id.db_value(job_id), *UNFINISHED)
+    params = (*UNFINISHED, caller.workspace, caller.user, Job.id.db_value(job_id))
     return first(Job, "unfinished_job", build, params)
+
+
+def job_page(caller, runner_id, skip, size):
+    """The runner's (project_id, job_count, last_seq) beside each job document of the page
+    (one row with no document when the page is empty or the seqs have gaps)."""
+    newest, oldest = Runner.job_count - skip, Runner.job_count - (skip + size)
+    no_gaps = Runner.last_seq == Runner.job_count
+    in_page = (Job.runner == Runner.id) & no_gaps & (Job.seq <= newest) & (Job.seq > oldest)
+    return (
+        owned_runners(caller)
+        .select(Runner.project_id, Runner.job_count, Runner.last_seq, Job.document)
+        .join(Job, JOIN.LEFT_OUTER, on=in_page)
+        .where(Runner.id == runner_id)
+        .order_by(Job.seq.desc())
+    )
 
 
 def list_jobs(caller, runner_id, project_id, page, size):
     """(total, documents) of one page, newest first. A runner serves one project, so the
-    project filter keeps all of its jobs or none."""
-    runner_project, job_count, last_seq = require_runner(caller, runner_id)
+    project filter keeps all of its jobs or none.
+
+    One statement checks ownership, reads the counters and the page: the runner's
+    `job_count` gives `total`, and while no job has expired (`last_seq == job_count`)
+    job seqs are 1..job_count, so any page is one index range, however deep.
+    """
+    skip = page * size
+    params = (skip, skip + size, caller.workspace, caller.user, Runner.id.db_value(runner_id))
+    build = lambda: job_page(caller, runner_id, skip, size)  # noqa: E731
+    rows = database.execute_sql(compiled("page", build, params), params).fetchall()
+    if not rows:
+        raise failure(404, f"Runner not found: {runner_id}")
+    runner_project, job_count, last_seq, _ = rows[0]
     if project_id is not None and Runner.project_id.python_value(runner_project) != project_id:
         return 0, []
+    if last_seq == job_count:
+        return job_count, [document for *_, document in rows if document is not None]
+    # Expired jobs left gaps in the seqs: count past them.
     query = Job.select(Job.document).where(Job.runner == runner_id).order_by(Job.seq.desc())
-    top = job_count - page * size  # the seq of the page's newest job, when there are no gaps
-    if last_seq == job_count:  # one index seek, however deep the page
-        params = (Job.runner.db_value(runner_id), top, top - size)
-        page_query = lambda: query.where((Job.seq <= top) & (Job.seq > top - size))  # noqa: E731
-        rows = database.execute_sql(compiled("page", page_query, params), params)
-    else:
-        rows = query.limit(size).offset(page * size).tuples()
-    return job_count, [document for (document,) in rows]
+    return job_count, [document for (document,) in query.limit(size).offset(skip).tuples()]
 
 
 def active_runner(caller, project_id, runner_type):
@@ -325,7 +359,8 @@ def claim_next_job(runner_id):
 
     params = (Job.runner.db_value(runner_id), PENDING, 1)
     # A plain read first: an idle poll never takes the write lock.
-    if first(Job, "peek_pending", oldest_pending, params) is None:
+    peek = lambda: oldest_pending().select(Job.id)  # noqa: E731
+    if database.execute_sql(compiled("peek_pending", peek, params), params).fetchone() is None:
         return None
     with database.atomic():
         job = first(Job, "claim", oldest_pending_locked, params)
@@ -357,26 +392,29 @@ def release_connection():
 def report_job_result(caller, job_id, report):
     if report["status"] not in REPORTABLE:
         raise error(400, f"Invalid result status. Must be one of: [{', '.join(REPORTABLE)}]")
-    job = get_job(caller, job_id)
     changes = {k: report[k] for k in ("result", "error", "trace_id") if report.get(k) is not None}
     if report["status"] != RUNNING:
         changes.update(status=report["status"], completed_at=now_us())
     if not changes:
+        get_job(caller, job_id)  # still 404 for someone else's job
         return
-    # Guarded on the state, so a job finished meanwhile ignores the report (204, no 409).
     with database.atomic():
-        job = locked_unfinished_job(job.id)
-        updated = job is not None and apply(job, **changes)
-    if updated and "status" in changes:
+        job = locked_unfinished_job(caller, job_id)
+        if job is None:
+            # Someone else's job: 404. A job finished meanwhile ignores the report (204, no 409).
+            get_job(caller, job_id)
+            return
+        apply(job, **changes)
+    if "status" in changes:
         log.info("job %s %s", job.id, changes["status"])
 
 
 def cancel_job(caller, job_id):
-    job = get_job(caller, job_id)
     with database.atomic():
-        job = locked_unfinished_job(job.id)
+        job = locked_unfinished_job(caller, job_id)
         if job is None:
-            return  # finished already: a no-op
+            get_job(caller, job_id)  # someone else's job: 404; finished already: a no-op
+            return
         # A pending job just leaves the queue; a running one is also announced to its
         # runner on the next heartbeat, since only the runner can stop it.
         was = job.status

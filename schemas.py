@@ -143,7 +143,15 @@ class QueryUUID(fields.UUID):
 
 
 class QueryInt(fields.Integer):
+    """A Java `int` query parameter: past 32 bits it fails to convert, as "abc" does."""
+
     default_error_messages = {"invalid": "must be an integer"}
+
+    def _validated(self, value):
+        number = super()._validated(value)
+        if not -(2**31) <= number < 2**31:
+            raise self.make_error("invalid")
+        return number
 
 
 class PageQuery(QuerySchema):

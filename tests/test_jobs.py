@@ -722,10 +722,11 @@ def test_logs_are_per_job(client, endpoint_runner):
     assert read_logs(client, b).json == lines("b1")
 
 
-def test_logs_negative_offset_is_400(client, endpoint_runner):
+@pytest.mark.parametrize("offset", [-1, 2**31, 10**30])
+def test_logs_negative_or_overflowing_offset_is_400(client, endpoint_runner, offset):
     _, project_id = endpoint_runner
     job_id = create_job(client, project_id)
-    response = read_logs(client, job_id, offset=-1)
+    response = read_logs(client, job_id, offset=offset)
     assert response.status_code == 400
     assert list(response.json) == ["errors"]
     assert len(response.json["errors"]) == 1 and "offset" in response.json["errors"][0]

@@ -161,6 +161,9 @@ def test_other_workspace_runner_is_404(client):
         ({"size": 0}, "query param size must be greater than or equal to 1"),
         ({"page": "abc"}, "query param page must be an integer"),
         ({"size": "1.5"}, "query param size must be an integer"),
+        # A Java int: past 32 bits the value does not convert (and never reaches SQL).
+        ({"page": 2**31}, "query param page must be an integer"),
+        ({"size": 10**20}, "query param size must be an integer"),
     ],
 )
 def test_bad_page_or_size_is_400(client, endpoint_runner, query, message):
@@ -168,6 +171,13 @@ def test_bad_page_or_size_is_400(client, endpoint_runner, query, message):
     response = listing(client, runner_id, **query)
     assert response.status_code == 400
     assert response.json == {"errors": [message]}
+
+
+def test_largest_page_and_size_are_an_empty_page(client, endpoint_runner):
+    runner_id, _ = endpoint_runner
+    response = listing(client, runner_id, page=2**31 - 1, size=2**31 - 1)
+    assert response.status_code == 200
+    assert response.json["content"] == [] and response.json["page"] == 2**31 - 1
 
 
 def test_malformed_uuid_in_path_or_query_is_404(client, endpoint_runner):

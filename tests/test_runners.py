@@ -143,6 +143,8 @@ def test_list_malformed_project_id_is_404(client, endpoint_runner):
     [
         ({"page": -1}, "query param page must be greater than or equal to 0"),
         ({"size": 0}, "query param size must be greater than or equal to 1"),
+        ({"page": 2**63}, "query param page must be an integer"),
+        ({"size": 2**31}, "query param size must be an integer"),
     ],
 )
 def test_list_bad_page_or_size_is_400(client, endpoint_runner, query, message):
