@@ -5,7 +5,6 @@ those becomes a table, and every index below serves one query: the listing,
 the claim or an ownership lookup.
 """
 import json
-import sqlite3
 import time
 
 import peewee as pw
@@ -266,33 +265,36 @@ def is_postgres():
 MODELS = [Project, Runner, Job, JobLog, PairingSession, BridgeCommand, BridgeRate, Trace, Span]
 
 
+BUSY_TIMEOUT_SECONDS = 30  # how long a statement waits for SQLite's write lock
+
+
 class CooperativeSqliteDatabase(PooledSqliteDatabase):
-    """SQLite whose write lock is waited for cooperatively.
+    """SQLite whose locks are waited for cooperatively.
 
     SQLite's own busy handler sleeps 1 to 100 ms inside C while another process holds
-    the write lock, which stalls every greenlet of a gevent worker meanwhile. BEGIN
-    IMMEDIATE is retried here instead, with sub-millisecond sleeps that yield.
+    the write lock, which stalls every greenlet of a gevent worker meanwhile. So the
+    connections run with busy_timeout 0 (set last, after the pragmas that may wait),
+    and a statement refused as busy is retried here, with sub-millisecond sleeps that
+    yield. Only a statement outside a transaction can be refused (a BEGIN IMMEDIATE,
+    or one in autocommit mode: reads never wait in WAL mode), and a refused statement
+    changed nothing, so running it again is safe.
     """
 
     def begin(self, lock_type=None):
-        conn = self.connection()
-        conn.execute("PRAGMA busy_timeout = 0")
-        try:
-            delay, deadline = 0.0002, time.monotonic() + BUSY_TIMEOUT_SECONDS
-            while True:
-                try:
-                    conn.execute(f"BEGIN {lock_type or self._lock_type or ''}")
-                    return
-                except sqlite3.OperationalError as exc:
-                    if "locked" not in str(exc) or time.monotonic() > deadline:
-                        raise pw.OperationalError(str(exc)) from exc
-                time.sleep(delay)
-                delay = min(delay * 2, 0.005)
-        finally:
-            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_SECONDS * 1000}")
+        self._execute_cursor(f"BEGIN {lock_type or self._lock_type or ''}", ())
 
-
-BUSY_TIMEOUT_SECONDS = 30
+    def _execute_cursor(self, sql, params, **cursor_options):
+        if self.in_transaction():  # holds the write lock (IMMEDIATE): nothing to wait for
+            return super()._execute_cursor(sql, params, **cursor_options)
+        delay, deadline = 0.0002, time.monotonic() + BUSY_TIMEOUT_SECONDS
+        while True:
+            try:
+                return super()._execute_cursor(sql, params, **cursor_options)
+            except pw.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() > deadline:
+                    raise
+            time.sleep(delay)
+            delay = min(delay * 2, 0.005)
 
 
 def open_database(url, pool_size=20):
@@ -312,9 +314,9 @@ def open_database(url, pool_size=20):
             parse(url)["database"],
             pragmas={
                 "journal_mode": "wal",
-                "busy_timeout": BUSY_TIMEOUT_SECONDS * 1000,
                 "foreign_keys": 1,
                 "synchronous": "normal",
+                "busy_timeout": 0,  # after the others, which may wait in SQLite (5 s, peewee's default)
             },
             lock_type="IMMEDIATE",
             check_same_thread=False,
