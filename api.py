@@ -111,8 +111,6 @@ def paged(page_schema, page, size, found):
     return respond(page_schema.dump({"page": page, "size": size, "total": total, "content": rows}))
 
 
-
-
 # -- health
 
 

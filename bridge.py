@@ -38,11 +38,11 @@ def clamp_timeout(value):
 def count_command(runner_id, write):
     """Bump this minute's counters; they count refused commands too, as upstream's do."""
     minute = now_us() // (60 * SECOND)
-    BridgeRate.insert(runner_id=runner_id, minute=minute, total=1, writes=int(write)).on_conflict(
+    upsert = BridgeRate.insert(runner_id=runner_id, minute=minute, total=1, writes=int(write)).on_conflict(
         conflict_target=[BridgeRate.runner_id, BridgeRate.minute],
         update={BridgeRate.total: BridgeRate.total + 1, BridgeRate.writes: BridgeRate.writes + int(write)},
-    ).execute()
-    return BridgeRate.get((BridgeRate.runner_id == runner_id) & (BridgeRate.minute == minute))
+    )
+    return next(iter(upsert.returning(BridgeRate.total, BridgeRate.writes).objects().execute()))
 
 
 def submit_command(caller, runner_id, request):

@@ -25,3 +25,11 @@ def test_ci_runs_the_readme_test_command():
     readme = (ROOT / "README.md").read_text()
     test_command = re.findall(r"```sh\n(.*?)\n```", readme, re.S)[1].strip()
     assert test_command in (ROOT / ".ci" / "run").read_text()
+
+
+def test_readme_shows_the_latest_benchmark_figures():
+    def figures(name):
+        text = (ROOT / name).read_text()
+        return re.search(r"^\| figure \| measured.*?(?=\n\n)", text, re.M | re.S).group(0)
+
+    assert figures("README.md") == figures("BENCHMARKS.md")
