@@ -60,13 +60,20 @@ class Str(_TypedField, fields.String):
 
 
 class Int(_TypedField, fields.Integer):
-    def __init__(self, **kwargs):
+    """A Java `int` (or `long`, bits=64) in a body: a value past its range is a parse error."""
+
+    def __init__(self, bits=32, **kwargs):
         super().__init__(strict=True, **kwargs)
+        self.bits = bits
 
     def _deserialize(self, value, attr, data, **kwargs):
         if isinstance(value, bool):  # JSON true is not a number
             raise failure(400, f"Unable to process JSON. {self.name}: not a valid integer")
-        return super()._deserialize(value, attr, data, **kwargs)
+        number = super()._deserialize(value, attr, data, **kwargs)
+        if not -(2 ** (self.bits - 1)) <= number < 2 ** (self.bits - 1):
+            kind = "int" if self.bits == 32 else "long"
+            raise failure(400, f"Unable to process JSON. {self.name}: Numeric value ({number}) out of range of {kind}")
+        return number
 
 
 class Bool(_TypedField, fields.Boolean):
@@ -327,7 +334,7 @@ class BridgeResultRequest(BodySchema):
     status = Enum(BRIDGE_STATUSES, required=True, error_messages=NOT_NULL)
     result = JsonObject(allow_none=True)
     error = JsonObject(allow_none=True)
-    duration_ms = Int(allow_none=True)
+    duration_ms = Int(bits=64, allow_none=True)
 
 
 class BridgeGetQuery(QuerySchema):

@@ -180,10 +180,13 @@ WRONG_TYPES = {
                  {"name": "x", "visibility": "secret"}],
     "projects_retrieve": [{"name": 5}, {"name": {"a": 1}}],
     "pairing_sessions": [{"project_id": "not-a-uuid"}, {"project_id": 5}, {"ttl_seconds": "x"},
-                         {"ttl_seconds": [300]}, {"ttl_seconds": True}, {"activation_key": 5}, {"type": 5}],
+                         {"ttl_seconds": [300]}, {"ttl_seconds": True}, {"ttl_seconds": 2**31},
+                         {"activation_key": 5}, {"type": 5}],
     "activate": [{"runner_name": 5}, {"runner_name": ["x"]}, {"hmac": 5}],
     # The agents body is replaced whole (a map of agent name -> Agent).
-    "agents": [{"answer": {"timeout": "x"}}, {"answer": {"timeout": True}}, {"answer": {"params": "x"}},
+    # A Java int: past 32 bits the timeout does not parse (nor reach a job's column).
+    "agents": [{"answer": {"timeout": "x"}}, {"answer": {"timeout": True}}, {"answer": {"timeout": 2**31}},
+               {"answer": {"timeout": 10**30}}, {"answer": {"params": "x"}},
                {"answer": {"params": [{"name": "q", "type": "string", "presence": "sometimes"}]}},
                {"answer": {"description": 5}}, {"answer": "not-an-object"}, {"answer": [1]},
                {"answer": {"params": [5]}}],

@@ -679,6 +679,35 @@ def test_report_with_bogus_status_is_400(client):
     assert state(client, runner_id, command_id)["status"] == "pending"
 
 
+def assert_out_of_range(response, field, kind):
+    assert response.status_code == 400, response.data
+    assert response.json["code"] == 400
+    assert response.json["message"].startswith(f"Unable to process JSON. {field}: Numeric value (")
+    assert response.json["message"].endswith(f"out of range of {kind}")
+
+
+@pytest.mark.parametrize("value", [2**31, -(2**31) - 1, 10**30])
+def test_ints_past_the_java_int_range_are_400_and_change_nothing(client, value):
+    runner_id = bridge_runner(client)
+    assert_out_of_range(submit_raw(client, runner_id, timeout_seconds=value), "timeout_seconds", "int")
+    assert_out_of_range(poll_raw(client, runner_id, json={"max_commands": value}), "max_commands", "int")
+    assert poll(client, runner_id) == []  # the refused submit queued nothing
+
+
+@pytest.mark.parametrize("value, accepted", [(2**63 - 1, True), (2**63, False), (10**30, False)])
+def test_duration_ms_is_a_java_long(client, value, accepted):
+    runner_id = bridge_runner(client)
+    command_id = submit(client, runner_id)
+    poll(client, runner_id)
+    response = report(client, runner_id, command_id, status="completed", result={"x": 1}, duration_ms=value)
+    if accepted:
+        assert response.status_code == 204, response.data
+        assert state(client, runner_id, command_id)["duration_ms"] == value
+    else:
+        assert_out_of_range(response, "duration_ms", "long")
+        assert state(client, runner_id, command_id)["status"] == "picked_up"
+
+
 def test_report_without_status_is_422(client):
     runner_id = bridge_runner(client)
     command_id = submit(client, runner_id)
