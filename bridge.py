@@ -147,8 +147,9 @@ def report_result(caller, runner_id, command_id, report):
     if report.get("result") is None and report.get("error") is None:
         raise error(400, "Either result or error must be provided")
     for field in ("result", "error"):
-        if report.get(field) is not None and json_size(report[field]) > MAX_PAYLOAD_BYTES:
-            raise error(400, f"{field} payload too large: {json_size(report[field])} bytes (max {MAX_PAYLOAD_BYTES})")
+        size = json_size(report[field]) if report.get(field) is not None else 0
+        if size > MAX_PAYLOAD_BYTES:
+            raise error(400, f"{field} payload too large: {size} bytes (max {MAX_PAYLOAD_BYTES})")
     command = find_command(caller, runner_id, command_id)
     now = now_us()
     with database.atomic():

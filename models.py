@@ -222,9 +222,9 @@ def compiled(name, build, params):
 
     peewee takes ~0.3 ms to turn a query into SQL, far more than SQLite takes to run
     it, so the statements on the hot paths (the listing, the claim, job writes) are
-    compiled once and run with `database.execute_sql` or `Model.raw`. The first compile
-    checks that `params` are the query's own parameters in its order, so a mismatch
-    fails loudly instead of binding wrongly.
+    compiled once and run with `run` or `first`. The first compile checks that `params`
+    are the query's own parameters in its order, so a mismatch fails loudly instead of
+    binding wrongly.
     """
     key = (name, id(database.obj))
     sql = _compiled.get(key)
@@ -236,6 +236,11 @@ def compiled(name, build, params):
     return sql
 
 
+def run(name, build, params):
+    """Run the compiled query (see `compiled`); returns the cursor."""
+    return database.execute_sql(compiled(name, build, params), params)
+
+
 _row_readers = {}
 
 
@@ -245,7 +250,7 @@ def first(model, name, build, params):
     Built from the row here rather than through `Model.raw`, whose per-query setup
     costs ~80 us against ~30 us for all of this (measured on a job row).
     """
-    cursor = database.execute_sql(compiled(name, build, params), params)
+    cursor = run(name, build, params)
     row = cursor.fetchone()
     if row is None:
         return None
@@ -254,7 +259,7 @@ def first(model, name, build, params):
     if readers is None:
         fields = [model._meta.columns[column[0]] for column in cursor.description]
         readers = _row_readers[key] = [(field.name, field.python_value) for field in fields]
-    values = {name: value if value is None else read(value) for (name, read), value in zip(readers, row)}
+    values = {field: value if value is None else read(value) for (field, read), value in zip(readers, row)}
     return model(__no_default__=True, **values)
 
 
@@ -303,7 +308,6 @@ def open_database(url, pool_size=20):
     scheme, sep, rest = url.partition("://")
     if not sep:
         raise ValueError(f"DATABASE_URL must look like sqlite:///path or postgresql://..., got {url!r}")
-    pooled = f"{scheme.split('+')[0]}+pool://{rest}"
     # Held polls hand their connection back, so a pool this size serves thousands of them;
     # a request finding it empty waits (up to 30 s) for a free one rather than failing.
     pool = {"max_connections": pool_size, "stale_timeout": 300, "timeout": 30}
@@ -323,7 +327,7 @@ def open_database(url, pool_size=20):
             **pool,
         )
     else:
-        db = connect(pooled, autorollback=True, **pool)
+        db = connect(f"{scheme.split('+')[0]}+pool://{rest}", autorollback=True, **pool)
     if database.obj is not None:
         database.obj.close_all()  # a previous app in this process (tests) gives its pool back
     database.initialize(db)

@@ -26,11 +26,11 @@ from models import (
     PairingSession,
     Runner,
     database,
+    first,
     is_postgres,
     new_id,
     now_us,
-    compiled,
-    first,
+    run,
 )
 
 log = logging.getLogger("opik_runners")
@@ -77,7 +77,7 @@ def require_runner(caller, runner_id):
     build = lambda: (  # noqa: E731
         owned_runners(caller).select(Runner.project_id, Runner.job_count, Runner.last_seq).where(Runner.id == runner_id)
     )
-    found = database.execute_sql(compiled("require_runner", build, params), params).fetchone()
+    found = run("require_runner", build, params).fetchone()
     if found is None:
         raise failure(404, f"Runner not found: {runner_id}")
     return found
@@ -217,7 +217,7 @@ def apply(job, **changes):
                Job.cancel_unannounced, Job.document]
     params = [c.db_value(getattr(job, c.name)) for c in columns] + [Job.id.db_value(job.id)]
     update = lambda: Job.update({c: getattr(job, c.name) for c in columns}).where(Job.id == job.id)  # noqa: E731
-    database.execute_sql(compiled("apply", update, params), params)
+    run("apply", update, params)
     return job
 
 
@@ -279,7 +279,7 @@ def list_jobs(caller, runner_id, project_id, page, size):
     skip = page * size
     params = (skip, skip + size, caller.workspace, caller.user, Runner.id.db_value(runner_id))
     build = lambda: job_page(caller, runner_id, skip, size)  # noqa: E731
-    rows = database.execute_sql(compiled("page", build, params), params).fetchall()
+    rows = run("page", build, params).fetchall()
     if not rows:
         raise failure(404, f"Runner not found: {runner_id}")
     runner_project, job_count, last_seq, _ = rows[0]
@@ -317,7 +317,7 @@ def create_job(caller, data):
             raise error(400, f"Agent '{data['agent_name']}' is not registered on this runner")
         params = (Job.runner.db_value(runner.id), PENDING)
         build = lambda: Job.select(fn.COUNT(Job.id)).where((Job.runner == runner.id) & (Job.status == PENDING))  # noqa: E731
-        (pending,) = database.execute_sql(compiled("pending_count", build, params), params).fetchone()
+        (pending,) = run("pending_count", build, params).fetchone()
         if pending >= setting("OPIK_RUNNER_MAX_PENDING"):
             raise error(429, "Too many pending jobs for this runner")
         params = (1, 1, Runner.id.db_value(runner.id))
@@ -326,7 +326,7 @@ def create_job(caller, data):
             .where(Runner.id == runner.id)
             .returning(Runner.last_seq)
         )
-        (last_seq,) = database.execute_sql(compiled("count_job", build, params), params).fetchone()
+        (last_seq,) = run("count_job", build, params).fetchone()
         timeout = agent.get("timeout") or 0
         job = Job(
             id=new_id(),
@@ -341,7 +341,7 @@ def create_job(caller, data):
         values = {field: job.__data__.get(field.name) for field in Job._meta.sorted_fields}
         params = [field.db_value(value) for field, value in values.items()]
         build = lambda: Job.insert(values)  # noqa: E731
-        database.execute_sql(compiled("insert_job", build, params), params)
+        run("insert_job", build, params)
         wakeups.notify(("jobs", runner.id))
     log.info("job %s created for runner %s (agent %s)", job.id, runner.id, job.agent_name)
     return job
@@ -360,7 +360,7 @@ def claim_next_job(runner_id):
     params = (Job.runner.db_value(runner_id), PENDING, 1)
     # A plain read first: an idle poll never takes the write lock.
     peek = lambda: oldest_pending().select(Job.id)  # noqa: E731
-    if database.execute_sql(compiled("peek_pending", peek, params), params).fetchone() is None:
+    if run("peek_pending", peek, params).fetchone() is None:
         return None
     with database.atomic():
         job = first(Job, "claim", oldest_pending_locked, params)
