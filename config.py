@@ -55,6 +55,12 @@ SETTINGS = [
     ("OPIK_BRIDGE_MAX_PENDING", "50", int),
     ("OPIK_BRIDGE_MAX_COMMANDS_PER_MINUTE", "600", int),
     ("OPIK_BRIDGE_MAX_WRITE_COMMANDS_PER_MINUTE", "120", int),
+    # Serving (gunicorn.conf.py reads these).
+    ("OPIK_RUNNERS_BIND", "127.0.0.1:5173", str),
+    ("OPIK_RUNNERS_WORKERS", "2", int),
+    ("OPIK_RUNNERS_WORKER_CONNECTIONS", "4000", int),
+    ("OPIK_RUNNERS_ACCESS_LOG", "", str),
+    ("OPIK_RUNNERS_LOG_LEVEL", "info", str),
 ]
 
 # Fixed upstream limits (LocalRunnerConfig); not worth a knob each.

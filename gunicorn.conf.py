@@ -8,22 +8,27 @@ in one wakes a poll held in the other through wakeups.py.
 A `-b HOST:PORT` on the command line overrides `bind`.
 """
 import os
+import sys
 
-bind = os.environ.get("OPIK_RUNNERS_BIND", "127.0.0.1:5173")
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # config.py sits beside this file
+from config import load_config  # noqa: E402
+
+settings = load_config()
+bind = settings["OPIK_RUNNERS_BIND"]
 worker_class = "gevent"
-workers = int(os.environ.get("OPIK_RUNNERS_WORKERS", "2"))
-worker_connections = int(os.environ.get("OPIK_RUNNERS_WORKER_CONNECTIONS", "4000"))
+workers = settings["OPIK_RUNNERS_WORKERS"]
+worker_connections = settings["OPIK_RUNNERS_WORKER_CONNECTIONS"]
 # Shutdown waits this long for held requests: a job poll (10 s) gets its answer.
 # Idle keep-alive connections also hold it, so keep-alive stays short; the CLI
 # polls again within a second, well inside it.
 graceful_timeout = 12
 keepalive = 5
-accesslog = os.environ.get("OPIK_RUNNERS_ACCESS_LOG") or None
+accesslog = settings["OPIK_RUNNERS_ACCESS_LOG"] or None
 errorlog = "-"
 # gunicorn 27 opens a control socket at one path in $HOME; several servers on one
 # machine (tests, scale-out) would fight over it, and nothing here uses it.
 control_socket_disable = True
-loglevel = os.environ.get("OPIK_RUNNERS_LOG_LEVEL", "info")
+loglevel = settings["OPIK_RUNNERS_LOG_LEVEL"]
 
 
 def post_fork(server, worker):
