@@ -31,8 +31,10 @@ def no_content():
     return Response(status=204)
 
 
-def created(location_endpoint, **values):
-    return Response(status=201, headers={"Location": url_for(location_endpoint, _external=True, **values)})
+def created(location_endpoint, body=None, **values):
+    """201 with the new resource's URL in Location; a body only where Opik sends one."""
+    headers = {"Location": url_for(location_endpoint, _external=True, **values)}
+    return Response(status=201, headers=headers) if body is None else respond(body, 201, headers)
 
 
 def _reject_constant(name):
@@ -267,8 +269,7 @@ def append_job_logs(job_id):
 @api.post("/v1/private/local-runners/<uuid:runner_id>/bridge/commands")
 def submit_bridge_command(runner_id):
     command = bridge.submit_command(g.caller, runner_id, load_body(schemas.BridgeSubmitRequest))
-    location = url_for(".get_bridge_command", runner_id=runner_id, command_id=command.id, _external=True)
-    return respond({"command_id": str(command.id)}, 201, {"Location": location})
+    return created(".get_bridge_command", {"command_id": str(command.id)}, runner_id=runner_id, command_id=command.id)
 
 
 @api.post("/v1/private/local-runners/<uuid:runner_id>/bridge/commands/next")

@@ -410,7 +410,7 @@ def main():
 
     store = Path(args.keep or tmp) / ("smoke.db" if smoke else "scale.db")
     sizes = (2_000, 100, 18_000) if smoke else (100_000, 100, 900_000)
-    if {"scale", "throughput", "polls"} & (steps or {"scale"}):
+    if any(wanted(step) for step in ("scale", "throughput", "polls")):  # the steps on the seeded store
         if store.exists():  # --keep: reuse the seeded database of an earlier run
             url = f"sqlite:///{store}"
             seed.open_store(url)
