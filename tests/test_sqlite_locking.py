@@ -3,7 +3,6 @@ handler: connections run with busy_timeout 0, and a statement refused as busy (a
 or a write in autocommit mode) is retried until the lock frees or the deadline passes."""
 import sqlite3
 import threading
-import time
 
 import peewee as pw
 import pytest
@@ -23,20 +22,29 @@ def database(app):
         yield models.database
 
 
-def hold_write_lock(database, seconds):
-    """Another connection takes the write lock now and keeps it for `seconds`."""
-    other = sqlite3.connect(database.obj.database, isolation_level=None, check_same_thread=False)
-    other.execute("BEGIN IMMEDIATE")
-    other.execute("INSERT INTO wakeup (key, created_at) VALUES ('held', 0)")
+class WriteLock:
+    """Another connection takes SQLite's write lock (and writes a `held` row) until release."""
 
-    def release():
-        time.sleep(seconds)
-        other.execute("COMMIT")
-        other.close()
+    def __init__(self, database):
+        self.other = sqlite3.connect(database.obj.database, isolation_level=None, check_same_thread=False)
+        self.other.execute("BEGIN IMMEDIATE")
+        self.other.execute("INSERT INTO wakeup (key, created_at) VALUES ('held', 0)")
+        self.released = threading.Event()
+        self.releaser = None
 
-    releaser = threading.Thread(target=release)
-    releaser.start()
-    return releaser
+    def release(self):
+        self.released.set()  # set first: whatever succeeds after this waited for the lock
+        self.other.execute("COMMIT")
+        self.other.close()
+
+    def release_after(self, seconds):
+        self.releaser = threading.Timer(seconds, self.release)
+        self.releaser.start()
+        return self
+
+    def join(self):
+        if self.releaser:
+            self.releaser.join()
 
 
 def new_project(name):
@@ -53,36 +61,35 @@ def test_connections_leave_waiting_to_the_database_class(database):
 
 
 def test_a_transaction_waits_for_the_write_lock_then_commits(database):
-    releaser = hold_write_lock(database, 0.3)
-    started = time.monotonic()
+    lock = WriteLock(database).release_after(0.3)
     with database.atomic():
         new_project("in-a-transaction").save(force_insert=True)
-    waited = time.monotonic() - started
-    releaser.join()
-    assert waited >= 0.25  # it did wait for the other writer...
+    assert lock.released.is_set()  # it waited for the other writer...
+    lock.join()
     assert held_rows() == 1 and Project.get(Project.name == "in-a-transaction")  # ...and both writes landed
 
 
 def test_an_autocommit_write_waits_for_the_write_lock_too(database):
-    releaser = hold_write_lock(database, 0.3)
+    lock = WriteLock(database).release_after(0.3)
     new_project("autocommit").save(force_insert=True)
-    releaser.join()
+    assert lock.released.is_set()
+    lock.join()
     assert Project.select().where(Project.name == "autocommit").count() == 1
 
 
 def test_reads_do_not_wait_for_a_writer(database):
-    releaser = hold_write_lock(database, 0.5)
-    started = time.monotonic()
-    assert held_rows() == 0  # WAL: the last committed state
-    assert time.monotonic() - started < 0.4
-    releaser.join()
+    lock = WriteLock(database)  # held until released below: a read that waited would fail at the deadline
+    assert held_rows() == 0  # WAL: the last committed state, at once
+    assert not lock.released.is_set()
+    lock.release()
+    assert held_rows() == 1
 
 
 def test_the_wait_gives_up_at_the_deadline_and_writes_nothing(database, monkeypatch):
     monkeypatch.setattr(models, "BUSY_TIMEOUT_SECONDS", 0.2)
-    releaser = hold_write_lock(database, 1.0)
+    lock = WriteLock(database)  # never released while the write waits
     with pytest.raises(pw.OperationalError, match="locked"):
         with database.atomic():
             new_project("too-late").save(force_insert=True)
-    releaser.join()
+    lock.release()
     assert Project.select().where(Project.name == "too-late").count() == 0
