@@ -5,6 +5,7 @@ those becomes a table, and every index below serves one query: the listing,
 the claim or an ownership lookup.
 """
 import json
+import sqlite3
 import time
 
 import peewee as pw
@@ -273,17 +274,44 @@ MODELS = [Project, Runner, Job, JobLog, PairingSession, BridgeCommand, BridgeRat
 BUSY_TIMEOUT_SECONDS = 30  # how long a statement waits for SQLite's write lock
 
 
+def retry_while_locked(run, *args, **kwargs):
+    """run(*args, **kwargs), again while SQLite refuses it as locked: sub-millisecond sleeps that
+    yield to other greenlets, up to BUSY_TIMEOUT_SECONDS."""
+    delay, deadline = 0.0002, time.monotonic() + BUSY_TIMEOUT_SECONDS
+    while True:
+        try:
+            return run(*args, **kwargs)
+        except (pw.OperationalError, sqlite3.OperationalError) as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+        time.sleep(delay)
+        delay = min(delay * 2, 0.005)
+
+
 class CooperativeSqliteDatabase(PooledSqliteDatabase):
     """SQLite whose locks are waited for cooperatively.
 
     SQLite's own busy handler sleeps 1 to 100 ms inside C while another process holds
     the write lock, which stalls every greenlet of a gevent worker meanwhile. So the
-    connections run with busy_timeout 0 (set last, after the pragmas that may wait),
-    and a statement refused as busy is retried here, with sub-millisecond sleeps that
-    yield. Only a statement outside a transaction can be refused (a BEGIN IMMEDIATE,
-    or one in autocommit mode: reads never wait in WAL mode), and a refused statement
+    connections run with busy_timeout 0, and a statement refused as busy is retried
+    here. Only a statement outside a transaction can be refused (a BEGIN IMMEDIATE, or
+    one in autocommit mode: reads never wait in WAL mode), and a refused statement
     changed nothing, so running it again is safe.
+
+    The connection's pragmas are retried the same way. Workers booting together on a
+    new file all switch it to WAL at once, and SQLite refuses all but one of them at
+    once, without a busy handler (two readers upgrading would deadlock).
     """
+
+    def __init__(self, database, **pool):
+        # WAL lets readers run beside the one writer; IMMEDIATE takes the write lock
+        # at BEGIN, so a transaction never fails half-way upgrading to it.
+        pragmas = {"journal_mode": "wal", "foreign_keys": 1, "synchronous": "normal"}
+        super().__init__(database, pragmas=pragmas, lock_type="IMMEDIATE", check_same_thread=False, **pool)
+
+    def init(self, database, **kwargs):
+        super().init(database, **kwargs)
+        self._timeout = 0  # what sqlite3.connect sets as the busy_timeout (`timeout` here is the pool's)
 
     def begin(self, lock_type=None):
         self._execute_cursor(f"BEGIN {lock_type or self._lock_type or ''}", ())
@@ -291,15 +319,11 @@ class CooperativeSqliteDatabase(PooledSqliteDatabase):
     def _execute_cursor(self, sql, params, **cursor_options):
         if self.in_transaction():  # holds the write lock (IMMEDIATE): nothing to wait for
             return super()._execute_cursor(sql, params, **cursor_options)
-        delay, deadline = 0.0002, time.monotonic() + BUSY_TIMEOUT_SECONDS
-        while True:
-            try:
-                return super()._execute_cursor(sql, params, **cursor_options)
-            except pw.OperationalError as exc:
-                if "locked" not in str(exc) or time.monotonic() > deadline:
-                    raise
-            time.sleep(delay)
-            delay = min(delay * 2, 0.005)
+        return retry_while_locked(super()._execute_cursor, sql, params, **cursor_options)
+
+    def _set_pragmas(self, conn):
+        for pragma, value in self._pragmas:
+            retry_while_locked(conn.execute, f"PRAGMA {pragma} = {value}")
 
 
 def open_database(url, pool_size=20):
@@ -312,20 +336,7 @@ def open_database(url, pool_size=20):
     # a request finding it empty waits (up to 30 s) for a free one rather than failing.
     pool = {"max_connections": pool_size, "stale_timeout": 300, "timeout": 30}
     if scheme.startswith("sqlite"):
-        # WAL lets readers run beside the one writer; IMMEDIATE takes the write lock
-        # at BEGIN, so a transaction never fails half-way upgrading to it.
-        db = CooperativeSqliteDatabase(
-            parse(url)["database"],
-            pragmas={
-                "journal_mode": "wal",
-                "foreign_keys": 1,
-                "synchronous": "normal",
-                "busy_timeout": 0,  # after the others, which may wait in SQLite (5 s, peewee's default)
-            },
-            lock_type="IMMEDIATE",
-            check_same_thread=False,
-            **pool,
-        )
+        db = CooperativeSqliteDatabase(parse(url)["database"], **pool)
     else:
         db = connect(f"{scheme.split('+')[0]}+pool://{rest}", autorollback=True, **pool)
     if database.obj is not None:
