@@ -844,7 +844,7 @@ def test_get_without_wait_returns_the_current_state_at_once(client):
     command_id = submit(client, runner_id, type="Exec", args={"command": "ls"}, timeout_seconds=7)
     started = time.monotonic()
     command = state(client, runner_id, command_id)
-    assert time.monotonic() - started < 1
+    assert time.monotonic() - started < 15  # a wait would hold it for the default 30 s
     assert command["status"] == "pending"
     assert set(command) == {"command_id", "runner_id", "type", "status", "args", "timeout_seconds", "submitted_at"}
     assert state(client, runner_id, command_id, wait="false")["status"] == "pending"
@@ -900,7 +900,7 @@ def test_get_with_wait_on_a_finished_command_returns_at_once(client):
     assert report(client, runner_id, command_id, status="failed", error={"code": "e", "message": "m"}).status_code == 204
     started = time.monotonic()
     command = state(client, runner_id, command_id, wait="true", timeout=10)
-    assert time.monotonic() - started < 0.8
+    assert time.monotonic() - started < 5  # well short of the 10 s wait
     assert command["status"] == "failed"
     assert command["error"] == {"code": "e", "message": "m"}
 
