@@ -197,10 +197,6 @@ class JobMetadataSchema(BodySchema):
     dataset_item_version_id = UUID(allow_none=True)
     dataset_item_id = UUID(allow_none=True)
 
-    @post_dump
-    def drop_nulls(self, data, **kwargs):
-        return {k: v for k, v in data.items() if v is not None}
-
 
 class CreateJobRequest(BodySchema):
     agent_name = Str(required=True, error_messages=NOT_NULL, validate=NOT_BLANK)
