@@ -15,6 +15,7 @@ import pytest
 
 import models
 from conftest import API, ROOT, pair
+from threads import Task, run_all
 
 MIB = 1024 * 1024
 ITEM_KEYS = {"command_id", "type", "args", "timeout_seconds", "submitted_at"}
@@ -564,31 +565,15 @@ def test_concurrent_pollers_get_each_command_exactly_once(make_app):
     client = app.test_client()
     runner_id = bridge_runner(client)
     created = [submit(client, runner_id, args={"i": i}) for i in range(30)]
-    received, failures = [], []
-    lock = threading.Lock()
+    received = []
 
     def worker():
         poller = app.test_client()
-        while True:
-            response = poller.post(f"{commands_url(runner_id)}/next", json={"max_commands": 3})
-            if response.status_code != 200:
-                with lock:
-                    failures.append((response.status_code, response.data))
-                return
-            commands = response.json["commands"]
-            if not commands:
-                return
+        while commands := poll(poller, runner_id, max_commands=3):
             assert len(commands) <= 3
-            with lock:
-                received.extend(c["command_id"] for c in commands)
+            received.extend(c["command_id"] for c in commands)
 
-    threads = [threading.Thread(target=worker) for _ in range(5)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=30)
-    assert not any(thread.is_alive() for thread in threads)
-    assert failures == []
+    run_all([Task(worker) for _ in range(5)], timeout=30)
     assert len(received) == len(set(received)) == len(created)
     assert sorted(received) == sorted(created)
     assert {state(client, runner_id, c)["status"] for c in created} == {"picked_up"}

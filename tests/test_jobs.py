@@ -10,6 +10,7 @@ import uuid
 import pytest
 
 from conftest import AGENT, API, ROOT, create_job, ensure_project, pair, register
+from threads import Task, join_all, run_all
 
 JOBS = f"{API}/local-runners/jobs"
 NO_RUNNER = {"errors": ["No runner configured. Pair one from the Runners page."]}
@@ -441,29 +442,14 @@ def test_next_for_a_deleted_runner_is_404(client, endpoint_runner):
 def test_concurrent_claims_deliver_each_job_exactly_once(app, client, endpoint_runner):
     runner_id, project_id = endpoint_runner
     created = [create_job(client, project_id) for _ in range(12)]
-    claimed, failures = [], []
-    lock = threading.Lock()
+    claimed = []
 
     def worker():
         poller = app.test_client()
-        while True:
-            response = poller.post(f"{API}/local-runners/{runner_id}/jobs/next")
-            if response.status_code != 200:
-                with lock:
-                    failures.append((response.status_code, response.data))
-                return
-            if response.json is None:
-                return
-            with lock:
-                claimed.append(response.json["id"])
+        while (job := next_job(poller, runner_id)) is not None:
+            claimed.append(job["id"])
 
-    threads = [threading.Thread(target=worker) for _ in range(5)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=30)
-    assert not any(thread.is_alive() for thread in threads)
-    assert failures == []
+    run_all([Task(worker) for _ in range(5)], timeout=30)
     assert len(claimed) == len(set(claimed)) == len(created)
     assert sorted(claimed) == sorted(created)
     assert {job_state(client, job_id)["status"] for job_id in created} == {"running"}
@@ -475,24 +461,15 @@ def test_concurrent_waiting_polls_share_new_jobs_exactly_once(make_app):
     runner_id, project_id = pair(client)
     register(client, runner_id)
     results = []
-    lock = threading.Lock()
-
-    def poll():
-        response = app.test_client().post(f"{API}/local-runners/{runner_id}/jobs/next")
-        with lock:
-            results.append((response.status_code, response.json))
-
-    threads = [threading.Thread(target=poll) for _ in range(4)]
-    for thread in threads:
-        thread.start()
+    polls = [Task(lambda: results.append(next_job(app.test_client(), runner_id))) for _ in range(4)]
+    for task in polls:
+        task.start()
     time.sleep(0.3)
     created = [create_job(client, project_id) for _ in range(2)]
-    for thread in threads:
-        thread.join(timeout=10)
-    assert all(status == 200 for status, _ in results)
-    delivered = [body["id"] for _, body in results if body is not None]
+    join_all(polls, timeout=10)
+    delivered = [job["id"] for job in results if job is not None]
     assert sorted(delivered) == sorted(created)
-    assert sum(body is None for _, body in results) == 2
+    assert results.count(None) == 2
 
 
 # -- POST /jobs/{id}/results

@@ -8,7 +8,6 @@ import re
 import signal
 import threading
 import time
-import traceback
 from collections import Counter
 from datetime import datetime
 
@@ -17,6 +16,7 @@ import requests
 
 from conftest import AGENT, activation_hmac
 from server import POSTGRES_URL, Server, child_pids, fresh_database_url
+from threads import Task, join_all, run_all
 
 # Every server here: runners stay connected for the whole test, queues never hit their cap.
 BASE_ENV = {
@@ -166,36 +166,6 @@ def parse_time(text):
 
 
 # -- threads
-
-
-class Task(threading.Thread):
-    """A thread that keeps its target's exception (with traceback) for the test to assert on."""
-
-    def __init__(self, target, *args):
-        super().__init__(daemon=True)
-        self.target, self.args, self.error = target, args, None
-
-    def run(self):
-        try:
-            self.target(*self.args)
-        except BaseException:  # noqa: B036 - reported by the test
-            self.error = traceback.format_exc()
-
-
-def run_all(tasks, timeout=120):
-    for task in tasks:
-        task.start()
-    join_all(tasks, timeout)
-
-
-def join_all(tasks, timeout=120, what="client threads"):
-    deadline = time.monotonic() + timeout
-    for task in tasks:
-        task.join(max(0.0, deadline - time.monotonic()))
-    alive = sum(task.is_alive() for task in tasks)
-    assert not alive, f"{alive} of {len(tasks)} {what} did not finish within {timeout} s"
-    errors = [task.error for task in tasks if task.error]
-    assert not errors, errors[0]
 
 
 def create_jobs(url, runner, count, threads=4, into=None, offset=0):
