@@ -83,10 +83,10 @@ def notify(key):
     if isinstance(db, pw.PostgresqlDatabase):
         db.execute_sql("SELECT pg_notify(%s, %s)", (CHANNEL, text))
     else:
-        # Compiled once, as models.compiled does: this runs with every job and command.
-        if _target.get("insert_sql") is None or _target.get("insert_db") is not db:
-            _target["insert_sql"], _target["insert_db"] = Wakeup.insert(key="", created_at=0.0).sql()[0], db
-        db.execute_sql(_target["insert_sql"], (text, time.time()))
+        from models import run  # models imports this module; run compiles the insert once
+
+        now = time.time()
+        run("wakeup", lambda: Wakeup.insert(key=text, created_at=now), (text, now))
     _wake_local(text)
 
 
