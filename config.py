@@ -1,8 +1,9 @@
 """Every setting the service reads, in one place.
 
 Names follow the upstream Opik environment variables where one exists. Durations
-accept plain seconds ("15", "0.5") or Dropwizard-style strings ("30m", "24h", "7d"),
-so a value copied from an Opik deployment works unchanged.
+accept plain seconds ("15", "0.5"; hours for OPIK_RUNNER_DEAD_PURGE_HOURS) or
+Dropwizard-style strings ("30m", "24h", "7d"), so a value copied from an Opik
+deployment works unchanged.
 """
 import os
 import re
@@ -11,13 +12,19 @@ _UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 
 
-def parse_duration(value):
-    """Seconds as a float from "15", "1.5", "500ms", "30m", "24h" or "7d"."""
+def parse_duration(value, bare_unit="s"):
+    """Seconds as a float from "15", "1.5", "500ms", "30m", "24h" or "7d"; a bare number
+    is in `bare_unit`."""
     match = _DURATION.match(str(value))
     if not match:
         raise ValueError(f"not a duration: {value!r}")
     number, unit = match.groups()
-    return float(number) * _UNITS[unit or "s"]
+    return float(number) * _UNITS[unit or bare_unit]
+
+
+def parse_hours(value):
+    """A duration whose setting is named in hours: "48" is 48 h ("30m", "2s" still work)."""
+    return parse_duration(value, bare_unit="h")
 
 
 def parse_api_keys(value):
@@ -47,7 +54,7 @@ SETTINGS = [
     ("OPIK_RUNNER_NEXT_JOB_POLL_TIMEOUT", "10s", parse_duration),
     ("OPIK_RUNNER_JOB_TIMEOUT", "30m", parse_duration),
     ("OPIK_RUNNER_MAX_PENDING", "100", int),
-    ("OPIK_RUNNER_DEAD_PURGE_HOURS", "24h", parse_duration),
+    ("OPIK_RUNNER_DEAD_PURGE_HOURS", "24h", parse_hours),
     ("OPIK_RUNNER_COMPLETED_JOB_TTL", "7d", parse_duration),
     ("OPIK_RUNNER_REAPER_INTERVAL", "60s", parse_duration),
     ("OPIK_PAIRING_AUTO_ACTIVATE", "false", parse_bool),

@@ -892,7 +892,7 @@ def test_heartbeat_of_a_connect_runner_is_always_empty(client, endpoint_runner):
 
 def test_reaper_purges_a_runner_dead_longer_than_the_purge_time(make_app):
     client = make_app(
-        OPIK_RUNNER_HEARTBEAT_TTL="1", OPIK_RUNNER_DEAD_PURGE_HOURS="1", OPIK_RUNNER_REAPER_INTERVAL="0"
+        OPIK_RUNNER_HEARTBEAT_TTL="1", OPIK_RUNNER_DEAD_PURGE_HOURS="1s", OPIK_RUNNER_REAPER_INTERVAL="0"
     ).test_client()
     doomed, project_id = pair(client, runner_type="endpoint")
     register(client, doomed)
