@@ -1,6 +1,5 @@
 """Bridge commands: the server queues file and shell commands for an `opik connect`
 daemon, which polls them, runs them and reports back. Behaviour notes §2.3, §3.4."""
-import json
 import logging
 
 import runners
@@ -27,10 +26,6 @@ WRITE_TYPES = ("WriteFile", "EditFile", "Exec")
 PICKUP_GRACE = 10 * SECOND
 
 
-def json_size(value):
-    return len(json.dumps(value, separators=(",", ":"), ensure_ascii=False))
-
-
 def clamp_timeout(value):
     return BRIDGE_DEFAULT_TIMEOUT if not value or value <= 0 else min(value, BRIDGE_MAX_TIMEOUT)
 
@@ -51,7 +46,7 @@ def submit_command(caller, runner_id, request):
         raise error(404, "Runner is not connected")
     if "bridge" not in runner.declared_capabilities:
         raise error(409, "Runner does not support bridge commands")
-    size = json_size(request["args"])
+    size = runners.serialized_length(request["args"])
     rejection = None
     with database.atomic():
         pending = BridgeCommand.select().where(
@@ -147,7 +142,7 @@ def report_result(caller, runner_id, command_id, report):
     if report.get("result") is None and report.get("error") is None:
         raise error(400, "Either result or error must be provided")
     for field in ("result", "error"):
-        size = json_size(report[field]) if report.get(field) is not None else 0
+        size = runners.serialized_length(report[field]) if report.get(field) is not None else 0
         if size > MAX_PAYLOAD_BYTES:
             raise error(400, f"{field} payload too large: {size} bytes (max {MAX_PAYLOAD_BYTES})")
     command = find_command(caller, runner_id, command_id)

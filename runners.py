@@ -142,14 +142,19 @@ def deep_merge(base, patch, depth=0):
     return merged
 
 
+def serialized_length(value):
+    """The size upstream's payload limits measure: the length of the serialized JSON as a
+    Java string, so UTF-16 code units (an emoji counts 2), not bytes."""
+    return len(json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-16-le")) // 2
+
+
 def patch_checklist(caller, runner_id, patch):
     if not isinstance(patch, dict):
         raise error(400, "Checklist must be a JSON object")
     with database.atomic():
         runner = get_runner(caller, runner_id)
         merged = deep_merge(runner.checklist or {}, patch)
-        # Upstream measures the serialized Java string: UTF-16 code units, not bytes.
-        size = len(json.dumps(merged, separators=(",", ":"), ensure_ascii=False).encode("utf-16-le")) // 2
+        size = serialized_length(merged)
         if size > MAX_PAYLOAD_BYTES:
             raise error(400, f"Checklist too large: {size} bytes (max {MAX_PAYLOAD_BYTES})")
         Runner.update(checklist=merged).where(Runner.id == runner_id).execute()

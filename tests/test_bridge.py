@@ -122,6 +122,19 @@ def move_picked_up_back(app, command_id, seconds):
         ).execute()
 
 
+def age_command(app, command_id, seconds):
+    """Move every timestamp of the command `seconds` into the past, as if that much time went by."""
+    shift = int(seconds * models.SECOND)
+    BridgeCommand = models.BridgeCommand
+    with app.app_context(), models.database.connection_context():
+        BridgeCommand.update(
+            submitted_at=BridgeCommand.submitted_at - shift,
+            picked_up_at=BridgeCommand.picked_up_at - shift,  # NULL stays NULL
+            completed_at=BridgeCommand.completed_at - shift,
+            expires_at=BridgeCommand.expires_at - shift,
+        ).where(BridgeCommand.id == uuid.UUID(command_id)).execute()
+
+
 def parse_ts(text):
     assert text.endswith("Z"), text
     return datetime.fromisoformat(text[:-1]).replace(tzinfo=timezone.utc)
@@ -715,6 +728,22 @@ def test_report_without_result_or_error_is_400(client, body):
     assert state(client, runner_id, command_id)["status"] == "pending"
 
 
+def test_payload_size_counts_utf16_units_as_javas_string_length(client):
+    """Behaviour notes §5: "length of the serialized JSON", a Java string: a character outside
+    the BMP counts 2 (a surrogate pair), one inside counts 1 whatever its UTF-8 size."""
+    runner_id = bridge_runner(client)
+    emoji = "\N{GRINNING FACE}"
+    over = {"c": emoji * ((MIB - 7) // 2 + 1)}  # fewer code points than MIB, more UTF-16 units
+    response = submit_raw(client, runner_id, args=over)
+    assert response.status_code == 400
+    assert f"{2 * len(over['c']) + 8} bytes" in response.json["errors"][0]
+    accented = {"c": "\N{LATIN SMALL LETTER E WITH ACUTE}" * (MIB - 8)}  # 2 MiB of UTF-8, 1 MiB of units
+    command_id = submit(client, runner_id, args=accented)
+    response = report(client, runner_id, command_id, status="completed", result=over)
+    assert response.status_code == 400
+    assert response.json["errors"][0].startswith("result payload too large: ")
+
+
 @pytest.mark.parametrize("field", ["result", "error"])
 def test_report_payload_over_1_mib_is_400(client, field):
     runner_id = bridge_runner(client)
@@ -947,6 +976,30 @@ def test_delete_times_out_pending_and_picked_up_commands(app, client):
     assert poll_raw(client, runner_id).json == runner_not_found(runner_id)
 
 
+def test_purging_a_long_dead_runner_times_out_its_open_commands(make_app):
+    # Behaviour notes §2.1, §2.3: dead for the purge time (24 h by default), the runner is purged
+    # by the reaper and its pending and picked-up commands time out.
+    app = make_app(OPIK_RUNNER_REAPER_INTERVAL="0")
+    client = app.test_client()
+    runner_id = bridge_runner(client)
+    picked = submit(client, runner_id)
+    poll(client, runner_id)
+    pending = submit(client, runner_id)
+
+    def heartbeat_lapsed(seconds_ago):
+        with app.app_context(), models.database.connection_context():
+            lapsed = models.now_us() - int(seconds_ago * models.SECOND)
+            models.Runner.update(heartbeat_expires_at=lapsed).where(models.Runner.id == uuid.UUID(runner_id)).execute()
+
+    heartbeat_lapsed(24 * 3600 - 60)
+    assert state(client, runner_id, picked)["status"] == "picked_up"  # dead, not yet for 24 h
+    heartbeat_lapsed(24 * 3600 + 5)
+    assert get_raw(client, runner_id, picked).json == runner_not_found(runner_id)  # any request runs the reaper
+    for command_id in (picked, pending):
+        row = stored(app, command_id)
+        assert (row.status, row.completed_at is not None) == ("timed_out", True), command_id
+
+
 def test_delete_wakes_a_get_waiting_on_the_command(app, client):
     runner_id = bridge_runner(client)
     command_id = submit(client, runner_id)
@@ -981,6 +1034,39 @@ def test_eviction_times_out_the_old_runners_commands(app, client):
     assert client.post(f"{API}/local-runners/{old}/heartbeats").status_code == 410
     # The new runner starts with an empty queue.
     assert poll(client, new) == []
+
+
+def test_a_never_polled_command_is_gone_2x_timeout_plus_60_s_after_submit(make_app):
+    # Behaviour notes §2.3: the hash expires; GET then 404s, and a poll skips the command.
+    app = make_app(OPIK_BRIDGE_POLL_TIMEOUT="0.2")
+    client = app.test_client()
+    runner_id = bridge_runner(client)
+    command_id = submit(client, runner_id, timeout_seconds=5)
+    age_command(app, command_id, 2 * 5 + 60 - 2)
+    assert state(client, runner_id, command_id)["status"] == "pending"
+    age_command(app, command_id, 3)
+    response = get_raw(client, runner_id, command_id)
+    assert response.status_code == 404
+    assert response.json == command_not_found(command_id)
+    assert poll(client, runner_id) == []
+    response = report(client, runner_id, command_id, status="completed", result={"late": True})
+    assert response.status_code == 404
+    assert response.json == command_not_found(command_id)
+
+
+def test_a_reported_command_is_kept_1_hour_after_its_report(make_app):
+    # Behaviour notes §2.3: the report resets the TTL to 1 h, whatever the command's timeout.
+    app = make_app()
+    client = app.test_client()
+    runner_id = bridge_runner(client)
+    command_id = submit(client, runner_id, timeout_seconds=120)
+    poll(client, runner_id)
+    age_command(app, command_id, 100)
+    assert report(client, runner_id, command_id, status="completed", result={"ok": 1}).status_code == 204
+    age_command(app, command_id, 3600 - 2)
+    assert state(client, runner_id, command_id)["result"] == {"ok": 1}
+    age_command(app, command_id, 3)
+    assert get_raw(client, runner_id, command_id).status_code == 404
 
 
 def test_reaper_times_out_a_stale_picked_up_command(make_app):
