@@ -7,6 +7,9 @@ Failure mapping follows Opik (behaviour notes §3.0):
 - a constraint on a query parameter: 400 `{"errors": ["query param page ..."]}`;
 - a query UUID that will not parse: 404, as JAX-RS answers it.
 """
+import json
+import math
+import re
 import time
 
 from marshmallow import EXCLUDE, INCLUDE, Schema, ValidationError, fields, post_dump, post_load, pre_load, validate
@@ -56,11 +59,23 @@ class _TypedField:
 
 
 class Str(_TypedField, fields.String):
-    pass
+    """A Java String in a body. Jackson takes a number or a boolean as its text (5 -> "5",
+    true -> "true"); an array or object is a parse error."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if isinstance(value, (bool, int, float)):
+            # Jackson keeps a number's source text ("1.50"); the parsed JSON has only the value.
+            value = json.dumps(value)
+        return super()._deserialize(value, attr, data, **kwargs)
+
+
+INTEGER_TEXT = re.compile(r"[+-]?\d+")
 
 
 class Int(_TypedField, fields.Integer):
-    """A Java `int` (or `long`, bits=64) in a body: a value past its range is a parse error."""
+    """A Java `int` (or `long`, bits=64) in a body, coerced as Jackson does: a fraction is
+    cut toward zero (1.9 -> 1), a string of digits is read (" 300 " -> 300, "" -> null);
+    a boolean, other text, or a value past the type's range is a parse error."""
 
     def __init__(self, bits=32, **kwargs):
         super().__init__(strict=True, **kwargs)
@@ -69,11 +84,27 @@ class Int(_TypedField, fields.Integer):
     def _deserialize(self, value, attr, data, **kwargs):
         if isinstance(value, bool):  # JSON true is not a number
             raise failure(400, f"Unable to process JSON. {self.name}: not a valid integer")
+        if isinstance(value, float) and math.isfinite(value):
+            value = int(value)
+        elif isinstance(value, str):
+            text = value.strip()
+            if not text:
+                return None
+            if not INTEGER_TEXT.fullmatch(text):
+                raise failure(400, f"Unable to process JSON. {self.name}: {value!r} is not a valid integer")
+            if len(text.lstrip("+-")) > 19:  # fits no int or long (and Python refuses 4,300 digits)
+                raise self.out_of_range(text)
+            value = int(text)
         number = super()._deserialize(value, attr, data, **kwargs)
         if not -(2 ** (self.bits - 1)) <= number < 2 ** (self.bits - 1):
-            kind = "int" if self.bits == 32 else "long"
-            raise failure(400, f"Unable to process JSON. {self.name}: Numeric value ({number}) out of range of {kind}")
+            raise self.out_of_range(number)
         return number
+
+    def out_of_range(self, number):
+        kind, shown = "int" if self.bits == 32 else "long", str(number)
+        if len(shown) > 1000:  # as Jackson describes a long number
+            shown = f"[Integer with {len(shown.lstrip('+-'))} digits]"
+        return failure(400, f"Unable to process JSON. {self.name}: Numeric value ({shown}) out of range of {kind}")
 
 
 class Bool(_TypedField, fields.Boolean):
@@ -215,7 +246,7 @@ class CreateJobRequest(BodySchema):
         if data.get("prompt_masks") is not None:
             data["prompt_masks"] = {str(k): str(v) for k, v in data["prompt_masks"].items()}
         if data.get("metadata") is not None:
-            data["metadata"] = {k: str(v) for k, v in data["metadata"].items() if v is not None} or None
+            data["metadata"] = {k: str(v) for k, v in data["metadata"].items() if v is not None}
         return data
 
 

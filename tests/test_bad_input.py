@@ -175,28 +175,29 @@ def test_checklist_non_object_message(client, world):
 # -- wrong field types (Jackson parse errors: 400 Dropwizard shape)
 
 
+# Numbers and booleans where a string goes are not here: Jackson takes them as their text.
 WRONG_TYPES = {
-    "projects": [{"name": 5}, {"name": ["demo"]}, {"name": "x", "description": 5},
-                 {"name": "x", "visibility": "secret"}],
-    "projects_retrieve": [{"name": 5}, {"name": {"a": 1}}],
+    "projects": [{"name": ["demo"]}, {"name": "x", "description": {"a": 1}}, {"name": "x", "visibility": "secret"}],
+    "projects_retrieve": [{"name": {"a": 1}}, {"name": [5]}],
     "pairing_sessions": [{"project_id": "not-a-uuid"}, {"project_id": 5}, {"ttl_seconds": "x"},
-                         {"ttl_seconds": [300]}, {"ttl_seconds": True}, {"ttl_seconds": 2**31},
-                         {"activation_key": 5}, {"type": 5}],
-    "activate": [{"runner_name": 5}, {"runner_name": ["x"]}, {"hmac": 5}],
+                         {"ttl_seconds": "1.5"}, {"ttl_seconds": [300]}, {"ttl_seconds": True},
+                         {"ttl_seconds": 2**31}, {"ttl_seconds": "2147483648"}, {"ttl_seconds": 3e9},
+                         {"activation_key": [5]}, {"type": 5}],
+    "activate": [{"runner_name": ["x"]}, {"hmac": {"a": 1}}],
     # The agents body is replaced whole (a map of agent name -> Agent).
     # A Java int: past 32 bits the timeout does not parse (nor reach a job's column).
     "agents": [{"answer": {"timeout": "x"}}, {"answer": {"timeout": True}}, {"answer": {"timeout": 2**31}},
-               {"answer": {"timeout": 10**30}}, {"answer": {"params": "x"}},
+               {"answer": {"timeout": 10**30}}, {"answer": {"timeout": "9" * 5000}}, {"answer": {"params": "x"}},
                {"answer": {"params": [{"name": "q", "type": "string", "presence": "sometimes"}]}},
-               {"answer": {"description": 5}}, {"answer": "not-an-object"}, {"answer": [1]},
+               {"answer": {"description": ["d"]}}, {"answer": "not-an-object"}, {"answer": [1]},
                {"answer": {"params": [5]}}],
-    "heartbeats": [{"capabilities": "jobs"}, {"capabilities": [1]}, {"capabilities": {"jobs": True}}],
-    "jobs_create": [{"agent_name": 5}, {"project_id": "not-a-uuid"}, {"inputs": [1, 2]}, {"inputs": "x"},
+    "heartbeats": [{"capabilities": "jobs"}, {"capabilities": [["jobs"]]}, {"capabilities": {"jobs": True}}],
+    "jobs_create": [{"agent_name": ["answer"]}, {"project_id": "not-a-uuid"}, {"inputs": [1, 2]}, {"inputs": "x"},
                     {"mask_id": "x"}, {"prompt_masks": {"not-a-uuid": "x"}}, {"prompt_masks": [1]},
                     {"metadata": {"dataset_id": "x"}}, {"metadata": "x"}, {"metadata": [1]}],
-    "job_results": [{"status": 5}, {"status": "bogus"}, {"result": [1]}, {"error": 5}, {"trace_id": "x"}],
+    "job_results": [{"status": 5}, {"status": "bogus"}, {"result": [1]}, {"error": {"a": 1}}, {"trace_id": "x"}],
     # The logs body is replaced whole (an array of entries).
-    "job_logs": [[{"stream": 5, "text": "x"}], [{"stream": "stdout", "text": ["x"]}], [5], ["a line"],
+    "job_logs": [[{"stream": {"a": 1}, "text": "x"}], [{"stream": "stdout", "text": ["x"]}], [5], ["a line"],
                  [{"stream": "stdout", "text": "ok"}, [1]]],
 }
 WHOLE_BODY = ("agents", "job_logs")
@@ -527,8 +528,34 @@ def test_rejected_session_create_writes_nothing(app, client, world):
     assert count() == before
 
 
+def test_scalars_are_coerced_as_jackson_coerces_them(client, world):
+    """Opik's Jackson mapper takes a number or boolean where a string goes as its text, cuts a
+    fraction where an integer goes, and reads an integer from a string of digits."""
+    response = send(client, world, "projects", {"name": 5, "description": True})
+    assert response.status_code == 201, response.data
+    project = client.post(f"{API}/projects/retrieve", json={"name": "5"}).json
+    assert project["description"] == "true"
+    agents = {"answer": {"description": 1.5, "timeout": "60"}, "other": {"timeout": 7.9}, "blank": {"timeout": " "}}
+    assert send(client, world, "agents", agents).status_code == 204
+    runner = client.get(f"{API}/local-runners/{world.runner}").json
+    agents = {agent["name"]: agent for agent in runner["agents"]}
+    assert {name: agent["timeout"] for name, agent in agents.items()} == {"answer": 60, "other": 7, "blank": 0}  # "" is null
+    assert agents["answer"]["description"] == "1.5"
+    entries = [{"stream": "stdout", "text": 42}, {"stream": "stderr", "text": False}]
+    assert send(client, world, "job_logs", entries).status_code == 204
+    logs = client.get(f"{API}/local-runners/jobs/{world.job}/logs").json
+    assert [(entry["stream"], entry["text"]) for entry in logs] == [("stdout", "42"), ("stderr", "false")]
+
+
+def test_a_number_as_a_capability_is_a_bad_capability_not_a_parse_error(client, world):
+    # Jackson reads [1] as ["1"]; then the capability check refuses it (behaviour notes §3.1).
+    response = send(client, world, "heartbeats", {"capabilities": [1]})
+    assert response.status_code == 400
+    assert response.json == {"errors": ["Invalid capability value: 1"]}
+
+
 def test_rejected_project_create_writes_nothing(client, world):
-    for raw in (b'{"name": ', b'{"name": 5}', b'{"name": ""}', b'["x"]',
+    for raw in (b'{"name": ', b'{"name": [5]}', b'{"name": ""}', b'["x"]',
                 b'{"name": "x", "description": "' + b"d" * 256 + b'"}'):
         response = send(client, world, "projects", raw=raw)
         assert 400 <= response.status_code < 500, (raw[:40], response.data)
@@ -536,7 +563,7 @@ def test_rejected_project_create_writes_nothing(client, world):
 
 
 def test_rejected_logs_write_nothing(client, world):
-    batch = [{"stream": "stdout", "text": f"line {i}"} for i in range(3)] + [{"stream": "stdout", "text": 5}]
+    batch = [{"stream": "stdout", "text": f"line {i}"} for i in range(3)] + [{"stream": "stdout", "text": [5]}]
     assert_unable_to_process(send(client, world, "job_logs", batch))
     assert client.get(f"{API}/local-runners/jobs/{world.job}/logs").json == []
 

@@ -99,6 +99,16 @@ def test_partial_metadata_keeps_only_given_fields(client, endpoint_runner):
     assert job["metadata"] == {"dataset_id": dataset_id}
 
 
+@pytest.mark.parametrize("metadata", [{}, {"dataset_id": None, "dataset_item_id": None}])
+def test_metadata_without_values_comes_back_as_an_empty_object(client, endpoint_runner, metadata):
+    # Upstream stores any non-null metadata record and writes it back without its null fields.
+    runner_id, project_id = endpoint_runner
+    job_id = create_job(client, project_id, metadata=metadata)
+    (job,) = listing(client, runner_id).json["content"]
+    assert job["metadata"] == {}
+    assert client.get(f"{API}/local-runners/jobs/{job_id}").json["metadata"] == {}
+
+
 def test_null_fields_are_left_out(client, endpoint_runner):
     runner_id, project_id = endpoint_runner
     create_job(client, project_id)
