@@ -3,6 +3,7 @@
 Failure mapping follows Opik (behaviour notes §3.0):
 - a value of the wrong JSON type, a malformed UUID or an unknown enum value in a
   body is a Jackson parse error: 400 `{"code": 400, "message": "Unable to process JSON. ..."}`;
+  the scalars Jackson coerces are coerced (see Str and Int);
 - a constraint (missing, blank, too long, out of range) on a body: 422 `{"errors": [...]}`;
 - a constraint on a query parameter: 400 `{"errors": ["query param page ..."]}`;
 - a query UUID that will not parse: 404, as JAX-RS answers it.

@@ -1036,6 +1036,18 @@ def test_eviction_times_out_the_old_runners_commands(app, client):
     assert poll(client, new) == []
 
 
+def test_the_reaper_times_out_stale_commands_on_an_endpoint_runner_too(make_app):
+    # Opik's reaper looks at connect runners only; the bridge capability is what counts here (README).
+    app = make_app(OPIK_RUNNER_REAPER_INTERVAL="0", OPIK_BRIDGE_POLL_TIMEOUT="0.2")
+    client = app.test_client()
+    runner_id, _ = pair(client, runner_type="endpoint", name="endpoint-with-bridge")
+    beat(client, runner_id, capabilities=("jobs", "bridge"))
+    command_id = submit(client, runner_id, timeout_seconds=5)
+    assert len(poll(client, runner_id)) == 1
+    move_picked_up_back(app, command_id, 5 + 10 + 2)
+    assert state(client, runner_id, command_id)["status"] == "timed_out"
+
+
 def test_a_never_polled_command_is_gone_2x_timeout_plus_60_s_after_submit(make_app):
     # Behaviour notes §2.3: the hash expires; GET then 404s, and a poll skips the command.
     app = make_app(OPIK_BRIDGE_POLL_TIMEOUT="0.2")

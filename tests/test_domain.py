@@ -481,9 +481,13 @@ def test_reaper_expires_finished_jobs_and_their_logs_after_the_ttl(ctx):
     running = claim_running(runner_id, project_id)
     for job_id in (old, recent, running):
         runners.append_job_logs(ME, job_id, [{"stream": "stdout", "text": "x"}])
-    Job.update(completed_at=now_us() - 8 * DAY).where(Job.id == old).execute()
+    cancelled = claim_running(runner_id, project_id)
+    runners.cancel_job(ME, cancelled)  # Opik keeps a job cancelled while running forever (README "differs")
+    Job.update(completed_at=now_us() - 8 * DAY).where(Job.id.in_([old, cancelled])).execute()
+    Job.update(completed_at=now_us() - 6 * DAY).where(Job.id == recent).execute()  # inside the 7 days
     runners.reap()
     assert Job.get_or_none(Job.id == old) is None
+    assert Job.get_or_none(Job.id == cancelled) is None
     assert JobLog.select().where(JobLog.job == old).count() == 0
     assert load(recent).status == runners.FAILED
     assert load(running).status == runners.RUNNING

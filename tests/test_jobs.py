@@ -574,13 +574,16 @@ def test_report_for_unknown_job_is_404(client, endpoint_runner):
 
 @pytest.mark.parametrize("status", ["completed", "failed"])
 def test_never_claimed_pending_job_can_be_finished(client, endpoint_runner, status):
-    _, project_id = endpoint_runner
+    runner_id, project_id = endpoint_runner
     job_id = create_job(client, project_id)
     assert report(client, job_id, status=status, error="e" if status == "failed" else None).status_code == 204
     job = job_state(client, job_id)
     assert job["status"] == status
     assert "completed_at" in job
     assert "started_at" not in job
+    # Finished for good: a claim does not hand it out (Opik's would, as running; README "differs").
+    assert next_job(client, runner_id) is None
+    assert job_state(client, job_id)["status"] == status
 
 
 # -- POST /jobs/{id}/cancel
