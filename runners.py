@@ -41,7 +41,7 @@ PENDING, RUNNING, COMPLETED, FAILED, CANCELLED = "pending", "running", "complete
 UNFINISHED = (PENDING, RUNNING)
 FINISHED = (COMPLETED, FAILED, CANCELLED)
 REPORTABLE = (RUNNING, COMPLETED, FAILED)
-CAPABILITY = re.compile(r"^[a-z_]+$")
+CAPABILITY = re.compile(r"[a-z_]+")  # the whole value, as Java's String.matches
 JOB_SCHEMA = schemas.JobSchema()
 
 
@@ -168,7 +168,7 @@ def heartbeat(caller, runner_id, capabilities):
     expires = now_us() + int(setting("OPIK_RUNNER_HEARTBEAT_TTL") * SECOND)
     Runner.update(heartbeat_expires_at=expires).where(Runner.id == runner_id).execute()
     if capabilities:
-        bad = [c for c in capabilities if not isinstance(c, str) or not CAPABILITY.match(c)]
+        bad = [c for c in capabilities if not isinstance(c, str) or not CAPABILITY.fullmatch(c)]
         if bad:
             raise error(400, f"Invalid capability value: {bad[0]}")
         Runner.update(capabilities=capabilities).where(Runner.id == runner_id).execute()

@@ -70,7 +70,7 @@ class Str(_TypedField, fields.String):
         return super()._deserialize(value, attr, data, **kwargs)
 
 
-INTEGER_TEXT = re.compile(r"[+-]?\d+")
+INTEGER_TEXT = re.compile(r"[+-]?[0-9]+")  # ASCII only: \d would take other scripts' digits
 
 
 class Int(_TypedField, fields.Integer):

@@ -821,7 +821,7 @@ def test_heartbeat_bad_capability_is_400_but_refreshes_liveness(lapsing_client):
     assert runner["capabilities"] == ["bridge"]
 
 
-@pytest.mark.parametrize("bad", ["UPPER", "with space", ""])
+@pytest.mark.parametrize("bad", ["UPPER", "with space", "", "jobs\n", "dash-ed"])
 def test_heartbeat_capability_must_match_pattern(client, endpoint_runner, bad):
     runner_id, _ = endpoint_runner
     response = heartbeat(client, runner_id, {"capabilities": [bad]})
