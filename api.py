@@ -37,10 +37,6 @@ def created(location_endpoint, body=None, **values):
     return Response(status=201, headers=headers) if body is None else respond(body, 201, headers)
 
 
-def _reject_constant(name):
-    raise ValueError(f"{name} is not valid JSON")
-
-
 def inflate(raw):
     """Undo `Content-Encoding: gzip` (the CLI gzips bodies of 256 bytes or more).
 
@@ -71,7 +67,9 @@ def read_json(required=True):
     if b"\\u0000" in raw:  # PostgreSQL text cannot hold NUL; refuse it on every store alike
         raise failure(400, "Unable to process JSON. NUL characters (\\u0000) are not supported")
     try:
-        body = json.loads(raw, parse_constant=_reject_constant)
+        # Opik's mapper allows NaN and ±Infinity, and writes them back as strings
+        # ("NaN"): taking them as those strings here gives the same documents.
+        body = json.loads(raw, parse_constant=str)
         if b"\\ud" in raw.lower():
             # An escaped lone surrogate parses, but no UTF-8 store can hold it.
             json.dumps(body, ensure_ascii=False).encode("utf-8")

@@ -104,8 +104,7 @@ MALFORMED = [
     b'{"name": "x",}',
     b"nope",
     b'{"name": "x"} trailing',
-    b'{"ttl_seconds": NaN}',
-    b'{"a": Infinity}',
+    b'{"a": INF}',
     b"\xff\xfe\xfa",
     b'{"name": "\xc3\x28"}',
     b"[1, 2",
@@ -546,6 +545,18 @@ def test_scalars_are_coerced_as_jackson_coerces_them(client, world):
     assert send(client, world, "job_logs", entries).status_code == 204
     logs = client.get(f"{API}/local-runners/jobs/{world.job}/logs").json
     assert [(entry["stream"], entry["text"]) for entry in logs] == [("stdout", "42"), ("stderr", "false")]
+
+
+def test_nan_and_infinity_are_taken_and_come_back_as_strings(client, world):
+    # Opik enables ALLOW_NON_NUMERIC_NUMBERS and writes such a double back as a string.
+    raw = b'{"agent_name": "answer", "project_id": "%s", "inputs": {"x": NaN, "y": [Infinity, -Infinity]}}'
+    response = send(client, world, "jobs_create", raw=raw % world.project.encode())
+    assert response.status_code == 201, response.data
+    job = client.get(response.headers["Location"]).json
+    assert job["inputs"] == {"x": "NaN", "y": ["Infinity", "-Infinity"]}
+    response = send(client, world, "pairing_sessions", raw=b'{"ttl_seconds": Infinity}')
+    assert_unable_to_process(response)
+    assert "ttl_seconds" in response.json["message"]
 
 
 def test_a_number_as_a_capability_is_a_bad_capability_not_a_parse_error(client, world):
