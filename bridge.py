@@ -30,6 +30,11 @@ def clamp_timeout(value):
     return BRIDGE_DEFAULT_TIMEOUT if not value or value <= 0 else min(value, BRIDGE_MAX_TIMEOUT)
 
 
+def clamp_wait(seconds):
+    """How long GET ?wait=true holds: the asked `timeout`, within [1, 120]."""
+    return min(max(seconds, 1), BRIDGE_MAX_TIMEOUT)
+
+
 def count_command(runner_id, write):
     """Bump this minute's counters; they count refused commands too, as upstream's do."""
     minute = now_us() // (60 * SECOND)
@@ -174,7 +179,7 @@ def get_command(caller, runner_id, command_id, wait, timeout):
     command = find_command(caller, runner_id, command_id)
     if not wait or command.status not in OPEN:
         return command
-    timeout = min(max(timeout, 1), BRIDGE_MAX_TIMEOUT)
+    timeout = clamp_wait(timeout)
 
     def finished():
         current = BridgeCommand.get_or_none(BridgeCommand.id == command.id)

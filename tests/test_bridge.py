@@ -13,7 +13,9 @@ from datetime import datetime, timezone
 
 import pytest
 
+import bridge
 import models
+import schemas
 from conftest import API, ROOT, pair
 from threads import Task, run_all
 
@@ -892,6 +894,16 @@ def test_get_with_wait_on_an_unfinished_command_returns_its_state_after_the_time
     assert response.status_code == 200
     assert response.json["status"] == "pending"
     assert 0.9 <= elapsed < 4
+
+
+@pytest.mark.parametrize("asked, held", [(-5, 1), (0, 1), (1, 1), (45, 45), (120, 120), (121, 120), (10**6, 120)])
+def test_get_wait_is_clamped_to_1_to_120_seconds(asked, held):
+    # Behaviour notes §3.4; the ends are seen without waiting them out (the 1 s end over HTTP below).
+    assert bridge.clamp_wait(asked) == held
+
+
+def test_get_wait_defaults_to_30_seconds():
+    assert schemas.BridgeGetQuery().load({"wait": "true"}) == {"wait": True, "timeout": 30}
 
 
 def test_get_wait_timeout_0_is_clamped_to_1_second(client):
