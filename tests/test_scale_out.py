@@ -217,6 +217,18 @@ def command_poller(url, runner, done, delivered, batch=7):
             delivered.extend(commands)
 
 
+def poll_while(pollers, create, done):
+    """Start the pollers, run `create()` beside them, then set `done` (also when `create`
+    fails, so the pollers finish) and wait for the pollers."""
+    for poller in pollers:
+        poller.start()
+    try:
+        run_all([Task(create)])
+    finally:
+        done.set()
+    join_all(pollers)
+
+
 def assert_exactly_once(created, delivered_ids, what, *servers):
     duplicates = sorted(i for i, times in Counter(delivered_ids).items() if times > 1)
     missing = set(created) - set(delivered_ids)
@@ -259,18 +271,12 @@ def test_jobs_created_while_polled_are_claimed_exactly_once_across_workers(start
 
     done, delivered, created = threading.Event(), [], []
     pollers = [Task(job_poller, srv.url, runner, done, delivered) for _ in range(16)]
-    for poller in pollers:
-        poller.start()
-    time.sleep(0.3)  # the pollers are waiting: most jobs below wake a held poll, in any worker
 
     def creator():
-        try:
-            create_jobs(srv.url, runner, 1000, threads=2, into=created)
-        finally:
-            done.set()
+        time.sleep(0.3)  # the pollers are waiting: most jobs below wake a held poll, in any worker
+        create_jobs(srv.url, runner, 1000, threads=2, into=created)
 
-    run_all([Task(creator)])
-    join_all(pollers)
+    poll_while(pollers, creator, done)
 
     assert len(set(created)) == 1000
     assert_exactly_once(created, [job["id"] for job in delivered], "jobs", srv)
@@ -303,17 +309,7 @@ def test_bridge_commands_are_claimed_exactly_once_across_workers(start_server):
     run_all([Task(submit, t, 400, 4) for t in range(4)])
     done, delivered = threading.Event(), []
     pollers = [Task(command_poller, srv.url, runner, done, delivered) for _ in range(16)]
-    for poller in pollers:
-        poller.start()
-
-    def creator():
-        try:
-            run_all([Task(submit, 400 + t, 800, 2) for t in range(2)])
-        finally:
-            done.set()
-
-    run_all([Task(creator)])
-    join_all(pollers)
+    poll_while(pollers, lambda: run_all([Task(submit, 400 + t, 800, 2) for t in range(2)]), done)
 
     assert len(set(submitted)) == 800
     assert_exactly_once(submitted, [c["command_id"] for c in delivered], "bridge commands", srv)
@@ -391,20 +387,14 @@ def test_two_instances_on_one_postgres_claim_exactly_once_and_wake_each_other(st
     for srv in (a, b):  # a queue to start from, filled through both
         create_jobs(srv.url, runner, 200, threads=2, into=created, offset=len(created))
     pollers = [Task(job_poller, srv.url, runner, done, delivered) for srv in (a, b) for _ in range(8)]
-    for poller in pollers:
-        poller.start()
 
     def creator():
-        try:
-            with requests.Session() as via_a, requests.Session() as via_b:
-                for n in range(400):
-                    session, srv = (via_a, a) if n % 2 == 0 else (via_b, b)
-                    created.append(job_id_of(create_job(session, srv.url, runner, n)))
-        finally:
-            done.set()
+        with requests.Session() as via_a, requests.Session() as via_b:
+            for n in range(400):
+                session, srv = (via_a, a) if n % 2 == 0 else (via_b, b)
+                created.append(job_id_of(create_job(session, srv.url, runner, n)))
 
-    run_all([Task(creator)])
-    join_all(pollers)
+    poll_while(pollers, creator, done)
     assert len(set(created)) == 800
     assert_exactly_once(created, [job["id"] for job in delivered], "jobs", a, b)
     assert_all_running(b.url, runner, created)
