@@ -73,6 +73,11 @@ class Str(_TypedField, fields.String):
 INTEGER_TEXT = re.compile(r"[+-]?[0-9]+")  # ASCII only: \d would take other scripts' digits
 
 
+def fits_java(number, bits=32):
+    """Whether `number` fits a Java int (bits=32) or long (bits=64)."""
+    return -(2 ** (bits - 1)) <= number < 2 ** (bits - 1)
+
+
 class Int(_TypedField, fields.Integer):
     """A Java `int` (or `long`, bits=64) in a body, coerced as Jackson does: a fraction is
     cut toward zero (1.9 -> 1), a string of digits is read (" 300 " -> 300, "" -> null);
@@ -97,7 +102,7 @@ class Int(_TypedField, fields.Integer):
                 raise self.out_of_range(text)
             value = int(text)
         number = super()._deserialize(value, attr, data, **kwargs)
-        if not -(2 ** (self.bits - 1)) <= number < 2 ** (self.bits - 1):
+        if not fits_java(number, self.bits):
             raise self.out_of_range(number)
         return number
 
@@ -188,7 +193,7 @@ class QueryInt(fields.Integer):
 
     def _validated(self, value):
         number = super()._validated(value)
-        if not -(2**31) <= number < 2**31:
+        if not fits_java(number):
             raise self.make_error("invalid")
         return number
 
