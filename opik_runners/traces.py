@@ -5,11 +5,11 @@ document written again (a batch retried, or a PATCH) is merged over what is stor
 """
 import logging
 
-from errors import ApiError, failure
-from models import Span, Trace, database
-from projects import create_project, retrieve_project
+from .errors import ApiError, failure
+from .models import Span, Trace, database
+from .projects import create_project, retrieve_project
 
-log = logging.getLogger("opik_runners")
+log = logging.getLogger(__name__)
 
 
 def project_id_for(caller, name, cache):

@@ -1,20 +1,17 @@
-"""The store: peewee models over SQLite (default) or PostgreSQL.
+"""The store's tables: peewee models over SQLite (default) or PostgreSQL.
 
 Upstream keeps all of this in Redis hashes, lists and sorted sets; here each of
 those becomes a table, and every index below serves one query: the listing,
-the claim or an ownership lookup.
+the claim or an ownership lookup. A change here needs a migration (migrations/),
+which a test holds to these definitions.
 """
 import json
-import sqlite3
 import time
 
 import peewee as pw
-from playhouse.db_url import connect, parse
-from playhouse.pool import PooledSqliteDatabase
 from uuid6 import uuid7
 
-import wakeups
-
+# The open backend (backends.py), bound by db.open_database.
 database = pw.DatabaseProxy()
 SECOND = 1_000_000  # timestamps are integer microseconds
 
@@ -215,148 +212,23 @@ class Span(BaseModel):
         indexes = ((("workspace", "trace_id", "id"), False),)
 
 
-_compiled = {}
+class Wakeup(BaseModel):
+    """A key some process woke, for every other process's watcher to read (SQLite only;
+    the SQLite backend writes and reads it with its own two statements)."""
+
+    id = pw.AutoField()
+    key = pw.CharField()
+    created_at = pw.FloatField(default=time.time)
 
 
-def compiled(name, build, params):
-    """The SQL of `build()` (a peewee query), compiled once per database, for `params`.
+class MaintenanceTask(BaseModel):
+    """When each maintenance task (the reaper) last started, and where: the next cycle is due
+    an interval later, whichever worker or instance runs it (maintenance.py)."""
 
-    peewee takes ~0.3 ms to turn a query into SQL, far more than SQLite takes to run
-    it, so the statements on the hot paths (the listing, the claim, job writes) are
-    compiled once and run with `run` or `first`. The first compile checks that `params`
-    are the query's own parameters in its order, so a mismatch fails loudly instead of
-    binding wrongly.
-    """
-    key = (name, id(database.obj))
-    sql = _compiled.get(key)
-    if sql is None:
-        sql, built = build().sql()
-        if list(built) != list(params):
-            raise AssertionError(f"compiled {name}: parameters {params!r} differ from the query's {built!r}")
-        _compiled[key] = sql
-    return sql
+    name = pw.CharField(primary_key=True)
+    last_started_at = pw.BigIntegerField(default=0)
+    last_holder = pw.CharField(null=True)  # host:pid, for people reading the table
 
 
-def run(name, build, params):
-    """Run the compiled query (see `compiled`); returns the cursor."""
-    return database.execute_sql(compiled(name, build, params), params)
-
-
-_row_readers = {}
-
-
-def first(model, name, build, params):
-    """The first `model` row of the compiled query (see `compiled`), or None.
-
-    Built from the row here rather than through `Model.raw`, whose per-query setup
-    costs ~80 us against ~30 us for all of this (measured on a job row).
-    """
-    cursor = run(name, build, params)
-    row = cursor.fetchone()
-    if row is None:
-        return None
-    key = (name, id(database.obj))
-    readers = _row_readers.get(key)
-    if readers is None:
-        fields = [model._meta.columns[column[0]] for column in cursor.description]
-        readers = _row_readers[key] = [(field.name, field.python_value) for field in fields]
-    values = {field: value if value is None else read(value) for (field, read), value in zip(readers, row)}
-    return model(__no_default__=True, **values)
-
-
-def is_postgres():
-    return isinstance(database.obj, pw.PostgresqlDatabase)
-
-
-MODELS = [Project, Runner, Job, JobLog, PairingSession, BridgeCommand, BridgeRate, Trace, Span]
-
-
-BUSY_TIMEOUT_SECONDS = 30  # how long a statement waits for SQLite's write lock
-
-
-def retry_while_locked(run, *args, **kwargs):
-    """run(*args, **kwargs), again while SQLite refuses it as locked: sub-millisecond sleeps that
-    yield to other greenlets, up to BUSY_TIMEOUT_SECONDS."""
-    delay, deadline = 0.0002, time.monotonic() + BUSY_TIMEOUT_SECONDS
-    while True:
-        try:
-            return run(*args, **kwargs)
-        except (pw.OperationalError, sqlite3.OperationalError) as exc:
-            if "locked" not in str(exc) or time.monotonic() > deadline:
-                raise
-        time.sleep(delay)
-        delay = min(delay * 2, 0.005)
-
-
-class CooperativeSqliteDatabase(PooledSqliteDatabase):
-    """SQLite whose locks are waited for cooperatively.
-
-    SQLite's own busy handler sleeps 1 to 100 ms inside C while another process holds
-    the write lock, which stalls every greenlet of a gevent worker meanwhile. So the
-    connections run with busy_timeout 0, and a statement refused as busy is retried
-    here. Only a statement outside a transaction can be refused (a BEGIN IMMEDIATE, or
-    one in autocommit mode: reads never wait in WAL mode), and a refused statement
-    changed nothing, so running it again is safe.
-
-    The connection's pragmas are retried the same way. Workers booting together on a
-    new file all switch it to WAL at once, and SQLite refuses all but one of them at
-    once, without a busy handler (two readers upgrading would deadlock).
-    """
-
-    def __init__(self, database, **pool):
-        # WAL lets readers run beside the one writer; IMMEDIATE takes the write lock
-        # at BEGIN, so a transaction never fails half-way upgrading to it.
-        pragmas = {"journal_mode": "wal", "foreign_keys": 1, "synchronous": "normal"}
-        super().__init__(database, pragmas=pragmas, lock_type="IMMEDIATE", check_same_thread=False, **pool)
-
-    def init(self, database, **kwargs):
-        super().init(database, **kwargs)
-        self._timeout = 0  # what sqlite3.connect sets as the busy_timeout (`timeout` here is the pool's)
-
-    def begin(self, lock_type=None):
-        self._execute_cursor(f"BEGIN {lock_type or self._lock_type or ''}", ())
-
-    def _execute_cursor(self, sql, params, **cursor_options):
-        if self.in_transaction():  # holds the write lock (IMMEDIATE): nothing to wait for
-            return super()._execute_cursor(sql, params, **cursor_options)
-        return retry_while_locked(super()._execute_cursor, sql, params, **cursor_options)
-
-    def _set_pragmas(self, conn):
-        for pragma, value in self._pragmas:
-            retry_while_locked(conn.execute, f"PRAGMA {pragma} = {value}")
-
-
-def open_database(url, pool_size=20):
-    """Bind the models to the database at `url` (peewee's db_url syntax), through a
-    connection pool: a request borrows a connection and a held long poll hands it back."""
-    scheme, sep, rest = url.partition("://")
-    if not sep:
-        raise ValueError(f"DATABASE_URL must look like sqlite:///path or postgresql://..., got {url!r}")
-    # Held polls hand their connection back, so a pool this size serves thousands of them;
-    # a request finding it empty waits (up to 30 s) for a free one rather than failing.
-    pool = {"max_connections": pool_size, "stale_timeout": 300, "timeout": 30}
-    if scheme.startswith("sqlite"):
-        db = CooperativeSqliteDatabase(parse(url)["database"], **pool)
-    else:
-        db = connect(f"{scheme.split('+')[0]}+pool://{rest}", autorollback=True, **pool)
-    if database.obj is not None:
-        database.obj.close_all()  # a previous app in this process (tests) gives its pool back
-    database.initialize(db)
-    wakeups.configure(db)
-    return db
-
-
-def create_tables():
-    """Create the schema; safe to run on every start, by several workers at once."""
-    models = [*MODELS, wakeups.Wakeup]
-    with database.connection_context():
-        if set(database.get_tables()) >= {m._meta.table_name for m in models}:
-            # Read from the catalog, which locks nothing: on PostgreSQL even a no-op
-            # CREATE INDEX IF NOT EXISTS locks its table, and would deadlock with the
-            # requests a sibling worker is already serving.
-            return
-        with database.atomic():
-            if is_postgres():
-                # Workers booting together on an empty database take turns.
-                database.execute_sql("SELECT pg_advisory_xact_lock(7146510731)")
-            database.create_tables(models, safe=True)
+MODELS = [Project, Runner, Job, JobLog, PairingSession, BridgeCommand, BridgeRate, Trace, Span, Wakeup,
+          MaintenanceTask]

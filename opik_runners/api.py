@@ -4,23 +4,23 @@ import functools
 import json
 import zlib
 
-from flask import Blueprint, Response, g, request, url_for
+from flask import Blueprint, Response, current_app, g, request, url_for
 
-import bridge
-import pairing
-import projects
-import runners
-import schemas
-import traces
-from config import MAX_REQUEST_BYTES
-from errors import error, failure
+from . import __version__, bridge, jobs, pairing, projects, runners, schemas, traces
+from .errors import error, failure
+from .limits import MAX_REQUEST_BYTES
+from .ownership import get_job as find_job
+from .ownership import get_runner as find_runner
 
 api = Blueprint("api", __name__)
 
-SERVICE_VERSION = "1.0.0"
-
 
 # -- helpers
+
+
+def settings():
+    """The app's Settings (app.create_app), which the domain rules take as an argument."""
+    return current_app.extensions["opik_runners"]
 
 
 def respond(body, status=200, headers=None):
@@ -121,7 +121,7 @@ def ping():
 
 @api.get("/is-alive/ver")
 def version():
-    return respond({"version": SERVICE_VERSION})
+    return respond({"version": __version__})
 
 
 # -- projects
@@ -149,7 +149,7 @@ def get_project(project_id):
 
 @api.post("/v1/private/pairing/sessions")
 def create_pairing_session():
-    session = pairing.create_session(g.caller, load_body(schemas.CreateSessionRequest))
+    session = pairing.create_session(settings(), g.caller, load_body(schemas.CreateSessionRequest))
     body = {"session_id": session.id, "runner_id": session.runner_id}
     return respond(schema_of(schemas.CreateSessionResponse).dump(body), 201)
 
@@ -157,7 +157,7 @@ def create_pairing_session():
 @api.post("/v1/private/pairing/sessions/<uuid:session_id>/activate")
 def activate_pairing_session(session_id):
     body = load_body(schemas.ActivateRequest)
-    runner_id = pairing.activate_session(g.caller, session_id, body["runner_name"], body["hmac"])
+    runner_id = pairing.activate_session(settings(), g.caller, session_id, body["runner_name"], body["hmac"])
     return created(".get_runner", runner_id=runner_id)
 
 
@@ -173,7 +173,7 @@ def list_runners():
 
 @api.get("/v1/private/local-runners/<uuid:runner_id>")
 def get_runner(runner_id):
-    return respond(schema_of(schemas.RunnerSchema).dump(runners.get_runner(g.caller, runner_id)))
+    return respond(schema_of(schemas.RunnerSchema).dump(find_runner(g.caller, runner_id)))
 
 
 @api.delete("/v1/private/local-runners/<uuid:runner_id>")
@@ -198,7 +198,7 @@ def patch_checklist(runner_id):
 @api.post("/v1/private/local-runners/<uuid:runner_id>/heartbeats")
 def heartbeat(runner_id):
     body = load_body(schemas.HeartbeatRequest, required=False)
-    cancelled = runners.heartbeat(g.caller, runner_id, body.get("capabilities"))
+    cancelled = runners.heartbeat(settings(), g.caller, runner_id, body.get("capabilities"))
     return respond(schema_of(schemas.HeartbeatResponse).dump({"cancelled_job_ids": cancelled}))
 
 
@@ -208,8 +208,8 @@ def heartbeat(runner_id):
 @api.get("/v1/private/local-runners/<uuid:runner_id>/jobs")
 def list_jobs(runner_id):
     q = load_query(schemas.ListJobsQuery)
-    total, documents = runners.list_jobs(g.caller, runner_id, q["project_id"], q["page"], q["size"])
-    # The jobs are stored already rendered by JobSchema (runners.apply); the page is
+    total, documents = jobs.list_jobs(g.caller, runner_id, q["project_id"], q["page"], q["size"])
+    # The jobs are stored already rendered by JobSchema (jobs.apply); the page is
     # joined around them rather than parsed and dumped again: this is the hot path.
     body = f'{{"page":{q["page"]},"size":{q["size"]},"total":{total},"content":[{",".join(documents)}]}}'
     return Response(body, mimetype="application/json")
@@ -217,38 +217,38 @@ def list_jobs(runner_id):
 
 @api.post("/v1/private/local-runners/<uuid:runner_id>/jobs/next")
 def next_job(runner_id):
-    job = runners.next_job(g.caller, runner_id)
+    job = jobs.next_job(settings(), g.caller, runner_id)
     # 200 with the literal body `null` when nothing came, never 204 (the CLI needs JSON).
     return Response("null" if job is None else job.document, mimetype="application/json")
 
 
 @api.post("/v1/private/local-runners/jobs")
 def create_job():
-    job = runners.create_job(g.caller, load_body(schemas.CreateJobRequest))
+    job = jobs.create_job(settings(), g.caller, load_body(schemas.CreateJobRequest))
     return created(".get_job", job_id=job.id)
 
 
 @api.get("/v1/private/local-runners/jobs/<uuid:job_id>")
 def get_job(job_id):
-    return Response(runners.get_job(g.caller, job_id).document, mimetype="application/json")
+    return Response(find_job(g.caller, job_id).document, mimetype="application/json")
 
 
 @api.post("/v1/private/local-runners/jobs/<uuid:job_id>/results")
 def report_job_result(job_id):
-    runners.report_job_result(g.caller, job_id, load_body(schemas.JobResultRequest))
+    jobs.report_job_result(g.caller, job_id, load_body(schemas.JobResultRequest))
     return no_content()
 
 
 @api.post("/v1/private/local-runners/jobs/<uuid:job_id>/cancel")
 def cancel_job(job_id):
-    runners.cancel_job(g.caller, job_id)
+    jobs.cancel_job(g.caller, job_id)
     return no_content()
 
 
 @api.get("/v1/private/local-runners/jobs/<uuid:job_id>/logs")
 def get_job_logs(job_id):
     q = load_query(schemas.LogsQuery)
-    return respond(runners.get_job_logs(g.caller, job_id, q["offset"]))
+    return respond(jobs.get_job_logs(g.caller, job_id, q["offset"]))
 
 
 @api.post("/v1/private/local-runners/jobs/<uuid:job_id>/logs")
@@ -257,7 +257,7 @@ def append_job_logs(job_id):
     if not isinstance(body, list):
         raise failure(400, "Unable to process JSON. Expected a JSON array of log entries")
     entries = schemas.LogEntrySchema(many=True).load(body)
-    runners.append_job_logs(g.caller, job_id, entries)
+    jobs.append_job_logs(g.caller, job_id, entries)
     return no_content()
 
 
@@ -266,14 +266,14 @@ def append_job_logs(job_id):
 
 @api.post("/v1/private/local-runners/<uuid:runner_id>/bridge/commands")
 def submit_bridge_command(runner_id):
-    command = bridge.submit_command(g.caller, runner_id, load_body(schemas.BridgeSubmitRequest))
+    command = bridge.submit_command(settings(), g.caller, runner_id, load_body(schemas.BridgeSubmitRequest))
     return created(".get_bridge_command", {"command_id": str(command.id)}, runner_id=runner_id, command_id=command.id)
 
 
 @api.post("/v1/private/local-runners/<uuid:runner_id>/bridge/commands/next")
 def next_bridge_commands(runner_id):
     body = load_body(schemas.BridgeNextRequest, required=False)
-    commands = bridge.next_commands(g.caller, runner_id, body.get("max_commands"))
+    commands = bridge.next_commands(settings(), g.caller, runner_id, body.get("max_commands"))
     return respond(schema_of(schemas.BridgeBatchSchema).dump({"commands": commands}))
 
 

@@ -2,21 +2,21 @@
 daemon, which polls them, runs them and reports back. Behaviour notes §2.3, §3.4."""
 import logging
 
-import runners
-import wakeups
-from config import (
+from . import wakeups
+from .errors import error, failure
+from .limits import (
     BRIDGE_COMPLETED_TTL,
     BRIDGE_DEFAULT_BATCH,
     BRIDGE_DEFAULT_TIMEOUT,
     BRIDGE_MAX_BATCH,
     BRIDGE_MAX_TIMEOUT,
     MAX_PAYLOAD_BYTES,
-    setting,
+    serialized_length,
 )
-from errors import error, failure
-from models import SECOND, BridgeCommand, BridgeRate, database, is_postgres, now_us
+from .models import SECOND, BridgeCommand, BridgeRate, database, now_us
+from .ownership import get_runner, require_runner
 
-log = logging.getLogger("opik_runners")
+log = logging.getLogger(__name__)
 
 PENDING, PICKED_UP, COMPLETED, FAILED, TIMED_OUT = "pending", "picked_up", "completed", "failed", "timed_out"
 OPEN = (PENDING, PICKED_UP)
@@ -45,26 +45,26 @@ def count_command(runner_id, write):
     return next(iter(upsert.returning(BridgeRate.total, BridgeRate.writes).objects().execute()))
 
 
-def submit_command(caller, runner_id, request):
-    runner = runners.get_runner(caller, runner_id)
+def submit_command(settings, caller, runner_id, request):
+    runner = get_runner(caller, runner_id)
     if runner.status != "connected":
         raise error(404, "Runner is not connected")
     if "bridge" not in runner.declared_capabilities:
         raise error(409, "Runner does not support bridge commands")
-    size = runners.serialized_length(request["args"])
+    size = serialized_length(request["args"])
     rejection = None
     with database.atomic():
         pending = BridgeCommand.select().where(
             (BridgeCommand.runner == runner_id) & (BridgeCommand.status == PENDING)
         ).count()
-        if pending >= setting("OPIK_BRIDGE_MAX_PENDING"):
+        if pending >= settings.bridge_max_pending:
             raise error(429, "Too many pending commands")
         write = request["type"] in WRITE_TYPES
         counts = count_command(runner_id, write)
         # Refusals below are raised after the commit, so the counters keep them.
-        if counts.total > setting("OPIK_BRIDGE_MAX_COMMANDS_PER_MINUTE"):
+        if counts.total > settings.bridge_max_commands_per_minute:
             rejection = error(429, "Rate limit exceeded")
-        elif write and counts.writes > setting("OPIK_BRIDGE_MAX_WRITE_COMMANDS_PER_MINUTE"):
+        elif write and counts.writes > settings.bridge_max_write_commands_per_minute:
             rejection = error(429, "Write rate limit exceeded")
         elif size > MAX_PAYLOAD_BYTES:
             rejection = error(400, f"args payload too large: {size} bytes (max {MAX_PAYLOAD_BYTES})")
@@ -79,7 +79,7 @@ def submit_command(caller, runner_id, request):
                 submitted_at=now,
                 expires_at=now + (2 * timeout + 60) * SECOND,
             )
-            wakeups.notify(("bridge", runner_id))
+            database.notify(("bridge", runner_id))
     if rejection:
         raise rejection
     log.info("bridge command %s (%s) submitted to runner %s", command.id, command.type, runner_id)
@@ -102,9 +102,7 @@ def claim_commands(runner_id, limit):
     if not query.exists():  # a plain read first: an idle poll never takes the write lock
         return None
     with database.atomic():
-        if is_postgres():
-            query = query.for_update("FOR UPDATE SKIP LOCKED")
-        commands = list(query)
+        commands = list(database.claim_rows(query))
         if not commands:
             return None
         BridgeCommand.update(status=PICKED_UP, picked_up_at=now).where(
@@ -116,21 +114,21 @@ def claim_commands(runner_id, limit):
     return commands
 
 
-def next_commands(caller, runner_id, max_commands):
+def next_commands(settings, caller, runner_id, max_commands):
     """Long-poll for the first command, then take what else is waiting, up to the batch size."""
-    runners.require_runner(caller, runner_id)
+    require_runner(caller, runner_id)
     limit = BRIDGE_DEFAULT_BATCH if not max_commands or max_commands <= 0 else min(max_commands, BRIDGE_MAX_BATCH)
-    found = wakeups.poll(
+    found = wakeups.wait_for(
         ("bridge", runner_id),
         lambda: claim_commands(runner_id, limit),
-        setting("OPIK_BRIDGE_POLL_TIMEOUT"),
-        release=runners.release_connection,
+        settings.bridge_poll_timeout,
+        release=database.hand_back_connection,
     )
     return found or []
 
 
 def find_command(caller, runner_id, command_id):
-    runners.require_runner(caller, runner_id)
+    require_runner(caller, runner_id)
     command = BridgeCommand.get_or_none(
         (BridgeCommand.id == command_id)
         & (BridgeCommand.runner == runner_id)
@@ -147,7 +145,7 @@ def report_result(caller, runner_id, command_id, report):
     if report.get("result") is None and report.get("error") is None:
         raise error(400, "Either result or error must be provided")
     for field in ("result", "error"):
-        size = runners.serialized_length(report[field]) if report.get(field) is not None else 0
+        size = serialized_length(report[field]) if report.get(field) is not None else 0
         if size > MAX_PAYLOAD_BYTES:
             raise error(400, f"{field} payload too large: {size} bytes (max {MAX_PAYLOAD_BYTES})")
     command = find_command(caller, runner_id, command_id)
@@ -167,7 +165,7 @@ def report_result(caller, runner_id, command_id, report):
             .execute()
         )
         if won:
-            wakeups.notify(("command", command.id))
+            database.notify(("command", command.id))
     if not won:
         raise error(409, "Command already completed")
     log.info("bridge command %s %s", command.id, report["status"])
@@ -185,7 +183,7 @@ def get_command(caller, runner_id, command_id, wait, timeout):
         current = BridgeCommand.get_or_none(BridgeCommand.id == command.id)
         return current if current is not None and current.status not in OPEN else None
 
-    waited = wakeups.poll(("command", command.id), finished, timeout, release=runners.release_connection)
+    waited = wakeups.wait_for(("command", command.id), finished, timeout, release=database.hand_back_connection)
     return waited or find_command(caller, runner_id, command_id)
 
 
@@ -201,12 +199,13 @@ def time_out_commands(where):
         )
         ids = [row.id for row in timed_out]
         for command_id in ids:
-            wakeups.notify(("command", command_id))
+            database.notify(("command", command_id))
     return ids
 
 
-def reap_commands():
-    now = now_us()
+def reap_commands(now):
+    """Time out picked-up commands past their timeout and grace, drop expired commands and
+    old rate counters; the number timed out."""
     stale = time_out_commands(
         (BridgeCommand.status == PICKED_UP)
         & (BridgeCommand.picked_up_at + BridgeCommand.timeout_seconds * SECOND + PICKUP_GRACE < now)
@@ -215,3 +214,4 @@ def reap_commands():
         log.info("timed out %d picked-up bridge commands", len(stale))
     BridgeCommand.delete().where(BridgeCommand.expires_at < now).execute()
     BridgeRate.delete().where(BridgeRate.minute < now // (60 * SECOND) - 2).execute()
+    return len(stale)

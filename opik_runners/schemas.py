@@ -15,8 +15,8 @@ import time
 
 from marshmallow import EXCLUDE, INCLUDE, Schema, ValidationError, fields, post_dump, post_load, pre_load, validate
 
-from errors import error, failure, not_found
-from models import new_id
+from .errors import error, failure, not_found
+from .models import new_id
 
 NOT_NULL = {"required": "must not be null", "null": "must not be null"}
 NOT_BLANK = validate.Regexp(r"\s*\S", error="must not be blank")

@@ -3,10 +3,10 @@ import logging
 
 from peewee import IntegrityError
 
-from errors import error
-from models import Project, database, now_us
+from .errors import error
+from .models import Project, database, now_us
 
-log = logging.getLogger("opik_runners")
+log = logging.getLogger(__name__)
 
 
 def retrieve_project(caller, name):

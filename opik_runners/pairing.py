@@ -7,12 +7,12 @@ import hashlib
 import hmac
 import logging
 
-from errors import error, failure
-from config import setting
-from models import SECOND, PairingSession, Project, Runner, database, now_us
-from runners import detach_runner, owned_runners
+from .errors import error, failure
+from .models import SECOND, PairingSession, Project, Runner, database, now_us
+from .ownership import owned_runners
+from .runners import detach_runner
 
-log = logging.getLogger("opik_runners")
+log = logging.getLogger(__name__)
 
 
 def decode_base64(text):
@@ -26,7 +26,7 @@ def activation_hmac(session_id, activation_key, runner_name):
     return hmac.new(activation_key, message, hashlib.sha256).digest()
 
 
-def create_session(caller, request):
+def create_session(settings, caller, request):
     try:
         key = decode_base64(request["activation_key"])
     except (binascii.Error, ValueError):
@@ -47,16 +47,16 @@ def create_session(caller, request):
         expires_at=now_us() + request["ttl_seconds"] * SECOND,
     )
     log.info("pairing session %s created for runner %s (%s)", session.id, session.runner_id, session.type)
-    if setting("OPIK_PAIRING_AUTO_ACTIVATE"):
+    if settings.pairing_auto_activate:
         # Local dev loop: no browser. The runner's chosen name travels only in the
         # link, so the server names it after its id.
         name = f"{session.type}-{str(session.runner_id)[:8]}"
         key = decode_base64(session.activation_key)
-        activate_session(caller, session.id, name, base64.b64encode(activation_hmac(session.id, key, name)).decode())
+        activate_session(settings, caller, session.id, name, base64.b64encode(activation_hmac(session.id, key, name)).decode())
     return session
 
 
-def activate_session(caller, session_id, runner_name, hmac_text):
+def activate_session(settings, caller, session_id, runner_name, hmac_text):
     """Check the HMAC, then activate the runner, evicting the caller's previous runner of
     the same type for the project. Returns the runner id."""
     session = PairingSession.get_or_none(
@@ -83,7 +83,7 @@ def activate_session(caller, session_id, runner_name, hmac_text):
         ).execute()
         if not taken:
             raise error(409, "Session already activated")
-        previous = owned_runners(caller).where(
+        previous = owned_runners(caller.workspace, caller.user).where(
             (Runner.project_id == session.project_id) & (Runner.type == session.type)
         )
         for runner in previous:
@@ -96,7 +96,12 @@ def activate_session(caller, session_id, runner_name, hmac_text):
             type=session.type,
             name=runner_name,
             connected_at=now,
-            heartbeat_expires_at=now + int(setting("OPIK_RUNNER_HEARTBEAT_TTL") * SECOND),
+            heartbeat_expires_at=now + int(settings.heartbeat_ttl * SECOND),
         )
     log.info("runner %s activated as %r (%s)", session.runner_id, runner_name, session.type)
     return session.runner_id
+
+
+def drop_expired_sessions(now):
+    """Pairing sessions past their TTL (the reaper); their number."""
+    return PairingSession.delete().where(PairingSession.expires_at < now).execute()

@@ -1,0 +1,127 @@
+"""Runners: listing, liveness, agents, checklist, and detaching one (DELETE, eviction,
+purge), which ends its open jobs and bridge commands (behaviour notes §2, §3.1).
+
+Functions take the settings and the caller they need and raise ApiError, so they
+run without HTTP; api.py only parses and dumps."""
+import logging
+import re
+
+from . import bridge, jobs
+from .errors import error
+from .limits import CHECKLIST_MAX_DEPTH, MAX_AGENTS_PER_RUNNER, MAX_PAYLOAD_BYTES, serialized_length
+from .models import SECOND, BridgeCommand, Runner, database, now_us
+from .ownership import find_runner, get_runner, owned_runners, require_runner
+from .statements import Param, Statement
+
+log = logging.getLogger(__name__)
+
+CAPABILITY = re.compile(r"[a-z_]+")  # the whole value, as Java's String.matches
+
+REFRESH_HEARTBEAT = Statement(
+    "refresh heartbeat",
+    lambda p: Runner.update({Runner.heartbeat_expires_at: Param("expires_at", Runner.heartbeat_expires_at)})
+    .where(Runner.id == p.runner_id),
+)
+SET_CAPABILITIES = Statement(
+    "set capabilities",
+    lambda p: Runner.update({Runner.capabilities: Param("capabilities", Runner.capabilities)})
+    .where(Runner.id == p.runner_id),
+)
+
+
+def list_runners(caller, project_id, status, page, size):
+    query = owned_runners(caller.workspace, caller.user).where(Runner.project_id == project_id)
+    now = now_us()
+    if status == "connected":
+        query = query.where(Runner.heartbeat_expires_at > now)
+    elif status == "disconnected":
+        query = query.where(Runner.heartbeat_expires_at <= now)
+    elif status == "pairing":
+        return 0, []  # only the retired /pairs flow ever produced it
+    total = query.count()
+    rows = list(query.order_by(Runner.connected_at.desc(), Runner.id.desc()).paginate(page + 1, size))
+    return total, rows
+
+
+def detach_runner(runner_id, reason):
+    """DELETE, eviction and purge: fail the runner's open jobs, time out its open bridge
+    commands, and hide the runner."""
+    now = now_us()
+    with database.atomic():
+        failed = jobs.fail_open_jobs(runner_id, "Runner disconnected", now)
+        timed_out = bridge.time_out_commands(BridgeCommand.runner == runner_id)
+        Runner.update(detached_at=now, heartbeat_expires_at=now).where(
+            (Runner.id == runner_id) & Runner.detached_at.is_null()
+        ).execute()
+    log.info(
+        "runner %s detached (%s); %d open jobs failed, %d bridge commands timed out",
+        runner_id, reason, failed, len(timed_out),
+    )
+
+
+def disconnect_runner(caller, runner_id):
+    """Idempotent: an unknown or foreign runner is a no-op."""
+    if find_runner(caller, runner_id) is not None:
+        detach_runner(runner_id, "disconnected")
+
+
+def register_agents(caller, runner_id, agents):
+    require_runner(caller, runner_id)
+    if len(agents) > MAX_AGENTS_PER_RUNNER:
+        raise error(400, f"Too many agents. Maximum is {MAX_AGENTS_PER_RUNNER}")
+    Runner.update(agents=agents).where(Runner.id == runner_id).execute()
+
+
+def deep_merge(base, patch, depth=0):
+    """Objects merge recursively up to CHECKLIST_MAX_DEPTH; any other value replaces."""
+    merged = dict(base)
+    for key, value in patch.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict) and depth < CHECKLIST_MAX_DEPTH:
+            merged[key] = deep_merge(merged[key], value, depth + 1)
+        else:
+            merged[key] = value
+    return merged
+
+
+def patch_checklist(caller, runner_id, patch):
+    if not isinstance(patch, dict):
+        raise error(400, "Checklist must be a JSON object")
+    with database.atomic():
+        runner = get_runner(caller, runner_id)
+        merged = deep_merge(runner.checklist or {}, patch)
+        size = serialized_length(merged)
+        if size > MAX_PAYLOAD_BYTES:
+            raise error(400, f"Checklist too large: {size} bytes (max {MAX_PAYLOAD_BYTES})")
+        Runner.update(checklist=merged).where(Runner.id == runner_id).execute()
+
+
+def heartbeat(settings, caller, runner_id, capabilities):
+    """Refresh liveness; return the ids of running jobs cancelled since the last beat."""
+    runner = find_runner(caller, runner_id)
+    if runner is None:
+        raise error(410, f"Runner not found: {runner_id}")
+    REFRESH_HEARTBEAT.execute(runner_id=runner_id, expires_at=now_us() + int(settings.heartbeat_ttl * SECOND))
+    if capabilities:
+        bad = [c for c in capabilities if not isinstance(c, str) or not CAPABILITY.fullmatch(c)]
+        if bad:
+            raise error(400, f"Invalid capability value: {bad[0]}")
+        SET_CAPABILITIES.execute(runner_id=runner_id, capabilities=capabilities)
+    if runner.type != "endpoint":
+        return []
+    return jobs.take_cancel_announcements(runner_id)
+
+
+def purge_dead_runners(settings, now):
+    """Detach runners without a heartbeat for the purge time; their number."""
+    purge_before = now - int(settings.dead_runner_purge * SECOND)
+    dead = Runner.select(Runner.id).where(Runner.detached_at.is_null() & (Runner.heartbeat_expires_at <= purge_before))
+    purged = 0
+    for runner in dead:
+        detach_runner(runner.id, "purged after staying dead")
+        purged += 1
+    return purged
+
+
+def drop_detached_runners(before):
+    """A detached runner's jobs are invisible already; drop the row once they would have expired."""
+    return Runner.delete().where(Runner.detached_at < before).execute()

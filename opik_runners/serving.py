@@ -1,0 +1,120 @@
+"""The shipped serving configuration: gunicorn with gevent workers. `opik-runners serve`
+runs it, and the checkout's `gunicorn.conf.py` hands the same options to the gunicorn
+command (`gunicorn -c gunicorn.conf.py 'app:create_app()'`).
+
+gevent workers: every runner keeps one or two long polls open all the time, so a
+held request must cost a greenlet (a few KB), not a thread or a process. SQLite
+calls are short and never yield mid-transaction, so greenlets in one worker never
+contend for its lock. Two workers use both cores of a small machine; a job created
+in one wakes a poll held in the other (backends.py).
+"""
+import os
+import signal
+
+from gunicorn.app.base import BaseApplication
+
+from .settings import load_settings
+
+
+def gunicorn_options(settings, bind=None, workers=None):
+    """gunicorn's settings for `settings`; `bind` and `workers` (command-line flags) win."""
+    return {
+        "bind": bind or settings.bind,
+        "worker_class": "gevent",
+        "workers": workers or settings.workers,
+        "worker_connections": settings.worker_connections,
+        # Shutdown waits this long for held requests: a job poll (10 s) gets its answer.
+        # Idle keep-alive connections also hold it, so keep-alive stays short; the CLI
+        # polls again within a second, well inside it.
+        "graceful_timeout": 12,
+        "keepalive": 5,
+        "accesslog": settings.access_log or None,
+        "errorlog": "-",
+        # gunicorn 27 opens a control socket at one path in $HOME; several servers on one
+        # machine (tests, scale-out) would fight over it, and nothing here uses it.
+        "control_socket_disable": True,
+        "loglevel": settings.log_level,
+        "on_starting": prepare_database,
+        "post_fork": post_fork,
+        "post_worker_init": post_worker_init,
+    }
+
+
+def prepare_database(server):
+    """Before any worker starts: bring the schema up to date once, or refuse to start on a
+    database written by a newer release (gunicorn prints a RuntimeError's message and
+    exits 1).
+
+    In a forked child, so that the master never imports the database layer: peewee keeps
+    each connection in a thread-local, which must be gevent's, and gevent patches
+    threading in each worker only after the fork. A master that had imported peewee
+    would hand every worker one connection state shared by all its greenlets."""
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: migrate, report, exit without running the master's cleanup
+        os.close(read_end)
+        code, message = 0, ""
+        try:
+            from . import db
+
+            settings = load_settings()
+            db.open_and_migrate(settings.database_url, settings.pool_size).shut()
+        except RuntimeError as exc:  # migrations.SchemaTooNew says what to do
+            code, message = 1, str(exc)
+        except BaseException as exc:
+            code, message = 1, f"cannot open the database at {load_settings().database_url}: {exc}"
+        os.write(write_end, message.encode())
+        os._exit(code)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as report:
+        message = report.read().decode(errors="replace")
+    _, status = os.waitpid(pid, 0)
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise RuntimeError(message or "preparing the database failed")
+
+
+def post_worker_init(worker):
+    """The worker has patched threading and loaded the app: check that peewee's connection
+    state is per greenlet (see prepare_database), or stop the worker loudly."""
+    import gevent.local
+    import peewee
+
+    if not issubclass(peewee._ConnectionLocal, gevent.local.local):
+        raise RuntimeError("peewee was imported before gevent patched threading: greenlets would share connections")
+    # Ctrl-C reaches the workers twice: from the terminal, and as the master's SIGQUIT. The
+    # second exit, raised while the first is shutting the worker down, printed a traceback
+    # per worker; a worker leaving already ignores the second.
+    leave, leaving = worker.handle_quit, []
+
+    def leave_once(sig, frame):
+        if not leaving:
+            leaving.append(sig)
+            leave(sig, frame)
+
+    signal.signal(signal.SIGINT, leave_once)
+    signal.signal(signal.SIGQUIT, leave_once)
+
+
+def post_fork(server, worker):
+    if load_settings().database_url.startswith("postgres"):
+        # psycopg2 waits for PostgreSQL in C; make those waits yield to other greenlets.
+        from psycogreen.gevent import patch_psycopg
+
+        patch_psycopg()
+
+
+class Server(BaseApplication):
+    """gunicorn run from Python with these options, serving create_app() in each worker."""
+
+    def __init__(self, options):
+        self.options = options
+        super().__init__()
+
+    def load_config(self):
+        for name, value in self.options.items():
+            self.cfg.set(name, value)
+
+    def load(self):
+        from .app import create_app
+
+        return create_app()

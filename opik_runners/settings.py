@@ -1,0 +1,108 @@
+"""Every setting the service reads, in one place.
+
+Names follow the upstream Opik environment variables where one exists. Durations
+accept plain seconds ("15", "0.5"; hours for OPIK_RUNNER_DEAD_PURGE_HOURS) or
+Dropwizard-style strings ("30m", "24h", "7d"), so a value copied from an Opik
+deployment works unchanged.
+
+`load_settings()` reads them into a `Settings` tuple, which the app, the command and
+the domain rules take as an argument: nothing below the app reads Flask's config.
+"""
+import os
+import re
+from collections import namedtuple
+
+_UNITS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400}
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+
+
+def parse_duration(value, bare_unit="s"):
+    """Seconds as a float from "15", "1.5", "500ms", "30m", "24h" or "7d"; a bare number
+    is in `bare_unit`."""
+    match = _DURATION.match(str(value))
+    if not match:
+        raise ValueError(f"not a duration: {value!r}")
+    number, unit = match.groups()
+    return float(number) * _UNITS[unit or bare_unit]
+
+
+def parse_hours(value):
+    """A duration whose setting is named in hours: "48" is 48 h ("30m", "2s" still work)."""
+    return parse_duration(value, bare_unit="h")
+
+
+def parse_api_keys(value):
+    """`user:key,user:key` -> {key: user}."""
+    keys = {}
+    for pair in filter(None, (p.strip() for p in (value or "").split(","))):
+        user, sep, key = pair.partition(":")
+        if not sep or not user.strip() or not key.strip():
+            raise ValueError(f"entries look like user:key, got {pair!r}")
+        keys[key.strip()] = user.strip()
+    return keys
+
+
+def parse_bool(value):
+    text = str(value).strip().lower()
+    if text not in ("1", "true", "yes", "on", "0", "false", "no", "off", ""):
+        raise ValueError(f"not a boolean: {value!r}")
+    return text in ("1", "true", "yes", "on")
+
+
+def parse_count(value):
+    number = int(value)
+    if number < 0:
+        raise ValueError(f"must not be negative, got {value!r}")
+    return number
+
+
+Setting = namedtuple("Setting", "name env default parse")
+
+# The README's configuration table lists the same rows (a test keeps them in step).
+SETTINGS = [
+    Setting("database_url", "DATABASE_URL", "sqlite:///opik-runners.db", str),
+    Setting("pool_size", "OPIK_DB_POOL_SIZE", "20", parse_count),
+    Setting("api_keys", "OPIK_API_KEYS", "", parse_api_keys),
+    Setting("heartbeat_ttl", "OPIK_RUNNER_HEARTBEAT_TTL", "15s", parse_duration),
+    Setting("job_poll_timeout", "OPIK_RUNNER_NEXT_JOB_POLL_TIMEOUT", "10s", parse_duration),
+    Setting("job_timeout", "OPIK_RUNNER_JOB_TIMEOUT", "30m", parse_duration),
+    Setting("max_pending_jobs", "OPIK_RUNNER_MAX_PENDING", "100", parse_count),
+    Setting("dead_runner_purge", "OPIK_RUNNER_DEAD_PURGE_HOURS", "24h", parse_hours),
+    Setting("completed_job_ttl", "OPIK_RUNNER_COMPLETED_JOB_TTL", "7d", parse_duration),
+    Setting("reaper_interval", "OPIK_RUNNER_REAPER_INTERVAL", "60s", parse_duration),
+    Setting("pairing_auto_activate", "OPIK_PAIRING_AUTO_ACTIVATE", "false", parse_bool),
+    Setting("bridge_poll_timeout", "OPIK_BRIDGE_POLL_TIMEOUT", "30s", parse_duration),
+    Setting("bridge_max_pending", "OPIK_BRIDGE_MAX_PENDING", "50", parse_count),
+    Setting("bridge_max_commands_per_minute", "OPIK_BRIDGE_MAX_COMMANDS_PER_MINUTE", "600", parse_count),
+    Setting("bridge_max_write_commands_per_minute", "OPIK_BRIDGE_MAX_WRITE_COMMANDS_PER_MINUTE", "120", parse_count),
+    # Serving (serving.py reads these).
+    Setting("bind", "OPIK_RUNNERS_BIND", "127.0.0.1:5173", str),
+    Setting("workers", "OPIK_RUNNERS_WORKERS", "2", parse_count),
+    Setting("worker_connections", "OPIK_RUNNERS_WORKER_CONNECTIONS", "4000", parse_count),
+    Setting("access_log", "OPIK_RUNNERS_ACCESS_LOG", "", str),
+    Setting("log_level", "OPIK_RUNNERS_LOG_LEVEL", "info", str),
+]
+
+Settings = namedtuple("Settings", [setting.name for setting in SETTINGS])
+
+
+class SettingsError(ValueError):
+    """A setting that will not parse; the message names the variable."""
+
+
+def load_settings(environ=None, **overrides):
+    """Settings from the environment. `overrides` (tests, command-line flags) are keyed by
+    the variable's name, like the environment, and win over it; a value that is not a
+    string is taken as already parsed."""
+    environ = os.environ if environ is None else environ
+    unknown = set(overrides) - {setting.env for setting in SETTINGS}
+    if unknown:
+        raise SettingsError(f"unknown settings: {', '.join(sorted(unknown))}")
+    values = {}
+    for setting in SETTINGS:
+        raw = overrides.get(setting.env, environ.get(setting.env, setting.default))
+        try:
+            values[setting.name] = setting.parse(raw) if isinstance(raw, str) else raw
+        except ValueError as exc:
+            raise SettingsError(f"{setting.env}={raw!r}: {exc}") from None
+    return Settings(**values)

@@ -1,0 +1,64 @@
+"""Wake-ups for long polls, within one process: a poll waits on a key, and whatever
+makes work for it wakes that key at once.
+
+This module knows nothing of the database. The backend (backends.py) records each
+wake-up in the writer's transaction and runs one watcher per process that passes
+other processes' wake-ups on to `wake` here. A waiter sleeps until woken or its
+deadline: no periodic re-check, so idle polls cost nothing.
+"""
+import threading
+import time
+from collections import defaultdict
+
+_lock = threading.Lock()
+_waiters = defaultdict(set)
+someone_waits = threading.Event()  # a watcher may idle while nobody waits
+
+
+def key_text(key):
+    """The text form of a key such as ("jobs", runner_id), as it travels between processes."""
+    return ":".join(str(part) for part in key)
+
+
+def wake(text):
+    """Wake the waiters of one key (its text form)."""
+    with _lock:
+        events = list(_waiters.get(text, ()))
+    for event in events:
+        event.set()
+
+
+def wake_all():
+    """Wake every waiter once: for a watcher that (re)starts and may have missed keys."""
+    with _lock:
+        events = [event for events in _waiters.values() for event in events]
+    for event in events:
+        event.set()
+
+
+def wait_for(key, attempt, timeout, release=None):
+    """Call `attempt()` until it returns something other than None or `timeout` passes.
+    `release()` runs before each wait (to hand back the database connection)."""
+    text = key_text(key)
+    deadline = time.monotonic() + timeout
+    event = threading.Event()
+    with _lock:
+        _waiters[text].add(event)
+        someone_waits.set()
+    try:
+        while True:
+            event.clear()  # cleared before the attempt, so a wake-up during it is kept
+            found = attempt()
+            remaining = deadline - time.monotonic()
+            if found is not None or remaining <= 0:
+                return found
+            if release:
+                release()
+            event.wait(remaining)
+    finally:
+        with _lock:
+            _waiters[text].discard(event)
+            if not _waiters[text]:
+                del _waiters[text]
+            if not _waiters:
+                someone_waits.clear()
