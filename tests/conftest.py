@@ -1,21 +1,29 @@
 import base64
-import hashlib
-import hmac
 import os
-import sys
+import pathlib
 import uuid
 
 import pytest
 from flask.testing import FlaskClient
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-
-import contract  # noqa: E402
-from app import create_app  # noqa: E402
-from server import fresh_database_url  # noqa: E402
+import contract
+from helpers import AGENT, activation_hmac  # noqa: F401 - the tests import them from here
+from opik_runners import db
+from opik_runners.app import create_app
+from server import fresh_database_url
 
 API = "/api/v1/private"
 ROOT = "/v1/private"
+HERE = pathlib.Path(__file__).parent
+
+
+def pytest_collection_modifyitems(items):
+    """tests/acceptance starts real servers, the CLI, PostgreSQL or a browser: `slow`, so
+    that `pytest -m "not slow"` runs the rest (domain, schemas, the API through Flask's
+    test client) in well under a minute."""
+    for item in items:
+        if HERE / "acceptance" in item.path.parents:
+            item.add_marker(pytest.mark.slow)
 
 
 class ContractClient(FlaskClient):
@@ -28,19 +36,61 @@ class ContractClient(FlaskClient):
         return response
 
 
+_BUILT = {}  # apps by the settings they were built with (see make_app)
+
+
 @pytest.fixture
 def make_app(tmp_path):
-    """Build an app on a fresh SQLite file; keyword arguments override config."""
+    """An app on a fresh database (a new SQLite file, or the PostgreSQL test database wiped);
+    keyword arguments override settings, by variable name.
+
+    Building an app costs ~30 ms (werkzeug compiles every route), more than most tests take,
+    so an app built for one set of overrides serves each later test with the same ones, on
+    that test's own fresh database: the database is all the state an app holds. A test that
+    names its DATABASE_URL gets an app built for it."""
 
     def make(**overrides):
-        overrides.setdefault("DATABASE_URL", fresh_database_url(tmp_path))
-        overrides.setdefault("OPIK_RUNNER_NEXT_JOB_POLL_TIMEOUT", "0.3")
+        overrides.setdefault("OPIK_RUNNER_NEXT_JOB_POLL_TIMEOUT", "0.05")
+        # No background reaper: a test runs a cycle when it means to (reap below).
+        overrides.setdefault("OPIK_RUNNER_REAPER_INTERVAL", "0")
+        if "DATABASE_URL" in overrides:
+            return build(**overrides)
+        url = fresh_database_url(tmp_path)
+        key = tuple(sorted(overrides.items()))
+        app = _BUILT.get(key)
+        if app is None:
+            app = _BUILT[key] = build(DATABASE_URL=url, **overrides)
+        else:
+            db.open_and_migrate(url).start_watcher()
+            app.extensions["opik_runners"] = app.extensions["opik_runners"]._replace(database_url=url)
+        return app
+
+    def build(**overrides):
         app = create_app(**overrides)
         app.test_client_class = ContractClient
         app.config["TESTING"] = True
         return app
 
     return make
+
+
+def reap(app):
+    """One reaper cycle now, as the background reaper runs it (the test apps run none)."""
+    from opik_runners import maintenance, models
+
+    with models.database.connection_context():
+        return maintenance.reap(app.extensions["opik_runners"])
+
+
+def lapse(*runner_ids, ago=1.0):
+    """Let runners' heartbeats lapse `ago` seconds ago, as if their TTL had run out then (tests
+    of what a lapsed runner does; test_runners also waits for a real TTL to run out)."""
+    from opik_runners.models import SECOND, Runner, database, now_us
+
+    with database.connection_context():
+        Runner.update(heartbeat_expires_at=now_us() - int(ago * SECOND)).where(
+            Runner.id.in_([uuid.UUID(str(runner_id)) for runner_id in runner_ids])
+        ).execute()
 
 
 @pytest.fixture
@@ -51,11 +101,6 @@ def app(make_app):
 @pytest.fixture
 def client(app):
     return app.test_client()
-
-
-def activation_hmac(session_id, key_bytes, runner_name):
-    message = uuid.UUID(str(session_id)).bytes + hashlib.sha256(runner_name.encode()).digest()
-    return base64.b64encode(hmac.new(key_bytes, message, hashlib.sha256).digest()).decode()
 
 
 def ensure_project(client, name="demo", headers=None):
@@ -94,17 +139,6 @@ def pair(client, project="demo", runner_type="endpoint", name="runner-1", header
     )
     assert response.status_code == 201, response.data
     return runner_id, project_id
-
-
-AGENT = {
-    "description": "Answer a question n times.",
-    "language": "python",
-    "params": [
-        {"name": "question", "type": "string", "presence": "required"},
-        {"name": "n", "type": "integer", "presence": "optional"},
-    ],
-    "timeout": 0,
-}
 
 
 def register(client, runner_id, agents=None, headers=None):

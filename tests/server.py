@@ -1,13 +1,13 @@
-"""A real gunicorn server, started with the shipped configuration, for tests."""
+"""Real servers for the acceptance tests (opik_runners.testing.Server) and what they share:
+a fresh database per test, on SQLite or on the PostgreSQL of TEST_DATABASE_URL."""
+import base64
 import os
-import signal
-import socket
-import subprocess
-import sys
-import tempfile
 import time
 
 import requests
+
+from helpers import AGENT, activation_hmac
+from opik_runners.testing import Server, free_port  # noqa: F401 - the tests' import point
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Set by .ci/run for the second pass: the whole suite against PostgreSQL.
@@ -26,64 +26,6 @@ def fresh_database_url(tmp_path, name="test"):
         cur.execute("DROP SCHEMA public CASCADE; CREATE SCHEMA public")
     conn.close()
     return POSTGRES_URL
-
-
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class Server:
-    def __init__(self, database_url, app="app:create_app()", **env):
-        self.app = app
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}"
-        self.env = {**os.environ, "DATABASE_URL": database_url, **env}
-        self.process = None
-
-    def start(self, timeout=20):
-        # A file, not a pipe: nobody reads a pipe while the server runs, and a full one
-        # would block the workers' logging.
-        self.log = tempfile.TemporaryFile()
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py", "-b", f"127.0.0.1:{self.port}",
-             self.app],
-            cwd=ROOT,
-            env=self.env,
-            stdout=self.log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"gunicorn exited: {self.output()}")
-            try:
-                if requests.get(f"{self.url}/is-alive/ping", timeout=1).status_code == 200:
-                    return self
-            except requests.RequestException:  # not listening yet, or a worker still booting
-                time.sleep(0.05)
-        self.stop()
-        raise RuntimeError("gunicorn did not answer /is-alive/ping in time")
-
-    def stop(self, graceful=False):
-        """Stop the server: at once (SIGQUIT) unless `graceful` (SIGTERM, which waits for held polls)."""
-        if self.process and self.process.poll() is None:
-            os.killpg(self.process.pid, signal.SIGTERM if graceful else signal.SIGQUIT)
-            try:
-                self.process.wait(timeout=25)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.process.pid, signal.SIGKILL)
-                self.process.wait()
-        return self.output()
-
-    def output(self):
-        """What the server has logged so far."""
-        if not self.process:
-            return ""
-        self.log.seek(0)
-        return self.log.read().decode(errors="replace")
 
 
 def child_pids(parent_pid):
@@ -109,3 +51,31 @@ def wait_until(check, timeout=30, interval=0.1):
             return value
         time.sleep(interval)
     raise AssertionError("condition not met in time")
+
+
+def pair(url, workspace, name, agents=None):
+    """Pair an endpoint runner over HTTP, as the headless CLI does, with the `answer` agent (or
+    `agents`) in `workspace`; returns its ids and the headers to call as its owner."""
+    api = f"{url}/api/v1/private"
+    headers = {"Comet-Workspace": workspace}
+    assert requests.post(f"{api}/projects", json={"name": "demo"}, headers=headers, timeout=5).status_code == 201
+    project_id = requests.post(f"{api}/projects/retrieve", json={"name": "demo"}, headers=headers, timeout=5).json()["id"]
+    key = os.urandom(32)
+    session = requests.post(
+        f"{api}/pairing/sessions",
+        json={"project_id": project_id, "activation_key": base64.b64encode(key).decode(), "type": "endpoint"},
+        headers=headers,
+        timeout=5,
+    ).json()
+    activated = requests.post(
+        f"{api}/pairing/sessions/{session['session_id']}/activate",
+        json={"runner_name": name, "hmac": activation_hmac(session["session_id"], key, name)},
+        headers=headers,
+        timeout=5,
+    )
+    assert activated.status_code == 201
+    runner_id = session["runner_id"]
+    registered = requests.put(f"{api}/local-runners/{runner_id}/agents", json=agents or {"answer": AGENT},
+                              headers=headers, timeout=5)
+    assert registered.status_code == 204
+    return {"runner_id": runner_id, "project_id": project_id, "headers": headers, "result": None}

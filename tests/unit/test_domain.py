@@ -1,11 +1,10 @@
 """The job state machine without HTTP (behaviour notes §2.1, §2.2, §3.2, §5).
 
-The domain functions of runners.py and pairing.py are called directly inside an
-app context with an open connection; failures must surface as errors.ApiError
-carrying the status and body the routes would answer with.
+The domain rules run here with a database and a settings object only: no app, no
+Flask context. Failures must surface as errors.ApiError carrying the status and body
+the routes would answer with.
 """
 import base64
-import contextlib
 import copy
 import os
 import time
@@ -13,33 +12,34 @@ import uuid
 
 import pytest
 
-import errors
-import models
-import pairing
-import projects
-import runners
 from conftest import activation_hmac
-from models import Job, JobLog, Project, Runner, now_us
+from opik_runners import db, errors, jobs, maintenance, ownership, pairing, projects, runners
+from opik_runners.models import SECOND, Job, JobLog, Project, Runner, database, now_us
+from opik_runners.settings import load_settings
+from server import fresh_database_url
 
-ME = runners.Caller("default", "admin")
-BOB = runners.Caller("default", "bob")
-OTHER_WORKSPACE = runners.Caller("team-b", "admin")
-HOUR = 3600 * runners.SECOND
+ME = ownership.Caller("default", "admin")
+BOB = ownership.Caller("default", "bob")
+OTHER_WORKSPACE = ownership.Caller("team-b", "admin")
+HOUR = 3600 * SECOND
 DAY = 24 * HOUR
+CURRENT = {}  # the test's settings, for the helpers below
 
 
 @pytest.fixture
-def domain(make_app):
-    """Enter an app context plus a database connection; keyword arguments override config."""
-    with contextlib.ExitStack() as stack:
+def domain(tmp_path):
+    """Open a fresh database and return the settings (keyword arguments override them, by
+    variable name); call again to change the settings on the same database."""
+    url = fresh_database_url(tmp_path)
+    backend = db.open_and_migrate(url)
 
-        def enter(**overrides):
-            app = make_app(**overrides)
-            stack.enter_context(app.app_context())
-            stack.enter_context(models.database.connection_context())
-            return app
+    def settings(**overrides):
+        CURRENT["settings"] = load_settings({}, DATABASE_URL=url, **overrides)
+        return CURRENT["settings"]
 
-        yield enter
+    with database.connection_context():
+        yield settings
+    backend.shut()
 
 
 @pytest.fixture
@@ -55,6 +55,7 @@ def project(caller=ME, name="demo"):
 def activate(project_id, caller=ME, runner_type="endpoint", name="runner-1"):
     key = os.urandom(32)
     session = pairing.create_session(
+        CURRENT["settings"],
         caller,
         {
             "project_id": project_id,
@@ -63,7 +64,7 @@ def activate(project_id, caller=ME, runner_type="endpoint", name="runner-1"):
             "type": runner_type,
         },
     )
-    return pairing.activate_session(caller, session.id, name, activation_hmac(session.id, key, name))
+    return pairing.activate_session(CURRENT["settings"], caller, session.id, name, activation_hmac(session.id, key, name))
 
 
 def endpoint(caller=ME, project_name="demo", agents=None, **kwargs):
@@ -75,7 +76,7 @@ def endpoint(caller=ME, project_name="demo", agents=None, **kwargs):
 
 
 def new_job(project_id, caller=ME, agent="answer", **extra):
-    return runners.create_job(caller, {"agent_name": agent, "project_id": project_id, **extra})
+    return jobs.create_job(CURRENT["settings"], caller, {"agent_name": agent, "project_id": project_id, **extra})
 
 
 def load(job_id):
@@ -95,7 +96,7 @@ def raises(status, call, *args):
 
 def claim_running(runner_id, project_id, **extra):
     job = new_job(project_id, **extra)
-    claimed = runners.claim_next_job(runner_id)
+    claimed = jobs.claim_next_job(runner_id)
     assert claimed is not None and claimed.id == job.id
     return job.id
 
@@ -108,7 +109,7 @@ def test_create_queues_a_pending_job(ctx):
     before = now_us()
     job = new_job(project_id, inputs={"q": 1})
     stored = load(job.id)
-    assert stored.status == runners.PENDING
+    assert stored.status == jobs.PENDING
     assert stored.runner_id == runner_id
     assert stored.project_id == project_id
     assert stored.inputs == {"q": 1}
@@ -141,15 +142,15 @@ def test_create_without_an_endpoint_runner_is_404(ctx):
 
 
 def test_create_on_a_lapsed_runner_is_409(domain):
-    domain(OPIK_RUNNER_HEARTBEAT_TTL="0.2")
+    ctx = domain(OPIK_RUNNER_HEARTBEAT_TTL="0.2")
     runner_id, project_id = endpoint()
     time.sleep(0.3)
     body = raises(409, new_job, project_id)
     assert body == {"errors": ["Your runner is not connected. Start it with: opik connect"]}
     assert raises(409, new_job, project_id, ME, "unregistered") == body  # liveness is checked first
     assert Job.select().count() == 0
-    runners.heartbeat(ME, runner_id, None)
-    assert new_job(project_id).status == runners.PENDING
+    runners.heartbeat(ctx, ME, runner_id, None)
+    assert new_job(project_id).status == jobs.PENDING
 
 
 def test_create_for_an_unregistered_agent_is_400(ctx):
@@ -165,7 +166,7 @@ def test_create_beyond_the_pending_limit_is_429(domain):
     new_job(project_id)
     assert raises(429, new_job, project_id) == {"errors": ["Too many pending jobs for this runner"]}
     assert Job.select().count() == 2
-    runners.claim_next_job(runner_id)  # running jobs do not count
+    jobs.claim_next_job(runner_id)  # running jobs do not count
     new_job(project_id)
     assert raises(429, new_job, project_id)["errors"] == ["Too many pending jobs for this runner"]
 
@@ -174,7 +175,7 @@ def test_create_routes_to_the_newest_endpoint_runner(ctx):
     old_id, project_id = endpoint(name="old")
     new_id, _ = endpoint(name="new")
     assert new_job(project_id).runner_id == new_id
-    assert runners.claim_next_job(old_id) is None
+    assert jobs.claim_next_job(old_id) is None
 
 
 # -- pending -> running (claim)
@@ -185,14 +186,14 @@ def test_claim_is_fifo_and_marks_running(ctx):
     ids = [new_job(project_id).id for _ in range(3)]
     for expected in ids:
         before = now_us()
-        claimed = runners.claim_next_job(runner_id)
+        claimed = jobs.claim_next_job(runner_id)
         assert claimed.id == expected
-        assert claimed.status == runners.RUNNING
+        assert claimed.status == jobs.RUNNING
         stored = load(expected)
-        assert stored.status == runners.RUNNING
+        assert stored.status == jobs.RUNNING
         assert before <= stored.started_at <= now_us()
         assert stored.completed_at is None
-    assert runners.claim_next_job(runner_id) is None
+    assert jobs.claim_next_job(runner_id) is None
 
 
 def test_claim_only_takes_the_given_runners_jobs(ctx):
@@ -200,23 +201,23 @@ def test_claim_only_takes_the_given_runners_jobs(ctx):
     other_id, other_project = endpoint(project_name="beta")
     mine = new_job(project_id)
     theirs = new_job(other_project)
-    assert runners.claim_next_job(other_id).id == theirs.id
-    assert runners.claim_next_job(other_id) is None
-    assert runners.claim_next_job(runner_id).id == mine.id
+    assert jobs.claim_next_job(other_id).id == theirs.id
+    assert jobs.claim_next_job(other_id) is None
+    assert jobs.claim_next_job(runner_id).id == mine.id
 
 
 def test_next_job_long_poll(domain):
-    domain(OPIK_RUNNER_NEXT_JOB_POLL_TIMEOUT="0.3")
+    ctx = domain(OPIK_RUNNER_NEXT_JOB_POLL_TIMEOUT="0.3")
     runner_id, project_id = endpoint()
     started = time.monotonic()
-    assert runners.next_job(ME, runner_id) is None
+    assert jobs.next_job(ctx, ME, runner_id) is None
     assert time.monotonic() - started >= 0.25
     job = new_job(project_id)
-    assert runners.next_job(ME, runner_id).id == job.id
-    assert load(job.id).status == runners.RUNNING
-    assert raises(404, runners.next_job, BOB, runner_id)["message"] == f"Runner not found: {runner_id}"
+    assert jobs.next_job(ctx, ME, runner_id).id == job.id
+    assert load(job.id).status == jobs.RUNNING
+    assert raises(404, jobs.next_job, ctx, BOB, runner_id)["message"] == f"Runner not found: {runner_id}"
     unknown = uuid.uuid4()
-    assert raises(404, runners.next_job, ME, unknown) == {"code": 404, "message": f"Runner not found: {unknown}"}
+    assert raises(404, jobs.next_job, ctx, ME, unknown) == {"code": 404, "message": f"Runner not found: {unknown}"}
 
 
 # -- pending -> cancelled, running -> cancelled
@@ -225,25 +226,25 @@ def test_next_job_long_poll(domain):
 def test_cancel_pending_job(ctx):
     runner_id, project_id = endpoint()
     job = new_job(project_id)
-    runners.cancel_job(ME, job.id)
+    jobs.cancel_job(ME, job.id)
     stored = load(job.id)
-    assert stored.status == runners.CANCELLED
+    assert stored.status == jobs.CANCELLED
     assert stored.completed_at is not None and stored.started_at is None
-    assert runners.claim_next_job(runner_id) is None  # left the queue
-    assert runners.heartbeat(ME, runner_id, None) == []  # nothing for the runner to stop
+    assert jobs.claim_next_job(runner_id) is None  # left the queue
+    assert runners.heartbeat(ctx, ME, runner_id, None) == []  # nothing for the runner to stop
 
 
 def test_cancel_running_job_is_announced_once(ctx):
     runner_id, project_id = endpoint()
     job_id = claim_running(runner_id, project_id)
     still_running = claim_running(runner_id, project_id)
-    runners.cancel_job(ME, job_id)
+    jobs.cancel_job(ME, job_id)
     stored = load(job_id)
-    assert stored.status == runners.CANCELLED
+    assert stored.status == jobs.CANCELLED
     assert stored.completed_at is not None and stored.started_at is not None
-    assert runners.heartbeat(ME, runner_id, None) == [job_id]
-    assert runners.heartbeat(ME, runner_id, None) == []
-    assert load(still_running).status == runners.RUNNING
+    assert runners.heartbeat(ctx, ME, runner_id, None) == [job_id]
+    assert runners.heartbeat(ctx, ME, runner_id, None) == []
+    assert load(still_running).status == jobs.RUNNING
 
 
 def test_cancellations_are_announced_to_their_own_runner_only(ctx):
@@ -251,10 +252,10 @@ def test_cancellations_are_announced_to_their_own_runner_only(ctx):
     runner_b, project_b = endpoint(project_name="beta")
     job_a = claim_running(runner_a, project_a)
     job_b = claim_running(runner_b, project_b)
-    runners.cancel_job(ME, job_a)
-    runners.cancel_job(ME, job_b)
-    assert runners.heartbeat(ME, runner_b, None) == [job_b]
-    assert runners.heartbeat(ME, runner_a, None) == [job_a]
+    jobs.cancel_job(ME, job_a)
+    jobs.cancel_job(ME, job_b)
+    assert runners.heartbeat(ctx, ME, runner_b, None) == [job_b]
+    assert runners.heartbeat(ctx, ME, runner_a, None) == [job_a]
 
 
 # -- running -> running, running -> completed/failed, pending -> completed/failed
@@ -265,9 +266,9 @@ def test_running_report_records_in_flight_fields_only(ctx):
     job_id = claim_running(runner_id, project_id)
     started_at = load(job_id).started_at
     trace_id = uuid.uuid4()
-    runners.report_job_result(ME, job_id, {"status": "running", "trace_id": trace_id, "result": {"p": 1}, "error": "w"})
+    jobs.report_job_result(ME, job_id, {"status": "running", "trace_id": trace_id, "result": {"p": 1}, "error": "w"})
     stored = load(job_id)
-    assert stored.status == runners.RUNNING
+    assert stored.status == jobs.RUNNING
     assert stored.trace_id == trace_id
     assert stored.result == {"p": 1}
     assert stored.error == "w"
@@ -275,26 +276,26 @@ def test_running_report_records_in_flight_fields_only(ctx):
     assert stored.completed_at is None
 
 
-@pytest.mark.parametrize("final", [runners.COMPLETED, runners.FAILED])
+@pytest.mark.parametrize("final", [jobs.COMPLETED, jobs.FAILED])
 def test_final_report_finishes_a_running_job(ctx, final):
     runner_id, project_id = endpoint()
     job_id = claim_running(runner_id, project_id)
     trace_id = uuid.uuid4()
-    runners.report_job_result(ME, job_id, {"status": "running", "trace_id": trace_id})
-    runners.report_job_result(ME, job_id, {"status": final, "result": {"a": 1}, "error": "e"})
+    jobs.report_job_result(ME, job_id, {"status": "running", "trace_id": trace_id})
+    jobs.report_job_result(ME, job_id, {"status": final, "result": {"a": 1}, "error": "e"})
     stored = load(job_id)
     assert stored.status == final
     assert stored.result == {"a": 1} and stored.error == "e"
     assert stored.trace_id == trace_id  # an omitted field keeps its earlier value
     assert stored.started_at <= stored.completed_at <= now_us()
-    assert runners.heartbeat(ME, runner_id, None) == []
+    assert runners.heartbeat(ctx, ME, runner_id, None) == []
 
 
-@pytest.mark.parametrize("final", [runners.COMPLETED, runners.FAILED])
+@pytest.mark.parametrize("final", [jobs.COMPLETED, jobs.FAILED])
 def test_final_report_finishes_a_never_claimed_job(ctx, final):
     _, project_id = endpoint()
     job = new_job(project_id)
-    runners.report_job_result(ME, job.id, {"status": final})
+    jobs.report_job_result(ME, job.id, {"status": final})
     stored = load(job.id)
     assert stored.status == final
     assert stored.completed_at is not None
@@ -306,10 +307,10 @@ def test_non_reportable_status_is_400_before_the_lookup(ctx, status):
     runner_id, project_id = endpoint()
     job_id = claim_running(runner_id, project_id)
     expected = {"errors": ["Invalid result status. Must be one of: [running, completed, failed]"]}
-    assert raises(400, runners.report_job_result, ME, job_id, {"status": status}) == expected
-    assert raises(400, runners.report_job_result, ME, uuid.uuid4(), {"status": status}) == expected
-    assert raises(400, runners.report_job_result, BOB, job_id, {"status": status}) == expected
-    assert load(job_id).status == runners.RUNNING
+    assert raises(400, jobs.report_job_result, ME, job_id, {"status": status}) == expected
+    assert raises(400, jobs.report_job_result, ME, uuid.uuid4(), {"status": status}) == expected
+    assert raises(400, jobs.report_job_result, BOB, job_id, {"status": status}) == expected
+    assert load(job_id).status == jobs.RUNNING
 
 
 # -- terminal -> (none)
@@ -317,27 +318,27 @@ def test_non_reportable_status_is_400_before_the_lookup(ctx, status):
 
 def finish(runner_id, project_id, final):
     job_id = claim_running(runner_id, project_id)
-    if final == runners.CANCELLED:
-        runners.cancel_job(ME, job_id)
-        assert runners.heartbeat(ME, runner_id, None) == [job_id]
+    if final == jobs.CANCELLED:
+        jobs.cancel_job(ME, job_id)
+        assert runners.heartbeat(CURRENT["settings"], ME, runner_id, None) == [job_id]
     else:
-        runners.report_job_result(ME, job_id, {"status": final, "result": {"first": True}})
+        jobs.report_job_result(ME, job_id, {"status": final, "result": {"first": True}})
     return job_id
 
 
-@pytest.mark.parametrize("final", [runners.COMPLETED, runners.FAILED, runners.CANCELLED])
+@pytest.mark.parametrize("final", [jobs.COMPLETED, jobs.FAILED, jobs.CANCELLED])
 def test_finished_job_ignores_later_results_and_cancels(ctx, final):
     runner_id, project_id = endpoint()
     job_id = finish(runner_id, project_id, final)
     before = snapshot(job_id)
     for status in ("running", "completed", "failed"):
-        runners.report_job_result(
+        jobs.report_job_result(
             ME, job_id, {"status": status, "result": {"late": status}, "error": status, "trace_id": uuid.uuid4()}
         )
-    runners.cancel_job(ME, job_id)
+    jobs.cancel_job(ME, job_id)
     assert snapshot(job_id) == before
-    assert runners.heartbeat(ME, runner_id, None) == []
-    assert runners.claim_next_job(runner_id) is None
+    assert runners.heartbeat(ctx, ME, runner_id, None) == []
+    assert jobs.claim_next_job(runner_id) is None
 
 
 # -- pending/running -> failed: DELETE, eviction, purge
@@ -345,22 +346,22 @@ def test_finished_job_ignores_later_results_and_cancels(ctx, final):
 
 def test_disconnect_fails_open_jobs_and_hides_them(ctx):
     runner_id, project_id = endpoint()
-    done = finish(runner_id, project_id, runners.COMPLETED)
+    done = finish(runner_id, project_id, jobs.COMPLETED)
     running = claim_running(runner_id, project_id)
     pending = new_job(project_id).id
     done_before = snapshot(done)
     runners.disconnect_runner(ME, runner_id)
     for job_id in (pending, running):
         stored = load(job_id)
-        assert stored.status == runners.FAILED
+        assert stored.status == jobs.FAILED
         assert stored.error == "Runner disconnected"
         assert stored.completed_at is not None
     assert snapshot(done) == done_before
-    assert raises(404, runners.get_job, ME, pending) == {"code": 404, "message": f"Job not found: '{pending}'"}
-    assert raises(404, runners.cancel_job, ME, running)["code"] == 404
-    assert raises(404, runners.report_job_result, ME, running, {"status": "completed"})["code"] == 404
-    assert raises(404, runners.get_runner, ME, runner_id) == {"code": 404, "message": f"Runner not found: {runner_id}"}
-    assert raises(410, runners.heartbeat, ME, runner_id, None) == {"errors": [f"Runner not found: {runner_id}"]}
+    assert raises(404, ownership.get_job, ME, pending) == {"code": 404, "message": f"Job not found: '{pending}'"}
+    assert raises(404, jobs.cancel_job, ME, running)["code"] == 404
+    assert raises(404, jobs.report_job_result, ME, running, {"status": "completed"})["code"] == 404
+    assert raises(404, ownership.get_runner, ME, runner_id) == {"code": 404, "message": f"Runner not found: {runner_id}"}
+    assert raises(410, runners.heartbeat, ctx, ME, runner_id, None) == {"errors": [f"Runner not found: {runner_id}"]}
     assert raises(404, new_job, project_id)["errors"] == ["No runner configured. Pair one from the Runners page."]
     # Idempotent, and a no-op for a foreign or unknown runner.
     runners.disconnect_runner(ME, runner_id)
@@ -371,8 +372,8 @@ def test_disconnect_by_another_user_changes_nothing(ctx):
     runner_id, project_id = endpoint()
     job = new_job(project_id)
     runners.disconnect_runner(BOB, runner_id)
-    assert load(job.id).status == runners.PENDING
-    assert runners.get_runner(ME, runner_id).id == runner_id
+    assert load(job.id).status == jobs.PENDING
+    assert ownership.get_runner(ME, runner_id).id == runner_id
 
 
 def test_eviction_fails_the_old_runners_open_jobs(ctx):
@@ -382,18 +383,18 @@ def test_eviction_fails_the_old_runners_open_jobs(ctx):
     new_id, _ = endpoint(name="new")
     for job_id in (pending, running):
         stored = load(job_id)
-        assert stored.status == runners.FAILED
+        assert stored.status == jobs.FAILED
         assert stored.error == "Runner disconnected"
-    assert raises(410, runners.heartbeat, ME, old_id, None)["errors"]
-    assert raises(404, runners.get_job, ME, pending)["code"] == 404
-    assert runners.get_runner(ME, new_id).id == new_id
+    assert raises(410, runners.heartbeat, ctx, ME, old_id, None)["errors"]
+    assert raises(404, ownership.get_job, ME, pending)["code"] == 404
+    assert ownership.get_runner(ME, new_id).id == new_id
 
 
 def test_a_connect_runner_does_not_evict_the_endpoint_runner(ctx):
     runner_id, project_id = endpoint()
     job = new_job(project_id)
     activate(project_id, runner_type="connect", name="connect")
-    assert load(job.id).status == runners.PENDING
+    assert load(job.id).status == jobs.PENDING
     assert new_job(project_id).runner_id == runner_id
 
 
@@ -401,26 +402,26 @@ def test_another_users_pairing_does_not_evict(ctx):
     runner_id, project_id = endpoint()
     job = new_job(project_id)
     endpoint(BOB, name="bob's")
-    assert load(job.id).status == runners.PENDING
-    assert runners.get_runner(ME, runner_id).id == runner_id
+    assert load(job.id).status == jobs.PENDING
+    assert ownership.get_runner(ME, runner_id).id == runner_id
 
 
 def test_a_lapsed_runner_keeps_its_jobs(domain):
-    domain(OPIK_RUNNER_HEARTBEAT_TTL="0.2")
+    ctx = domain(OPIK_RUNNER_HEARTBEAT_TTL="0.2")
     runner_id, project_id = endpoint()
     running = claim_running(runner_id, project_id)
     pending = new_job(project_id).id
     time.sleep(0.3)
-    assert runners.get_runner(ME, runner_id).status == "disconnected"
-    runners.reap()
-    assert load(running).status == runners.RUNNING
-    assert load(pending).status == runners.PENDING
-    assert runners.get_runner(ME, runner_id).id == runner_id
+    assert ownership.get_runner(ME, runner_id).status == "disconnected"
+    maintenance.reap(ctx)
+    assert load(running).status == jobs.RUNNING
+    assert load(pending).status == jobs.PENDING
+    assert ownership.get_runner(ME, runner_id).id == runner_id
     # Its queue is still served, and its cancellations still delivered.
-    assert runners.claim_next_job(runner_id).id == pending
-    runners.cancel_job(ME, running)
-    assert runners.heartbeat(ME, runner_id, None) == [running]
-    assert runners.get_runner(ME, runner_id).status == "connected"
+    assert jobs.claim_next_job(runner_id).id == pending
+    jobs.cancel_job(ME, running)
+    assert runners.heartbeat(ctx, ME, runner_id, None) == [running]
+    assert ownership.get_runner(ME, runner_id).status == "connected"
 
 
 def test_reaper_keeps_a_runner_dead_for_less_than_the_purge_time(ctx):
@@ -428,10 +429,10 @@ def test_reaper_keeps_a_runner_dead_for_less_than_the_purge_time(ctx):
     running = claim_running(runner_id, project_id)
     pending = new_job(project_id).id
     Runner.update(heartbeat_expires_at=now_us() - 23 * HOUR).where(Runner.id == runner_id).execute()
-    runners.reap()
-    assert load(running).status == runners.RUNNING
-    assert load(pending).status == runners.PENDING
-    assert runners.get_runner(ME, runner_id).status == "disconnected"
+    maintenance.reap(ctx)
+    assert load(running).status == jobs.RUNNING
+    assert load(pending).status == jobs.PENDING
+    assert ownership.get_runner(ME, runner_id).status == "disconnected"
 
 
 def test_reaper_purges_a_runner_dead_for_the_purge_time(ctx):
@@ -439,15 +440,15 @@ def test_reaper_purges_a_runner_dead_for_the_purge_time(ctx):
     running = claim_running(runner_id, project_id)
     pending = new_job(project_id).id
     Runner.update(heartbeat_expires_at=now_us() - 25 * HOUR).where(Runner.id == runner_id).execute()
-    runners.reap()
+    maintenance.reap(ctx)
     for job_id in (pending, running):
         stored = load(job_id)
-        assert stored.status == runners.FAILED
+        assert stored.status == jobs.FAILED
         assert stored.error == "Runner disconnected"
         assert stored.completed_at is not None
-    assert raises(404, runners.get_runner, ME, runner_id)["code"] == 404
-    assert raises(410, runners.heartbeat, ME, runner_id, None)["errors"]
-    assert raises(404, runners.get_job, ME, running)["code"] == 404
+    assert raises(404, ownership.get_runner, ME, runner_id)["code"] == 404
+    assert raises(410, runners.heartbeat, ctx, ME, runner_id, None)["errors"]
+    assert raises(404, ownership.get_job, ME, running)["code"] == 404
 
 
 # -- running -> failed: the job-timeout reaper
@@ -459,39 +460,39 @@ def test_reaper_fails_only_running_jobs_past_their_timeout_even_on_a_live_runner
     patient = claim_running(runner_id, project_id)  # timeout 1800
     waiting = new_job(project_id, agent="quick").id  # never claimed: its clock has not started
     time.sleep(1.15)
-    runners.heartbeat(ME, runner_id, None)  # the runner is alive throughout
-    runners.reap()
+    runners.heartbeat(ctx, ME, runner_id, None)  # the runner is alive throughout
+    maintenance.reap(ctx)
     stored = load(stuck)
-    assert stored.status == runners.FAILED
+    assert stored.status == jobs.FAILED
     assert stored.error == "Job timed out after 1s"
     assert stored.completed_at is not None
-    assert runners.get_runner(ME, runner_id).status == "connected"
-    assert runners.heartbeat(ME, runner_id, None) == []  # the runner is not told
-    assert load(patient).status == runners.RUNNING
-    assert load(waiting).status == runners.PENDING
+    assert ownership.get_runner(ME, runner_id).status == "connected"
+    assert runners.heartbeat(ctx, ME, runner_id, None) == []  # the runner is not told
+    assert load(patient).status == jobs.RUNNING
+    assert load(waiting).status == jobs.PENDING
     # A later report from the runner is ignored.
-    runners.report_job_result(ME, stuck, {"status": "completed", "result": {"late": True}})
-    assert load(stuck).status == runners.FAILED
+    jobs.report_job_result(ME, stuck, {"status": "completed", "result": {"late": True}})
+    assert load(stuck).status == jobs.FAILED
 
 
 def test_reaper_expires_finished_jobs_and_their_logs_after_the_ttl(ctx):
     runner_id, project_id = endpoint()
-    old = finish(runner_id, project_id, runners.COMPLETED)
-    recent = finish(runner_id, project_id, runners.FAILED)
+    old = finish(runner_id, project_id, jobs.COMPLETED)
+    recent = finish(runner_id, project_id, jobs.FAILED)
     running = claim_running(runner_id, project_id)
     for job_id in (old, recent, running):
-        runners.append_job_logs(ME, job_id, [{"stream": "stdout", "text": "x"}])
+        jobs.append_job_logs(ME, job_id, [{"stream": "stdout", "text": "x"}])
     cancelled = claim_running(runner_id, project_id)
-    runners.cancel_job(ME, cancelled)  # Opik keeps a job cancelled while running forever (README "differs")
+    jobs.cancel_job(ME, cancelled)  # Opik keeps a job cancelled while running forever (README "differs")
     Job.update(completed_at=now_us() - 8 * DAY).where(Job.id.in_([old, cancelled])).execute()
     Job.update(completed_at=now_us() - 6 * DAY).where(Job.id == recent).execute()  # inside the 7 days
-    runners.reap()
+    maintenance.reap(ctx)
     assert Job.get_or_none(Job.id == old) is None
     assert Job.get_or_none(Job.id == cancelled) is None
     assert JobLog.select().where(JobLog.job == old).count() == 0
-    assert load(recent).status == runners.FAILED
-    assert load(running).status == runners.RUNNING
-    assert runners.get_job_logs(ME, recent, 0) == [{"stream": "stdout", "text": "x"}]
+    assert load(recent).status == jobs.FAILED
+    assert load(running).status == jobs.RUNNING
+    assert jobs.get_job_logs(ME, recent, 0) == [{"stream": "stdout", "text": "x"}]
 
 
 # -- visibility and logs
@@ -500,30 +501,30 @@ def test_reaper_expires_finished_jobs_and_their_logs_after_the_ttl(ctx):
 def test_jobs_are_visible_to_the_runners_owner_only(ctx):
     runner_id, project_id = endpoint()
     job = new_job(project_id)
-    assert runners.get_job(ME, job.id).id == job.id
+    assert ownership.get_job(ME, job.id).id == job.id
     for stranger in (BOB, OTHER_WORKSPACE):
-        body = raises(404, runners.get_job, stranger, job.id)
+        body = raises(404, ownership.get_job, stranger, job.id)
         assert body == {"code": 404, "message": f"Job not found: '{job.id}'"}
-        raises(404, runners.cancel_job, stranger, job.id)
-        raises(404, runners.report_job_result, stranger, job.id, {"status": "completed"})
-        raises(404, runners.get_job_logs, stranger, job.id, 0)
-        raises(404, runners.append_job_logs, stranger, job.id, [{"stream": "stdout", "text": "x"}])
-    assert load(job.id).status == runners.PENDING
-    assert runners.get_job_logs(ME, job.id, 0) == []
+        raises(404, jobs.cancel_job, stranger, job.id)
+        raises(404, jobs.report_job_result, stranger, job.id, {"status": "completed"})
+        raises(404, jobs.get_job_logs, stranger, job.id, 0)
+        raises(404, jobs.append_job_logs, stranger, job.id, [{"stream": "stdout", "text": "x"}])
+    assert load(job.id).status == jobs.PENDING
+    assert jobs.get_job_logs(ME, job.id, 0) == []
 
 
 def test_logs_append_in_order_and_page_by_offset(ctx):
     runner_id, project_id = endpoint()
     job_id = claim_running(runner_id, project_id)
     first = [{"stream": "stdout", "text": "a"}, {"stream": "stderr", "text": "b"}]
-    runners.append_job_logs(ME, job_id, first)
-    runners.append_job_logs(ME, job_id, [])
-    runners.append_job_logs(ME, job_id, [{"stream": "stdout", "text": "c"}])
+    jobs.append_job_logs(ME, job_id, first)
+    jobs.append_job_logs(ME, job_id, [])
+    jobs.append_job_logs(ME, job_id, [{"stream": "stdout", "text": "c"}])
     everything = first + [{"stream": "stdout", "text": "c"}]
-    assert runners.get_job_logs(ME, job_id, 0) == everything
-    assert runners.get_job_logs(ME, job_id, 1) == everything[1:]
-    assert runners.get_job_logs(ME, job_id, 3) == []
-    assert runners.get_job_logs(ME, job_id, 99) == []
+    assert jobs.get_job_logs(ME, job_id, 0) == everything
+    assert jobs.get_job_logs(ME, job_id, 1) == everything[1:]
+    assert jobs.get_job_logs(ME, job_id, 3) == []
+    assert jobs.get_job_logs(ME, job_id, 99) == []
 
 
 def test_too_many_log_entries_is_400_before_the_lookup(ctx):
@@ -531,14 +532,14 @@ def test_too_many_log_entries_is_400_before_the_lookup(ctx):
     job_id = claim_running(runner_id, project_id)
     batch = [{"stream": "stdout", "text": str(i)} for i in range(1001)]
     expected = {"errors": ["Too many log entries. Maximum per batch is 1000"]}
-    assert raises(400, runners.append_job_logs, ME, job_id, batch) == expected
-    assert raises(400, runners.append_job_logs, ME, uuid.uuid4(), batch) == expected
-    assert runners.get_job_logs(ME, job_id, 0) == []
+    assert raises(400, jobs.append_job_logs, ME, job_id, batch) == expected
+    assert raises(400, jobs.append_job_logs, ME, uuid.uuid4(), batch) == expected
+    assert jobs.get_job_logs(ME, job_id, 0) == []
 
 
 def test_heartbeat_of_a_connect_runner_announces_nothing(ctx):
     runner_id = activate(project(), runner_type="connect")
-    assert runners.heartbeat(ME, runner_id, None) == []
+    assert runners.heartbeat(ctx, ME, runner_id, None) == []
 
 
 # -- deep_merge (checklist PATCH, §3.1)

@@ -3,7 +3,10 @@ import uuid
 
 import pytest
 
-from conftest import API, ROOT, create_job, pair, register
+from conftest import API, ROOT, create_job, pair, reap, register
+from opik_runners import jobs
+from opik_runners.models import Job, Runner, database
+from opik_runners.ownership import Caller
 
 
 def listing(client, runner_id, prefix=API, **query):
@@ -198,25 +201,19 @@ def test_malformed_uuid_in_path_or_query_is_404(client, endpoint_runner):
     assert response.json == {"code": 404, "message": "HTTP 404 Not Found"}
 
 
-def _finish_long_ago(app, job_ids):
-    import models
-    from models import Job
-
-    with app.app_context(), models.database.connection_context():
+def _finish_long_ago(job_ids):
+    with database.connection_context():
         Job.update(status="completed", completed_at=1).where(Job.id.in_(job_ids)).execute()
 
 
-def test_pages_stay_exact_after_expired_jobs_are_reaped(make_app):
-    import models
-    from models import Runner
-
-    app = make_app(OPIK_RUNNER_REAPER_INTERVAL="0")
+def test_pages_stay_exact_after_expired_jobs_are_reaped(app):
     client = app.test_client()
     runner_id, project_id = pair(client)
     register(client, runner_id)
     ids = [create_job(client, project_id, inputs={"i": i}) for i in range(30)]
     expired = ids[3:9] + ids[20:24]
-    _finish_long_ago(app, expired)  # finished "7 days ago": the next request's reaper deletes them
+    _finish_long_ago(expired)  # finished "7 days ago": the reaper deletes them
+    reap(app)
     kept = [job_id for job_id in ids if job_id not in expired][::-1]
     seen = []
     for page in range(4):
@@ -224,26 +221,20 @@ def test_pages_stay_exact_after_expired_jobs_are_reaped(make_app):
         assert body["total"] == 20
         seen += [job["id"] for job in body["content"]]
     assert seen == kept
-    with app.app_context(), models.database.connection_context():
+    with database.connection_context():
         runner = Runner.get_by_id(runner_id)
         assert runner.job_count == runner.last_seq == 20  # the gaps were closed
 
 
-def test_pages_stay_exact_while_gaps_remain(make_app):
-    import models
-    import runners
-    from models import Job, Runner
-
-    app = make_app()
-    client = app.test_client()
+def test_pages_stay_exact_while_gaps_remain(client):
     runner_id, project_id = pair(client)
     register(client, runner_id)
     ids = [create_job(client, project_id) for _ in range(12)]
-    with app.app_context(), models.database.connection_context():
+    with database.connection_context():
         # Expire jobs the way the reaper does, but leave the numbering with gaps.
         Job.delete().where(Job.id.in_([ids[2], ids[5], ids[6]])).execute()
         Runner.update(job_count=Runner.job_count - 3).where(Runner.id == runner_id).execute()
-        pages = [runners.list_jobs(runners.Caller("default", "admin"), runner_id, None, p, 4) for p in range(3)]
+        pages = [jobs.list_jobs(Caller("default", "admin"), runner_id, None, p, 4) for p in range(3)]
     kept = [job_id for job_id in ids if job_id not in (ids[2], ids[5], ids[6])][::-1]
     assert [total for total, _ in pages] == [9, 9, 9]
     import json

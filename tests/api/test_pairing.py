@@ -9,8 +9,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-import models
-import pairing
+from opik_runners import models, pairing
 from conftest import API, ROOT, activation_hmac, create_job, create_session, ensure_project, pair, register
 
 # Behaviour notes §4 (upstream PairingServiceImplTest vectors).
@@ -69,7 +68,7 @@ def heartbeat(client, runner_id, headers=None):
 
 
 def stored_session(app, session_id):
-    with app.app_context(), models.database.connection_context():
+    with models.database.connection_context():
         return models.PairingSession.get_by_id(uuid.UUID(session_id))
 
 
@@ -93,7 +92,7 @@ def test_vector_activates_over_http(app, client, session_id, key, name, expected
     activate with the vector's HMAC, exactly as a browser would send it."""
     project_id = ensure_project(client)
     created, runner_id, _ = create_session(client, project_id, key=key)
-    with app.app_context(), models.database.connection_context():
+    with models.database.connection_context():
         moved = models.PairingSession.update(id=uuid.UUID(session_id)).where(
             models.PairingSession.id == uuid.UUID(created)
         ).execute()
@@ -354,7 +353,7 @@ def test_second_activation_is_409(client):
 def test_expired_session_is_404(app, client):
     project_id = ensure_project(client)
     session_id, runner_id, key = create_session(client, project_id, ttl=60)
-    with app.app_context(), models.database.connection_context():
+    with models.database.connection_context():
         models.PairingSession.update(expires_at=models.now_us() - 1_000).where(
             models.PairingSession.id == uuid.UUID(session_id)
         ).execute()
@@ -426,7 +425,7 @@ def test_new_endpoint_runner_evicts_the_old_one(app, client):
     assert heartbeat(client, new_id).status_code == 200
 
     # Both the running and the pending job of the evicted runner failed.
-    with app.app_context(), models.database.connection_context():
+    with models.database.connection_context():
         for job_id in (pending, running):
             job = models.Job.get_by_id(uuid.UUID(job_id))
             assert job.status == "failed", (job_id, job.status)

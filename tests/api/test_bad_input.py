@@ -7,8 +7,8 @@ from types import SimpleNamespace
 
 import pytest
 
-import models
-from config import MAX_REQUEST_BYTES
+from opik_runners import models
+from opik_runners.limits import MAX_REQUEST_BYTES
 from conftest import API, ROOT, activation_hmac, create_job, create_session, pair, register
 
 # name -> (method, path template); {runner}, {job} and {session} are filled from the `world` fixture.
@@ -515,7 +515,7 @@ def test_second_activation_writes_nothing(client, world):
 
 def test_rejected_session_create_writes_nothing(app, client, world):
     def count():
-        with app.app_context(), models.database.connection_context():
+        with models.database.connection_context():
             return models.PairingSession.select().count()
 
     before = count()

@@ -1,13 +1,10 @@
-"""The shipped gunicorn configuration, run for real."""
-import base64
-import os
+"""The shipped serving configuration (`opik-runners serve`: gunicorn, gevent workers), run for real."""
 import threading
 
 import pytest
 import requests
 
-from conftest import AGENT, activation_hmac
-from server import Server, child_pids, fresh_database_url
+from server import Server, child_pids, fresh_database_url, pair
 
 
 @pytest.fixture
@@ -15,32 +12,6 @@ def server(tmp_path):
     srv = Server(fresh_database_url(tmp_path), OPIK_RUNNER_NEXT_JOB_POLL_TIMEOUT="6").start()
     yield srv
     srv.stop()
-
-
-def pair(url, workspace, name):
-    """Pair an endpoint runner with the `answer` agent in its own workspace."""
-    api = f"{url}/api/v1/private"
-    headers = {"Comet-Workspace": workspace}
-    assert requests.post(f"{api}/projects", json={"name": "demo"}, headers=headers, timeout=5).status_code == 201
-    project_id = requests.post(f"{api}/projects/retrieve", json={"name": "demo"}, headers=headers, timeout=5).json()["id"]
-    key = os.urandom(32)
-    session = requests.post(
-        f"{api}/pairing/sessions",
-        json={"project_id": project_id, "activation_key": base64.b64encode(key).decode(), "type": "endpoint"},
-        headers=headers,
-        timeout=5,
-    ).json()
-    activated = requests.post(
-        f"{api}/pairing/sessions/{session['session_id']}/activate",
-        json={"runner_name": name, "hmac": activation_hmac(session["session_id"], key, name)},
-        headers=headers,
-        timeout=5,
-    )
-    assert activated.status_code == 201
-    runner_id = session["runner_id"]
-    agents = requests.put(f"{api}/local-runners/{runner_id}/agents", json={"answer": AGENT}, headers=headers, timeout=5)
-    assert agents.status_code == 204
-    return {"runner_id": runner_id, "project_id": project_id, "headers": headers, "result": None}
 
 
 def test_held_long_polls_do_not_block_other_requests(server):
@@ -87,12 +58,6 @@ def test_held_long_polls_do_not_block_other_requests(server):
         thread.join(timeout=15)
         assert runner["result"].status_code == 200
         assert runner["result"].content == b"null"
-
-
-def test_command_line_bind_overrides_config(server):
-    # The fixture passes `-b 127.0.0.1:<port>`; the config's default is :5173.
-    assert server.port != 5173
-    assert requests.get(f"{server.url}/api/is-alive/ping", timeout=5).json() == {"healthy": True}
 
 
 def rss_kib(pid):

@@ -431,7 +431,7 @@ def test_a_worker_killed_under_load_loses_no_acknowledged_job_and_delivers_none_
     srv = start_server(
         OPIK_RUNNERS_WORKERS="2",
         OPIK_RUNNER_JOB_TIMEOUT="2",
-        OPIK_RUNNER_REAPER_INTERVAL="0",
+        OPIK_RUNNER_REAPER_INTERVAL="0.5",  # the background reaper, in whichever worker takes its lock
     )
     runner = pair(srv.url, "scale", "runner")
     stop = threading.Event()

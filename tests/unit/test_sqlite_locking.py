@@ -1,4 +1,4 @@
-"""SQLite's write lock is waited for by CooperativeSqliteDatabase, not by SQLite's busy
+"""SQLite's write lock is waited for by the SQLite backend, not by SQLite's busy
 handler: connections run with busy_timeout 0, and a statement refused as busy (a BEGIN,
 or a write in autocommit mode) is retried until the lock frees or the deadline passes."""
 import sqlite3
@@ -7,9 +7,10 @@ import threading
 import peewee as pw
 import pytest
 
-import models
-from models import Project
-from wakeups import Wakeup
+from opik_runners import models
+from opik_runners import backends
+from opik_runners.backends import SqliteBackend
+from opik_runners.models import Project, Wakeup
 
 from server import POSTGRES_URL
 
@@ -18,7 +19,7 @@ pytestmark = pytest.mark.skipif(bool(POSTGRES_URL), reason="SQLite's locking")
 
 @pytest.fixture
 def database(app):
-    with app.app_context(), models.database.connection_context():
+    with models.database.connection_context():
         yield models.database
 
 
@@ -86,7 +87,7 @@ def test_reads_do_not_wait_for_a_writer(database):
 
 
 def test_the_wait_gives_up_at_the_deadline_and_writes_nothing(database, monkeypatch):
-    monkeypatch.setattr(models, "BUSY_TIMEOUT_SECONDS", 0.2)
+    monkeypatch.setattr(backends, "BUSY_TIMEOUT_SECONDS", 0.2)
     lock = WriteLock(database)  # never released while the write waits
     with pytest.raises(pw.OperationalError, match="locked"):
         with database.atomic():
@@ -101,7 +102,7 @@ def connect_together(paths, per_file=4):
     errors = []
 
     def open_one(path, barrier):
-        database = models.CooperativeSqliteDatabase(path, max_connections=1)
+        database = SqliteBackend(path, max_connections=1)
         barrier.wait()
         try:
             database.connect()
@@ -142,7 +143,7 @@ def test_a_new_connection_waits_for_a_lock_held_on_the_file(tmp_path):
 
     releaser = threading.Timer(0.3, release)
     releaser.start()
-    database = models.CooperativeSqliteDatabase(path, max_connections=1)
+    database = SqliteBackend(path, max_connections=1)
     database.connect()
     assert released.is_set()  # it waited for the other connection, then switched the file to WAL
     assert database.execute_sql("PRAGMA journal_mode").fetchone() == ("wal",)

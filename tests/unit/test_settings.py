@@ -2,8 +2,10 @@
 mean what their names say."""
 import pytest
 
-import config
-from config import load_config, parse_duration
+from opik_runners import limits
+from opik_runners.settings import SETTINGS, SettingsError, load_settings, parse_duration
+
+ATTRIBUTE = {setting.env: setting.name for setting in SETTINGS}
 
 HOUR, DAY = 3600, 86400
 
@@ -37,12 +39,12 @@ CONSTANTS = [
 
 @pytest.mark.parametrize("name, expected", DEFAULTS)
 def test_an_empty_environment_gives_opiks_defaults(name, expected):
-    assert load_config({})[name] == expected
+    assert getattr(load_settings({}), ATTRIBUTE[name]) == expected
 
 
 @pytest.mark.parametrize("name, expected", CONSTANTS)
 def test_fixed_limits_are_opiks(name, expected):
-    assert getattr(config, name) == expected
+    assert getattr(limits, name) == expected
 
 
 @pytest.mark.parametrize(
@@ -51,12 +53,12 @@ def test_fixed_limits_are_opiks(name, expected):
 )
 def test_durations_take_seconds_or_opiks_duration_strings(text, seconds):
     assert parse_duration(text) == seconds
-    assert load_config({"OPIK_RUNNER_HEARTBEAT_TTL": text})["OPIK_RUNNER_HEARTBEAT_TTL"] == seconds
+    assert load_settings({"OPIK_RUNNER_HEARTBEAT_TTL": text}).heartbeat_ttl == seconds
 
 
 @pytest.mark.parametrize("text, seconds", [("48", 48 * HOUR), ("1.5", 1.5 * HOUR), ("36h", 36 * HOUR), ("2s", 2)])
 def test_the_purge_time_counts_hours_as_its_name_says(text, seconds):
-    assert load_config({"OPIK_RUNNER_DEAD_PURGE_HOURS": text})["OPIK_RUNNER_DEAD_PURGE_HOURS"] == seconds
+    assert load_settings({"OPIK_RUNNER_DEAD_PURGE_HOURS": text}).dead_runner_purge == seconds
 
 
 @pytest.mark.parametrize(
@@ -68,13 +70,24 @@ def test_the_purge_time_counts_hours_as_its_name_says(text, seconds):
         ("OPIK_RUNNER_MAX_PENDING", "lots"),
         ("OPIK_PAIRING_AUTO_ACTIVATE", "maybe"),
         ("OPIK_API_KEYS", "no-colon"),
+        ("OPIK_RUNNERS_WORKERS", "-2"),
     ],
 )
 def test_a_malformed_value_stops_the_start_naming_it(name, text):
-    with pytest.raises(ValueError, match=repr(text)[1:-1]):
-        load_config({name: text})
+    with pytest.raises(SettingsError) as refused:
+        load_settings({name: text})
+    assert str(refused.value).startswith(f"{name}={text!r}: ")
 
 
 def test_overrides_win_over_the_environment():
-    settings = load_config({"OPIK_RUNNER_MAX_PENDING": "7"}, OPIK_RUNNER_MAX_PENDING="9")
-    assert settings["OPIK_RUNNER_MAX_PENDING"] == 9
+    settings = load_settings({"OPIK_RUNNER_MAX_PENDING": "7"}, OPIK_RUNNER_MAX_PENDING="9")
+    assert settings.max_pending_jobs == 9
+
+
+def test_an_unknown_override_is_refused_by_name():
+    with pytest.raises(SettingsError, match="OPIK_RUNNER_HEARTBEAT"):
+        load_settings({}, OPIK_RUNNER_HEARTBEAT="1s")
+
+
+def test_every_setting_has_an_attribute_and_a_distinct_variable():
+    assert len({s.env for s in SETTINGS}) == len({s.name for s in SETTINGS}) == len(SETTINGS)

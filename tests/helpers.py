@@ -1,0 +1,35 @@
+"""What the in-process and the real-server tests share: a runner's agent, the pairing HMAC, and
+a stuck job written straight to the store."""
+import base64
+import hashlib
+import hmac
+import uuid
+
+from opik_runners.models import SECOND, Job, Project, Runner, new_id, now_us
+
+
+def activation_hmac(session_id, key_bytes, runner_name):
+    message = uuid.UUID(str(session_id)).bytes + hashlib.sha256(runner_name.encode()).digest()
+    return base64.b64encode(hmac.new(key_bytes, message, hashlib.sha256).digest()).decode()
+
+
+AGENT = {
+    "description": "Answer a question n times.",
+    "language": "python",
+    "params": [
+        {"name": "question", "type": "string", "presence": "required"},
+        {"name": "n", "type": "integer", "presence": "optional"},
+    ],
+    "timeout": 0,
+}
+
+
+def running_job(timeout, started_ago):
+    """A running job of a live runner, started `started_ago` seconds ago with `timeout`, written
+    straight to the open database (with a connection open); its id."""
+    now = now_us()
+    project = Project.create(workspace="w", name=f"p-{new_id()}", created_by="u", last_updated_by="u")
+    runner = Runner.create(id=new_id(), workspace="w", user_name="u", project_id=project.id, type="endpoint",
+                           name="r", connected_at=now, heartbeat_expires_at=now + 3600 * SECOND, job_count=1, last_seq=1)
+    return Job.create(runner=runner.id, project_id=project.id, agent_name="a", status="running", timeout=timeout,
+                      started_at=now - int(started_ago * SECOND), seq=1, document="{}").id

@@ -1,0 +1,81 @@
+"""Every query on a hot path is served by an index: no full table scans (SQLite's plan).
+
+Each named statement (statements.Statement) is read with EXPLAIN QUERY PLAN as it is
+compiled for SQLite, so a new statement is checked the moment it is written; the
+reaper's queries, which are built as they run, are listed below."""
+import re
+import uuid
+
+import pytest
+
+from opik_runners import bridge, jobs, maintenance, ownership, runners  # noqa: F401 - their statements
+from opik_runners.models import BridgeCommand, Job, PairingSession, Runner, database, now_us
+from opik_runners.statements import Statement
+from server import POSTGRES_URL, fresh_database_url
+
+# Statements that read a single row by primary key or write one: nothing to index.
+BY_KEY = {"insert job", "start maintenance cycle", "last maintenance start"}
+REAPER = {
+    "stuck jobs": lambda: Job.select().where(
+        (Job.status == "running") & (Job.started_at + Job.timeout * 1_000_000 < now_us())
+    ),
+    "dead runners": lambda: Runner.select().where(Runner.detached_at.is_null() & (Runner.heartbeat_expires_at <= now_us())),
+    "finished jobs": lambda: Job.select().where(
+        Job.status.in_(["completed", "failed", "cancelled"]) & (Job.completed_at < now_us())
+    ),
+    "sessions": lambda: PairingSession.select().where(PairingSession.expires_at < now_us()),
+    "stale bridge commands": lambda: BridgeCommand.select().where(
+        (BridgeCommand.status == "picked_up") & (BridgeCommand.picked_up_at + BridgeCommand.timeout_seconds < 5)
+    ),
+    "runners of a project": lambda: ownership.owned_runners("default", "admin")
+    .where(Runner.project_id == uuid.uuid4())
+    .order_by(Runner.connected_at.desc()),
+}
+
+
+def plan(sql, params):
+    return [row[-1] for row in database.execute_sql(f"EXPLAIN QUERY PLAN {sql}", params).fetchall()]
+
+
+def assert_indexed(name, steps):
+    # "SEARCH ... USING INDEX" narrows by the index; any "SCAN" walks a whole table or index.
+    assert not [step for step in steps if step.startswith("SCAN")], f"{name}: {steps}"
+    # (A line naming a subquery only announces the SEARCH steps under it.)
+    announces = re.compile(r"(CORRELATED )?SCALAR SUBQUERY( \d+)?")
+    assert all(step.startswith("SEARCH") or "TEMP B-TREE" in step or announces.fullmatch(step) for step in steps), (
+        f"{name}: {steps}"
+    )
+
+
+# The plans read here are SQLite's; PostgreSQL plans by statistics, not by shape.
+pytestmark = pytest.mark.skipif(bool(POSTGRES_URL), reason="SQLite query plans")
+
+
+@pytest.fixture
+def store(app):
+    with database.connection_context():
+        yield
+
+
+@pytest.mark.parametrize("statement", [s for s in Statement.every if s.name not in BY_KEY], ids=lambda s: s.name)
+def test_statement_uses_an_index(store, statement):
+    sql, params = statement.bind({name: 0 for name in statement.names})
+    assert_indexed(statement.name, plan(sql, params))
+
+
+@pytest.mark.parametrize("name", REAPER)
+def test_reaper_query_uses_an_index(store, name):
+    assert_indexed(name, plan(*REAPER[name]().sql()))
+
+
+def test_every_statement_has_a_distinct_name():
+    names = [statement.name for statement in Statement.every]
+    assert len(names) == len(set(names))
+
+
+def test_schema_creation_is_idempotent(make_app, tmp_path):
+    url = fresh_database_url(tmp_path)
+    make_app(DATABASE_URL=url)
+    make_app(DATABASE_URL=url)  # a second start on the same database must not fail
+    with database.connection_context():
+        assert set(database.get_tables()) >= {"runner", "job", "job_log", "pairing_session", "project"}

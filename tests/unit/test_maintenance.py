@@ -1,0 +1,113 @@
+"""The reaper's lock, its schedule and its background thread, with a database and settings only.
+
+One cycle runs at a time across every worker and instance sharing the database, once per
+interval; `force` (the `opik-runners reap` command) skips the wait but not the lock, and a
+holder that dies lets the lock go."""
+import signal
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+
+from opik_runners import db, maintenance
+from opik_runners.maintenance import REAPER
+from helpers import running_job
+from opik_runners.models import Job, MaintenanceTask, database
+from opik_runners.settings import load_settings
+from server import fresh_database_url, wait_until
+from threads import Task, run_all
+
+# A process that takes the reaper's lock through the backend, says so, and waits to be killed.
+HOLDER = """
+import sys, time
+from opik_runners import db
+backend = db.open_database(sys.argv[1])
+backend.connect()
+with backend.exclusive("reaper") as taken:
+    print("held" if taken else "refused", flush=True)
+    time.sleep(120)
+"""
+
+
+@pytest.fixture
+def settings(tmp_path):
+    url = fresh_database_url(tmp_path)
+    backend = db.open_and_migrate(url)
+    with database.connection_context():
+        yield load_settings({}, DATABASE_URL=url, OPIK_RUNNER_REAPER_INTERVAL="60")
+    maintenance.stop()
+    backend.shut()
+
+
+def task():
+    return MaintenanceTask.get_by_id(REAPER)
+
+
+def holding_process(settings):
+    """Another process holding the reaper's lock (until killed)."""
+    process = subprocess.Popen([sys.executable, "-c", HOLDER, settings.database_url], stdout=subprocess.PIPE,
+                               text=True)
+    assert process.stdout.readline().strip() == "held"
+    return process
+
+
+def test_a_due_cycle_runs_and_reports_what_it_did(settings):
+    stuck = running_job(timeout=1, started_ago=5)
+    report = maintenance.run_cycle(settings)
+    assert report.jobs_timed_out == 1 and sum(report) == 1
+    assert Job.get_by_id(stuck).status == "failed"
+    assert task().last_started_at > 0 and task().last_holder == maintenance.HOLDER
+
+
+def test_a_cycle_is_not_due_again_within_the_interval(settings):
+    assert maintenance.run_cycle(settings) is not None
+    running_job(timeout=1, started_ago=5)
+    assert maintenance.run_cycle(settings) is None  # due 60 s after the last start
+    assert maintenance.run_cycle(settings, force=True).jobs_timed_out == 1  # the command does not wait
+
+
+def test_a_cycle_running_elsewhere_excludes_even_a_forced_one(settings):
+    holder = holding_process(settings)
+    try:
+        assert maintenance.run_cycle(settings, force=True) is None
+        assert task().last_started_at == 0
+    finally:
+        holder.kill()
+        holder.wait()
+
+
+def test_a_holder_killed_mid_cycle_lets_the_lock_go(settings):
+    holder = holding_process(settings)
+    holder.send_signal(signal.SIGKILL)
+    holder.wait()
+    # PostgreSQL ends the session once it sees the connection close; a file lock goes at once.
+    assert wait_until(lambda: maintenance.run_cycle(settings) is not None, timeout=10)
+
+
+def test_of_many_workers_trying_at_once_one_runs_the_cycle(settings):
+    reports, barrier = [], threading.Barrier(6)
+
+    def worker():
+        barrier.wait()
+        with database.connection_context():
+            reports.append(maintenance.run_cycle(settings))
+
+    run_all([Task(worker) for _ in range(6)], timeout=60)
+    assert sum(report is not None for report in reports) == 1
+
+
+def test_the_background_reaper_acts_with_nothing_else_running(settings):
+    # (tests/acceptance/test_command.py holds a real server to "within two intervals".)
+    job_id = running_job(timeout=1, started_ago=0)
+    maintenance.start(settings._replace(reaper_interval=0.3))
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline and Job.get_by_id(job_id).status == "running":
+        time.sleep(0.05)
+    job = Job.get_by_id(job_id)
+    assert (job.status, job.error) == ("failed", "Job timed out after 1s")
+
+
+def test_interval_0_runs_no_background_reaper(settings):
+    assert maintenance.start(settings._replace(reaper_interval=0)) is None
