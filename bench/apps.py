@@ -4,11 +4,11 @@ import os
 
 from flask import Response
 
-import app as service
+from opik_runners.app import create_app as create_service
 
 
 def create_app():
-    application = service.create_app()
+    application = create_service()
     size = int(os.environ.get("BENCH_STATIC_BYTES", "1000"))
     body = ('{"content":"' + "x" * max(size - 14, 0) + '"}').encode()
 

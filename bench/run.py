@@ -23,11 +23,10 @@ from pathlib import Path
 
 import aiohttp
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path[:0] = [str(ROOT), str(ROOT / "tests"), str(ROOT / "bench")]
+import seed  # beside this script
+from opik_runners.testing import Server
 
-import seed  # noqa: E402
-from server import Server  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 API = "/api/v1/private"
 rows = []
@@ -132,7 +131,8 @@ def throughput(url, runners, seconds):
     probe = Server(url, OPIK_RUNNERS_LOG_LEVEL="warning").start(timeout=60)
     size = len(requests.get(f"{probe.url}{listing_path}", timeout=10).content)
     probe.stop()
-    server = Server(url, app="bench.apps:create_app()", OPIK_RUNNERS_LOG_LEVEL="warning", BENCH_STATIC_BYTES=str(size))
+    server = Server(url, app="bench.apps:create_app()", cwd=ROOT, OPIK_RUNNERS_LOG_LEVEL="warning",
+                    BENCH_STATIC_BYTES=str(size))
     server.start(timeout=60)
     try:
         wrk(f"{server.url}/bench/static", 1)

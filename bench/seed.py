@@ -3,9 +3,9 @@ import uuid
 
 from tqdm import tqdm
 
-import models
-import runners
-from models import SECOND, Job, Project, Runner, database, new_id, now_us
+from opik_runners import db
+from opik_runners.jobs import render
+from opik_runners.models import SECOND, Job, Project, Runner, database, new_id, now_us
 
 WORKSPACE, USER = "default", "admin"
 AGENT = {
@@ -49,7 +49,7 @@ def full_job(runner_id, project_id, seq, status="completed"):
                   "dataset_item_version_id": str(uuid.uuid4()), "dataset_item_id": str(uuid.uuid4())},
         timeout=1800, created_at=now, started_at=now, completed_at=now,
     )
-    row["document"] = runners.render(Job(**row))
+    row["document"] = render(Job(**row))
     return row
 
 
@@ -70,6 +70,5 @@ def jobs(plan, project_id, batch=2000, progress=True):
 
 
 def open_store(url):
-    models.open_database(url)
-    models.create_tables()
+    db.open_and_migrate(url)
     database.connect(reuse_if_open=True)
