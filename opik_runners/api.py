@@ -6,11 +6,9 @@ import zlib
 
 from flask import Blueprint, Response, current_app, g, request, url_for
 
-from . import __version__, bridge, jobs, pairing, projects, runners, schemas, traces
+from . import __version__, bridge, jobs, ownership, pairing, projects, runners, schemas, traces
 from .errors import error, failure
 from .limits import MAX_REQUEST_BYTES
-from .ownership import get_job as find_job
-from .ownership import get_runner as find_runner
 
 api = Blueprint("api", __name__)
 
@@ -173,7 +171,7 @@ def list_runners():
 
 @api.get("/v1/private/local-runners/<uuid:runner_id>")
 def get_runner(runner_id):
-    return respond(schema_of(schemas.RunnerSchema).dump(find_runner(g.caller, runner_id)))
+    return respond(schema_of(schemas.RunnerSchema).dump(ownership.get_runner(g.caller, runner_id)))
 
 
 @api.delete("/v1/private/local-runners/<uuid:runner_id>")
@@ -230,7 +228,7 @@ def create_job():
 
 @api.get("/v1/private/local-runners/jobs/<uuid:job_id>")
 def get_job(job_id):
-    return Response(find_job(g.caller, job_id).document, mimetype="application/json")
+    return Response(ownership.get_job(g.caller, job_id).document, mimetype="application/json")
 
 
 @api.post("/v1/private/local-runners/jobs/<uuid:job_id>/results")
