@@ -106,8 +106,7 @@ def reap():
     report = maintenance.run_cycle(settings, force=True)
     if report is None:
         raise click.ClickException("another reaper cycle is running right now; nothing done")
-    done = [f"{count} {what.replace('_', ' ')}" for what, count in report._asdict().items()]
-    click.echo("Reaper cycle done: " + ", ".join(done) + ".")
+    click.echo(f"Reaper cycle done: {maintenance.describe(report)}.")
 
 
 @main.command()

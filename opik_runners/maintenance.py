@@ -72,8 +72,13 @@ def run_cycle(settings, force=False):
             return None
         report = reap(settings)
     if any(report):
-        log.info("reaper cycle: %s", ", ".join(f"{n} {what.replace('_', ' ')}" for what, n in report._asdict().items() if n))
+        log.info("reaper cycle: %s", describe(report, skip_zeros=True))
     return report
+
+
+def describe(report, skip_zeros=False):
+    """'1 jobs timed out, 0 runners purged, ...': what a cycle did, for the log and the command."""
+    return ", ".join(f"{n} {what.replace('_', ' ')}" for what, n in report._asdict().items() if n or not skip_zeros)
 
 
 def seconds_until_due(settings):

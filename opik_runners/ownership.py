@@ -23,13 +23,7 @@ def owned_runners(workspace, user):
 def owns_job_runner(workspace, user):
     """A condition on Job: its runner is one of (workspace, user)'s live runners. An EXISTS
     rather than a join, so PostgreSQL's FOR UPDATE locks the job rows alone."""
-    owned = Runner.select(Runner.id).where(
-        (Runner.id == Job.runner)
-        & (Runner.workspace == workspace)
-        & (Runner.user_name == user)
-        & Runner.detached_at.is_null()
-    )
-    return fn.EXISTS(owned)
+    return fn.EXISTS(owned_runners(workspace, user).select(Runner.id).where(Runner.id == Job.runner))
 
 
 FIND_RUNNER = Statement(

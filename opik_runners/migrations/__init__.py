@@ -66,12 +66,12 @@ def recorded_version():
     return 1 if "runner" in tables else 0
 
 
-def refuse_newer(version, code_version=None):
+def refuse_newer(version):
     if version > LATEST:
         from .. import __version__
 
         raise SchemaTooNew(
-            f"the database's schema is version {version}, newer than this opik-runners ({code_version or __version__}) "
+            f"the database's schema is version {version}, newer than this opik-runners ({__version__}) "
             f"knows (version {LATEST}); upgrade opik-runners, or point DATABASE_URL at another database"
         )
 
