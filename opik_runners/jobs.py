@@ -279,9 +279,14 @@ def list_jobs(caller, runner_id, project_id, page, size):
 def time_out_running_jobs(now):
     """Fail running jobs past their timeout; their number."""
     timed_out = 0
-    for job in Job.select(Job.id, Job.timeout).where(
+    # Read whole before writing: a SELECT still being stepped keeps its connection on the snapshot
+    # it began at, and once another connection commits, SQLite refuses that connection's
+    # BEGIN IMMEDIATE as busy for as long as the SELECT stays open (the reaper stalled so, once
+    # the control plane's listeners committed beside it).
+    stuck = list(Job.select(Job.id, Job.timeout).where(
         (Job.status == RUNNING) & (Job.started_at + Job.timeout * SECOND < now)
-    ):
+    ))
+    for job in stuck:
         if change_jobs(
             (Job.id == job.id) & (Job.status == RUNNING),
             status=FAILED, error=f"Job timed out after {job.timeout}s", completed_at=now,
@@ -320,5 +325,5 @@ def renumber_jobs(runner_id):
 
 
 def renumber_gapped_runners():
-    for runner in Runner.select(Runner.id).where(Runner.last_seq != Runner.job_count):
+    for runner in list(Runner.select(Runner.id).where(Runner.last_seq != Runner.job_count)):  # whole: see above
         renumber_jobs(runner.id)

@@ -114,7 +114,10 @@ def heartbeat(settings, caller, runner_id, capabilities):
 def purge_dead_runners(settings, now):
     """Detach runners without a heartbeat for the purge time; their number."""
     purge_before = now - int(settings.dead_runner_purge * SECOND)
-    dead = Runner.select(Runner.id).where(Runner.detached_at.is_null() & (Runner.heartbeat_expires_at <= purge_before))
+    # Read whole before writing (jobs.time_out_running_jobs says why).
+    dead = list(Runner.select(Runner.id).where(
+        Runner.detached_at.is_null() & (Runner.heartbeat_expires_at <= purge_before)
+    ))
     purged = 0
     for runner in dead:
         detach_runner(runner.id, "purged after staying dead")
