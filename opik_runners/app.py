@@ -7,7 +7,7 @@ import time
 from flask import Flask, current_app, g, request
 from werkzeug.exceptions import HTTPException
 
-from . import db, maintenance
+from . import admin, db, maintenance
 from .api import api, respond
 from .errors import ApiError, failure
 from .limits import MAX_REQUEST_BYTES
@@ -38,6 +38,7 @@ def create_app(**overrides):
     # The CLI links to this page on the domain root, whatever prefix the API has.
     app.add_url_rule("/opik/pair/v1", "pairing_page", lambda: app.send_static_file("pair.html"))
 
+    admin.init_app(app, settings)  # first: its fault hook runs before any other
     app.before_request(identify_caller)
     app.teardown_request(yield_to_other_requests)
     app.register_error_handler(ApiError, render_api_error)

@@ -8,7 +8,8 @@ between the two, behind one interface the domain calls without asking which it h
 - `claim_rows(query)`: the same, skipping rows another claim holds (exactly-once claims);
 - `notify(key)`: wake the long polls waiting on `key`, in every process, once the
   caller's transaction commits (a `wakeup` row, or `pg_notify`), and `start_watcher()`
-  to pass other processes' wake-ups on to this one's waiters (wakeups.py);
+  to pass other processes' wake-ups on to this one's waiters (wakeups.py); a key in
+  wakeups.ON_EVERY_COMMIT needs no row on SQLite: its watcher wakes it on every commit;
 - `serialize_schema_changes()`: inside a transaction, make concurrent starters take turns;
 - `exclusive(name)`: a named lock that one process holds at a time and that is let go
   when its holder dies (a file lock, or a PostgreSQL advisory lock);
@@ -112,6 +113,8 @@ class SqliteWatcher(threading.Thread):
                 current = conn.execute("PRAGMA data_version").fetchone()[0]
                 if current != version:
                     version = current
+                    for text in wakeups.ON_EVERY_COMMIT:
+                        wakeups.wake(text)
                     for row_id, text in conn.execute("SELECT id, key FROM wakeup WHERE id > ? ORDER BY id", (last,)):
                         last = row_id
                         wakeups.wake(text)
@@ -175,7 +178,8 @@ class SqliteBackend(Backend, PooledSqliteDatabase):
 
     def notify(self, key):
         text = wakeups.key_text(key)
-        self.execute_sql(self.NOTIFY, (text, time.time()))
+        if text not in wakeups.ON_EVERY_COMMIT:
+            self.execute_sql(self.NOTIFY, (text, time.time()))
         wakeups.wake(text)
 
     def prune_wakeups(self):

@@ -1,4 +1,4 @@
-"""The `opik-runners` command: serve, migrate, reap, backup."""
+"""The `opik-runners` command: serve, migrate, reap, backup, seed, simulate."""
 import os
 
 import click
@@ -132,3 +132,106 @@ def backup(file, force):
         raise click.ClickException(str(exc)) from None
     size = os.path.getsize(file)
     click.echo(f"Backed up {backend.database} to {file} ({size:,} bytes, integrity check ok).")
+
+
+@main.command()
+@click.option("--project", required=True, metavar="NAME", help="The Opik project to pair with (created if missing).")
+@click.option("--url", envvar="OPIK_URL_OVERRIDE", metavar="URL",
+              help="The Opik API base URL, as the opik CLI takes it (default: $OPIK_URL_OVERRIDE, else "
+                   "http://127.0.0.1:5173/api, where `opik-runners serve` listens).")
+@click.option("--name", metavar="NAME", help="The runner's name (default: simulated-<6 hex digits>). A server that "
+                                             "activates pairing itself names the runner after its id.")
+@click.option("--agents", "spec", metavar="SPEC", default="echo,fail,sleep:5,logs:10", show_default=True,
+              help="Comma-separated [NAME=]SCRIPT items; NAME defaults to the script's word (see SCRIPTS below).")
+@click.option("--workspace", envvar="OPIK_WORKSPACE", default="default", show_default=True, metavar="NAME",
+              help="Sent as Comet-Workspace (or $OPIK_WORKSPACE).")
+@click.option("--api-key", envvar="OPIK_API_KEY", metavar="KEY",
+              help="Sent as Authorization, with no Bearer prefix (or $OPIK_API_KEY).")
+@click.option("--pairing", type=click.Choice(["auto", "headless", "link"]), default="auto", show_default=True,
+              help="auto: take the server's auto-activation, else this server's control plane, else print the "
+                   "pairing link; headless: activate with the HMAC itself, as `opik endpoint --headless`; "
+                   "link: always wait for the link to be opened (unless the server auto-activates).")
+def simulate(project, url, name, spec, workspace, api_key, pairing):
+    """Run a simulated `opik endpoint` runner whose agents follow scripts.
+
+    For building a UI or a client on Opik runners without writing an agent. It uses the
+    public Opik API only, with the calls the opik CLI makes, so it serves against this
+    server or a real Opik alike: it pairs (with the server's auto-activation
+    OPIK_PAIRING_AUTO_ACTIVATE, this server's control plane, or a link you open in a
+    browser), registers its agents, heartbeats, takes jobs (several at once), reports
+    their results, logs and traces, and deletes its runner on Ctrl-C or SIGTERM.
+
+    \b
+    SCRIPTS (every agent declares an optional string param `message`; echo also
+    `count`, `temperature` and `verbose`, one of each type, for a form to show)
+      echo           returns its inputs as the result
+      fail           fails; the error is "SimulatedError: <message input, or a default>"
+      sleep:SECONDS  waits SECONDS, then returns its inputs
+      logs:N         writes N log lines, alternating stdout and stderr, then returns its inputs
+      timeout        never answers: the job stays running until the server times it out
+
+    \b
+    Example:
+      opik-runners simulate --project demo --agents echo,nap=sleep:2,logs:100,stuck=timeout
+    """
+    from . import simulate as simulation
+
+    try:
+        agents = simulation.parse_agents(spec)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--agents") from None
+    try:
+        simulation.check_name(name)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--name") from None
+    runner = simulation.Simulator(project, agents, url=url, name=name, workspace=workspace, api_key=api_key,
+                                  pairing=pairing, say=click.echo)
+    try:
+        runner.run()
+    except simulation.SimulationError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+@main.command()
+@click.argument("file", type=click.File("r", encoding="utf-8"))
+@click.option("--workspace", metavar="NAME",
+              help="Load into this workspace: items that name none go here, one naming another is an error; "
+                   "with --replace, wipe only this workspace.")
+@click.option("--replace", is_flag=True, help="Wipe the database (or --workspace) first, in the same transaction.")
+def seed(file, workspace, replace):
+    """Load a state document (FILE, or - for stdin) into the database.
+
+    The document is what GET /_admin/state answers, or one written by hand: projects,
+    runners (connected ones need no pairing), jobs in any status with their logs, pairing
+    sessions, bridge commands, traces and spans; the README describes the format. Loading
+    is all or nothing: a document that will not load changes nothing.
+    """
+    import json
+
+    from . import state
+    from .models import database
+
+    def refuse(constant):
+        raise ValueError(f"{constant} is not a JSON value")
+
+    try:
+        document = json.load(file, parse_constant=refuse)
+    except ValueError as exc:
+        raise click.ClickException(f"{file.name}: not a JSON document: {exc}") from None
+    if workspace is not None and isinstance(document, dict):
+        if document.get("workspace") not in (None, workspace):
+            raise click.ClickException(f"{file.name}: the document is for workspace {document['workspace']!r}, "
+                                       f"not {workspace!r}")
+        document = {**document, "workspace": workspace}
+    settings = read_settings()
+    open_database(settings)
+    try:
+        with database.atomic():
+            if replace:
+                state.wipe(workspace)
+            loaded = state.load_state(settings, document)
+    except state.StateError as exc:
+        raise click.ClickException(f"{file.name}: {exc}") from None
+    if replace:
+        click.echo(f"Wiped {'the database' if workspace is None else f'workspace {workspace!r}'}.")
+    click.echo("Loaded " + ", ".join(f"{count} {kind.replace('_', ' ')}" for kind, count in loaded.items()) + ".")

@@ -1,6 +1,6 @@
 """The database an app serves from: which backend, its schema brought up to date, and
 a pooled connection per request (flaskr's `db.init_app`)."""
-from . import backends, migrations
+from . import backends, control, journal, migrations
 from .models import database
 
 
@@ -8,9 +8,14 @@ def open_database(url, pool_size=20):
     """Bind the models to the backend for `url`; a previously open one (tests open one per
     test) stops its watcher and gives its connections back."""
     backend = backends.open_backend(url, pool_size)
+    # The control listener reads the database from its own thread: not while it is swapped.
+    listening = control.stop()
+    journal.stop_flusher()
     if database.obj is not None:
         database.obj.shut()
     database.initialize(backend)
+    if listening:
+        control.start()
     return backend
 
 
@@ -20,6 +25,8 @@ def open_and_migrate(url, pool_size=20):
     backend = open_database(url, pool_size)
     with backend.connection_context():
         migrations.migrate()
+        control.forget()  # the clock and fault rules are this database's (tests open one after another)
+        control.refresh()
     return backend
 
 

@@ -14,9 +14,10 @@ import os
 import random
 import socket
 import threading
+import time
 from collections import namedtuple
 
-from . import bridge, jobs, pairing, runners
+from . import bridge, clock, jobs, pairing, runners
 from .models import SECOND, MaintenanceTask, database, now_us
 from .statements import Param, Statement
 
@@ -66,7 +67,8 @@ def run_cycle(settings, force=False):
     with database.exclusive(REAPER) as taken:
         if not taken:
             return None
-        now = now_us()
+        # The schedule keeps real time: the control plane's clock moves what is due, not when.
+        now = clock.real_now_us()
         due_before = now if force else now - int(settings.reaper_interval * SECOND)
         if not START_CYCLE.execute(name=REAPER, now=now, holder=HOLDER, due_before=due_before).rowcount:
             return None
@@ -76,6 +78,19 @@ def run_cycle(settings, force=False):
     return report
 
 
+def run_cycle_now(settings, timeout=10.0):
+    """A cycle that starts now: forced, and if another worker or instance holds the lock (its
+    cycle may have read the time before a change), run once it is let go. Its Report, or None
+    if the lock stayed taken for `timeout` seconds."""
+    deadline = time.monotonic() + timeout
+    while True:
+        report = run_cycle(settings, force=True)
+        if report is not None or time.monotonic() > deadline:
+            return report
+        database.hand_back_connection()
+        time.sleep(0.01)
+
+
 def describe(report, skip_zeros=False):
     """'1 jobs timed out, 0 runners purged, ...': what a cycle did, for the log and the command."""
     return ", ".join(f"{n} {what.replace('_', ' ')}" for what, n in report._asdict().items() if n or not skip_zeros)
@@ -83,7 +98,7 @@ def describe(report, skip_zeros=False):
 
 def seconds_until_due(settings):
     (last_started_at,) = LAST_START.one(name=REAPER)
-    return max(0.0, (last_started_at + int(settings.reaper_interval * SECOND) - now_us()) / SECOND)
+    return max(0.0, (last_started_at + int(settings.reaper_interval * SECOND) - clock.real_now_us()) / SECOND)
 
 
 class Reaper(threading.Thread):

@@ -11,14 +11,11 @@ import time
 import peewee as pw
 from uuid6 import uuid7
 
+from .clock import now_us
+
 # The open backend (backends.py), bound by db.open_database.
 database = pw.DatabaseProxy()
 SECOND = 1_000_000  # timestamps are integer microseconds
-
-
-def now_us():
-    """Wall-clock time in integer microseconds: exact to compare, cheap to index."""
-    return time.time_ns() // 1000
 
 
 def new_id():
@@ -36,6 +33,19 @@ class JSONField(pw.TextField):
 
     def python_value(self, value):
         return None if value is None else json.loads(value)
+
+
+class SequenceField(pw.BigAutoField):
+    """An id never given twice, even once every row is deleted (a journal entry's, a fault rule's:
+    a test holding one must not meet it again after a reset). SQLite reuses max(id) + 1 unless
+    the key is AUTOINCREMENT; PostgreSQL's sequences never go back."""
+
+    def ddl(self, ctx):
+        node = super().ddl(ctx)
+        database = self.model._meta.database
+        if isinstance(getattr(database, "obj", database), pw.SqliteDatabase):
+            return pw.NodeList((node, pw.SQL("AUTOINCREMENT")))
+        return node
 
 
 class BaseModel(pw.Model):
@@ -230,5 +240,69 @@ class MaintenanceTask(BaseModel):
     last_holder = pw.CharField(null=True)  # host:pid, for people reading the table
 
 
+class JournalEntry(BaseModel):
+    """One request to the Opik API, as the control plane's journal shows it (journal.py).
+    Only the newest OPIK_RUNNERS_JOURNAL_SIZE are kept."""
+
+    id = SequenceField()  # the journal's order: listings go newest first, waits count past an id
+    at = pw.BigIntegerField()  # real time (not the movable clock), µs
+    method = pw.CharField()
+    path = pw.TextField()
+    query = pw.TextField()
+    headers = JSONField()
+    request_body = pw.TextField(null=True)  # short bodies here; longer ones in journal_body
+    request_body_hash = pw.CharField(null=True)
+    status = pw.IntegerField(null=True)  # null: a fault dropped the connection
+    response_body = pw.TextField(null=True)
+    response_body_hash = pw.CharField(null=True)
+    duration_ms = pw.FloatField()
+    operation = pw.CharField(null=True)  # the api.py view: list_jobs, next_job, ...
+    workspace = pw.CharField()
+    notes = JSONField(null=True)
+    fault = pw.IntegerField(null=True)  # the fault rule that answered, if one did
+
+    class Meta:
+        indexes = ((("workspace", "id"), False),)  # a workspace's reset
+
+
+class JournalBody(BaseModel):
+    """A journal body of BODY_INLINE characters or more, stored once however many entries
+    carry it (polls and listings repeat theirs): keyed by its SHA-1."""
+
+    hash = pw.CharField(primary_key=True)
+    text = pw.TextField()
+    used_at = pw.BigIntegerField()  # last written with an entry; only bodies unused for a minute are dropped
+
+
+class FaultRule(BaseModel):
+    """A fault the control plane injects into matching requests (faults.py)."""
+
+    id = SequenceField()
+    rule = JSONField()  # what it matches and what it does, as posted
+    probability = pw.FloatField(default=1.0)
+    seed = pw.BigIntegerField(null=True)
+    times = pw.IntegerField(null=True)  # null: until deleted
+    matched = pw.IntegerField(default=0)  # matching requests so far (numbers the draws)
+    fired = pw.IntegerField(default=0)
+    created_at = pw.BigIntegerField()
+
+
+class ControlValue(BaseModel):
+    """The control plane's shared values (control.py): the clock offset, the reset count
+    and the generation every change bumps."""
+
+    key = pw.CharField(primary_key=True)
+    value = pw.BigIntegerField()
+
+
+class ServerProcess(BaseModel):
+    """Each live worker, and the control generation it has taken: an admin change answers
+    once every process seen in the last few seconds has taken it (control.py)."""
+
+    holder = pw.CharField(primary_key=True)  # host:pid
+    generation = pw.BigIntegerField()
+    seen_at = pw.BigIntegerField()  # real time, µs
+
+
 MODELS = [Project, Runner, Job, JobLog, PairingSession, BridgeCommand, BridgeRate, Trace, Span, Wakeup,
-          MaintenanceTask]
+          MaintenanceTask, JournalEntry, JournalBody, FaultRule, ControlValue, ServerProcess]

@@ -8,13 +8,15 @@ Failure mapping follows Opik (behaviour notes §3.0):
 - a constraint on a query parameter: 400 `{"errors": ["query param page ..."]}`;
 - a query UUID that will not parse: 404, as JAX-RS answers it.
 """
+import datetime
 import json
 import math
 import re
 import time
 
-from marshmallow import EXCLUDE, INCLUDE, Schema, ValidationError, fields, post_dump, post_load, pre_load, validate
+from marshmallow import EXCLUDE, INCLUDE, RAISE, Schema, ValidationError, fields, post_dump, post_load, pre_load, validate
 
+from . import notes
 from .errors import error, failure, not_found
 from .models import new_id
 
@@ -66,7 +68,10 @@ class Str(_TypedField, fields.String):
     def _deserialize(self, value, attr, data, **kwargs):
         if isinstance(value, (bool, int, float)):
             # Jackson keeps a number's source text ("1.50"); the parsed JSON has only the value.
+            kind = "boolean" if isinstance(value, bool) else "number"
             value = json.dumps(value)
+            notes.add(f"{self.data_key or self.name}: the {kind} {value} was taken as the string "
+                      f"{json.dumps(value)}, as Jackson coerces it")
         return super()._deserialize(value, attr, data, **kwargs)
 
 
@@ -91,15 +96,19 @@ class Int(_TypedField, fields.Integer):
         if isinstance(value, bool):  # JSON true is not a number
             raise failure(400, f"Unable to process JSON. {self.name}: not a valid integer")
         if isinstance(value, float) and math.isfinite(value):
+            if value != int(value):
+                notes.add(f"{self.name}: {value} was cut to {int(value)}, as Jackson coerces a fraction")
             value = int(value)
         elif isinstance(value, str):
             text = value.strip()
             if not text:
+                notes.add(f"{self.name}: the empty string was taken as null, as Jackson coerces it")
                 return None
             if not INTEGER_TEXT.fullmatch(text):
                 raise failure(400, f"Unable to process JSON. {self.name}: {value!r} is not a valid integer")
             if len(text.lstrip("+-")) > 19:  # fits no int or long (and Python refuses 4,300 digits)
                 raise self.out_of_range(text)
+            notes.add(f"{self.name}: the string {value!r} was read as the number {int(text)}, as Jackson coerces it")
             value = int(text)
         number = super()._deserialize(value, attr, data, **kwargs)
         if not fits_java(number, self.bits):
@@ -164,6 +173,12 @@ class BodySchema(Schema):
         # mismatch is a parse error (400), as in Jackson, not a constraint (422).
         if not isinstance(data, dict):
             raise failure(400, f"Unable to process JSON. Expected a JSON object, got {type(data).__name__}")
+        if notes.collecting() and self.unknown == EXCLUDE:
+            known = {field.data_key or name for name, field in self.load_fields.items()}
+            ignored = sorted(str(key) for key in data if key not in known)
+            if ignored:
+                notes.add(f"{type(self).__name__}: ignored field(s) {', '.join(ignored)} (Opik ignores unknown "
+                          "properties; check their spelling)")
         return data
 
     def handle_error(self, exc, data, **kwargs):
@@ -246,6 +261,8 @@ class CreateJobRequest(BodySchema):
 
     @post_load
     def normalise(self, data, **kwargs):
+        if data.get("mask_id") is not None:
+            notes.add("mask_id is deprecated: Opik stores and echoes it, but prompt_masks is what to send")
         # Stored as JSON text, so ids inside documents become strings here.
         if data.get("blueprint_name") is not None:
             data["blueprint_name"] = data["blueprint_name"].strip()
@@ -521,3 +538,124 @@ class TelemetrySchema(Schema):
 
 runner_page = page_schema(RunnerSchema)
 span_page = page_schema(TelemetrySchema)
+
+
+# -- the control plane (/_admin/): its own API, whose errors are all {"code": 400, "message": ...}
+
+
+class AdminSchema(Schema):
+    class Meta:
+        unknown = EXCLUDE
+
+    def handle_error(self, exc, data, **kwargs):
+        raise failure(400, "; ".join(flatten(exc.messages)))
+
+
+class AdminQuery(AdminSchema):
+    def handle_error(self, exc, data, **kwargs):
+        raise failure(400, "; ".join(f"query param {m}" for m in flatten(exc.messages)))
+
+
+NO_NUL = validate.Regexp(r"^[^\x00]*$", error="must not contain NUL characters")
+
+
+class WorkspaceQuery(AdminQuery):
+    workspace = fields.String(load_default=None, validate=[validate.Length(min=1, max=255), NO_NUL])
+
+
+EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
+
+
+class JournalSince(fields.Field):
+    """`since`: a journal entry's id (entries after it), or an ISO-8601 time (entries at or after it)."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        text = str(value).strip()
+        if INTEGER_TEXT.fullmatch(text) and len(text) <= 18:
+            return {"after_id": int(text)}
+        try:
+            moment = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
+        except ValueError:
+            raise ValidationError("must be a journal entry id or an ISO-8601 time") from None
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=datetime.timezone.utc)
+        # Exact microseconds (a float timestamp can land 1 us off an entry's own time).
+        return {"since_us": (moment - EPOCH) // datetime.timedelta(microseconds=1)}
+
+
+class JournalPattern(Schema):
+    """Which journal entries: every field optional."""
+
+    method = fields.String(load_default=None)
+    path = fields.String(load_default=None)
+    operation = fields.String(load_default=None)
+    status = fields.Integer(load_default=None, validate=validate.Range(100, 599))
+    workspace = fields.String(load_default=None)
+    since = JournalSince(load_default=None)
+
+
+class RequestsQuery(JournalPattern, AdminQuery):
+    limit = fields.Integer(load_default=100, validate=validate.Range(1, 100_000))
+
+
+class StrictAdminSchema(AdminSchema):
+    """A body whose unknown fields are errors: a misspelt `times` would make a rule that never
+    retires, a misspelt `operation` a wait that matches everything."""
+
+    class Meta:
+        unknown = RAISE
+
+
+class WaitRequest(JournalPattern, StrictAdminSchema):
+    count = fields.Integer(load_default=1, validate=validate.Range(1, 10_000))
+    timeout_s = fields.Float(load_default=10.0, validate=validate.Range(0, 300))
+
+
+class FaultRequest(StrictAdminSchema):
+    method = fields.String(load_default=None)
+    path = fields.String(load_default=None)
+    operation = fields.String(load_default=None)
+    workspace = fields.String(load_default=None)
+    status = fields.Integer(load_default=None, validate=validate.Range(100, 599))
+    body = fields.Raw(load_default=None)
+    delay_ms = fields.Integer(load_default=None, validate=validate.Range(0, 600_000))
+    drop = fields.Boolean(load_default=False)
+    hold_ms = fields.Integer(load_default=None, validate=validate.Range(0, 600_000))
+    probability = fields.Float(load_default=1.0, validate=validate.Range(0, 1))
+    seed = fields.Integer(load_default=None, validate=validate.Range(0, 2**63 - 1))
+    times = fields.Integer(load_default=None, validate=validate.Range(1, 2**31 - 1))
+
+    @post_load
+    def needs_an_effect(self, data, **kwargs):
+        if data["status"] is None and not data["delay_ms"] and not data["drop"] and data["hold_ms"] is None:
+            raise failure(400, "A fault rule needs an effect: status, delay_ms, drop or hold_ms")
+        if data["body"] is not None and data["status"] is None:
+            raise failure(400, "A fault rule's body goes with a status")
+        return data
+
+
+class ClockRequest(StrictAdminSchema):
+    advance_s = fields.Float(required=True, validate=validate.Range(min=0, max=10 * 365 * 86400))
+
+
+class ProviderStateRequest(AdminSchema):
+    state = fields.String(required=True, validate=NOT_BLANK)
+    params = fields.Dict(load_default=dict, allow_none=True)
+    action = fields.String(load_default="setup", validate=validate.OneOf(("setup", "teardown")))
+
+
+class JournalEntrySchema(Schema):
+    id = fields.Integer()
+    time = Timestamp(attribute="at")
+    method = fields.String()
+    path = fields.String()
+    query = fields.String()
+    headers = fields.Raw()
+    request_body = fields.String()
+    status = fields.Integer()
+    response_body = fields.String()
+    duration_ms = fields.Float()
+    operation = fields.String()
+    workspace = fields.String()
+    notes = fields.Function(lambda entry: entry.notes or [])
+    fault = fields.Integer()

@@ -94,6 +94,10 @@ def post_worker_init(worker):
     signal.signal(signal.SIGINT, leave_once)
     signal.signal(signal.SIGQUIT, leave_once)
 
+    from . import admin
+
+    admin.start_worker(worker.wsgi)
+
 
 def post_fork(server, worker):
     if load_settings().database_url.startswith("postgres"):

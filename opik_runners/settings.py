@@ -49,6 +49,18 @@ def parse_bool(value):
     return text in ("1", "true", "yes", "on")
 
 
+def parse_admin(value):
+    text = str(value).strip().lower()
+    if text not in ("auto", "on", "off"):
+        raise ValueError(f"one of auto, on, off, got {value!r}")
+    return text
+
+
+def parse_names(value):
+    """`alice,bob` -> frozenset({"alice", "bob"})."""
+    return frozenset(filter(None, (name.strip() for name in (value or "").split(","))))
+
+
 def parse_count(value):
     number = int(value)
     if number < 0:
@@ -75,6 +87,10 @@ SETTINGS = [
     Setting("bridge_max_pending", "OPIK_BRIDGE_MAX_PENDING", "50", parse_count),
     Setting("bridge_max_commands_per_minute", "OPIK_BRIDGE_MAX_COMMANDS_PER_MINUTE", "600", parse_count),
     Setting("bridge_max_write_commands_per_minute", "OPIK_BRIDGE_MAX_WRITE_COMMANDS_PER_MINUTE", "120", parse_count),
+    # The control plane for tests (admin.py): auto = on unless OPIK_API_KEYS is set.
+    Setting("admin", "OPIK_RUNNERS_ADMIN", "auto", parse_admin),
+    Setting("admin_users", "OPIK_RUNNERS_ADMIN_USERS", "", parse_names),
+    Setting("journal_size", "OPIK_RUNNERS_JOURNAL_SIZE", "10000", parse_count),
     # Serving (serving.py reads these).
     Setting("bind", "OPIK_RUNNERS_BIND", "127.0.0.1:5173", str),
     Setting("workers", "OPIK_RUNNERS_WORKERS", "2", parse_count),
@@ -84,6 +100,12 @@ SETTINGS = [
 ]
 
 Settings = namedtuple("Settings", [setting.name for setting in SETTINGS])
+
+
+def admin_enabled(settings):
+    """Whether /_admin/ is served (and the journal kept): `auto` means on for a server
+    without API keys (a dev or test server), off for one with them."""
+    return settings.admin == "on" or (settings.admin == "auto" and not settings.api_keys)
 
 
 class SettingsError(ValueError):

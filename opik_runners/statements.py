@@ -102,6 +102,28 @@ class Statement:
         """Run the statement; returns the cursor."""
         return database.execute_sql(*self.bind(values))
 
+    @property
+    def order(self):
+        """Its parameters' names in the order the SQL takes them (for execute_rows)."""
+        compiled = self._compile()
+        if len(compiled) == 4:
+            compiled.append(tuple(name for name, _ in compiled[1]))
+        return compiled[4]
+
+    def execute_rows(self, rows):
+        """The bulk path: `rows` are tuples of values already in the store's form, in `order`
+        (no per-value conversion: ~10 us a row less than execute_many, for the journal)."""
+        cursor = database.cursor()
+        cursor.executemany(self._compile()[0], rows)
+        return cursor
+
+    def execute_many(self, rows):
+        """Run the statement once for each dict of values in `rows`, as one executemany."""
+        bound = [self.bind(values) for values in rows]
+        cursor = database.cursor()
+        cursor.executemany(bound[0][0], [params for _, params in bound])
+        return cursor
+
     def one(self, **values):
         """The first row as a tuple, or None."""
         return self.execute(**values).fetchone()

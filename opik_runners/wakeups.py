@@ -13,6 +13,10 @@ from collections import defaultdict
 _lock = threading.Lock()
 _waiters = defaultdict(set)
 someone_waits = threading.Event()  # a watcher may idle while nobody waits
+# Keys whose writes are so frequent (the request journal: one per request) that a wake-up row
+# each would double them: SQLite's watcher wakes these whenever anything commits instead.
+ON_EVERY_COMMIT = frozenset({"journal"})
+_interruptions = [0]  # how many times interrupt_all ran: a waiter that sees it move gives up
 
 
 def key_text(key):
@@ -36,10 +40,18 @@ def wake_all():
         event.set()
 
 
-def wait_for(key, attempt, timeout, release=None):
-    """Call `attempt()` until it returns something other than None or `timeout` passes.
-    `release()` runs before each wait (to hand back the database connection)."""
+def interrupt_all():
+    """End every wait now, with None (the control plane's reset: the polls' runners are gone)."""
+    _interruptions[0] += 1
+    wake_all()
+
+
+def wait_for(key, attempt, timeout, release=None, interruptible=True):
+    """Call `attempt()` until it returns something other than None or `timeout` passes, or
+    interrupt_all() runs (unless not `interruptible`). `release()` runs before each wait (to
+    hand back the database connection)."""
     text = key_text(key)
+    interruptions = _interruptions[0]
     deadline = time.monotonic() + timeout
     event = threading.Event()
     with _lock:
@@ -48,6 +60,8 @@ def wait_for(key, attempt, timeout, release=None):
     try:
         while True:
             event.clear()  # cleared before the attempt, so a wake-up during it is kept
+            if interruptible and _interruptions[0] != interruptions:
+                return None
             found = attempt()
             remaining = deadline - time.monotonic()
             if found is not None or remaining <= 0:

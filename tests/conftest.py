@@ -165,5 +165,6 @@ def endpoint_runner(client):
 def pytest_terminal_summary(terminalreporter):
     terminalreporter.write_line(
         f"contract: {contract.checked['validated']} responses validated against the contract, "
-        f"{contract.checked['undocumented']} with statuses the contract omits (error shape checked)"
+        f"{contract.checked['undocumented']} with statuses the contract omits (error shape checked); "
+        f"{contract.checked['admin']} control-plane responses validated against admin-openapi.yaml"
     )

@@ -1,7 +1,10 @@
-"""Validate responses against the shared contract with openapi-core."""
+"""Validate responses against the shared contract with openapi-core, and the control plane's
+(/_admin/) against its own document, the package's admin-openapi.yaml."""
 import copy
+import functools
 import json
 import pathlib
+import urllib.parse
 
 import yaml
 from openapi_core import OpenAPI
@@ -13,6 +16,8 @@ from openapi_core.templating.responses.exceptions import ResponseNotFound
 # on its own; test_contract_copy.py checks the copy against ../shared when it is there.
 CONTRACT = pathlib.Path(__file__).resolve().parents[1] / "contract" / "opik-runners-openapi.yaml"
 SHARED = pathlib.Path(__file__).resolve().parents[2] / "shared" / "contract" / "opik-runners-openapi.yaml"
+ADMIN_CONTRACT = pathlib.Path(__file__).resolve().parents[1] / "opik_runners" / "admin-openapi.yaml"
+ADMIN_PREFIX = "/_admin/"
 
 
 def _load():
@@ -26,12 +31,22 @@ def _load():
 OPENAPI = _load()
 
 
+@functools.cache
+def _admin():
+    """The control plane's document, loaded by the first /_admin/ response (most runs see none)."""
+    spec = yaml.safe_load(ADMIN_CONTRACT.read_text())
+    spec["servers"] = [{"url": "http://localhost"}]  # the domain root only, never under /api
+    return OpenAPI.from_dict(spec)
+
+
 class _Request(WerkzeugOpenAPIRequest):
     # Response validation needs the method and path only; the body stream is spent by then.
     @property
     def body(self):
         return None
-checked = {"validated": 0, "undocumented": 0}
+
+
+checked = {"validated": 0, "undocumented": 0, "admin": 0}
 
 
 def is_error_body(body):
@@ -49,6 +64,8 @@ def validate(request, response):
     A status the contract does not list for the operation (the behaviour notes
     document several, e.g. 422 and 410) must still carry a documented error shape.
     """
+    if request.path.startswith(ADMIN_PREFIX):
+        return validate_admin(request, response)
     try:
         errors = list(
             OPENAPI.iter_response_errors(_Request(request), WerkzeugOpenAPIResponse(response))
@@ -67,3 +84,35 @@ def validate(request, response):
         real.append(err)
     assert not real, f"{request.method} {request.path} -> {response.status_code}: {real!r} {response.data[:500]!r}"
     checked["validated"] += 1
+
+
+def validate_admin(request, response):
+    """Raise AssertionError if a control-plane response breaks admin-openapi.yaml. Stricter than
+    the main contract: the document is ours, so it lists every status each operation answers.
+    A path or method it does not have must be refused in its error shape {"code", "message"}."""
+    try:
+        errors = list(_admin().iter_response_errors(_Request(request), WerkzeugOpenAPIResponse(response)))
+    except (PathNotFound, OperationNotFound):
+        errors = [PathNotFound(request.path)]
+    where = f"{request.method} {request.full_path.rstrip('?')} -> {response.status_code}"
+    if any(isinstance(err, (PathNotFound, OperationNotFound)) for err in errors):
+        assert response.status_code in (404, 405), f"{where}: not in admin-openapi.yaml"
+        body = json.loads(response.data)
+        assert set(body) == {"code", "message"} and body["code"] == response.status_code, f"{where}: {body}"
+    else:
+        # openapi-core's errors name the cause only in __cause__ (which field broke which rule).
+        assert not errors, f"{where}: {[(err, err.__cause__) for err in errors]!r} {response.data[:500]!r}"
+    checked["admin"] += 1
+
+
+def validate_http(method, url, status, headers, body):
+    """The same checks for an answer from a real server (e.g. RunnerServer's `check_response`
+    hook): `headers` a mapping or (name, value) pairs, `body` bytes."""
+    from werkzeug.test import EnvironBuilder
+    from werkzeug.wrappers import Request, Response
+
+    split = urllib.parse.urlsplit(url)
+    request = Request(EnvironBuilder(method=method, path=split.path, query_string=split.query).get_environ())
+    response = Response(body, status=status, headers=[(k, v) for k, v in dict(headers).items()
+                                                      if k.lower() not in ("content-length", "transfer-encoding")])
+    validate(request, response)

@@ -1,5 +1,6 @@
 """The `opik-runners` command, run as a user runs it: the console script of the installed
 package (and, once, a fresh venv with `pip install .`, away from the checkout)."""
+import json
 import os
 import pathlib
 import shutil
@@ -21,7 +22,7 @@ from opik_runners.models import Job, MaintenanceTask, now_us
 from server import POSTGRES_URL, ROOT, Server, child_pids, free_port, pair, wait_until
 
 COMMAND = str(pathlib.Path(sys.executable).with_name("opik-runners"))
-SUBCOMMANDS = ["serve", "migrate", "reap", "backup"]
+SUBCOMMANDS = ["serve", "migrate", "reap", "backup", "seed"]
 ROOT_FIXTURES = pathlib.Path(ROOT) / "tests" / "fixtures"
 sqlite_only = pytest.mark.skipif(bool(POSTGRES_URL), reason="SQLite files")
 
@@ -178,11 +179,11 @@ def test_migrate_check_lists_what_an_upgrade_would_do_and_migrate_does_it(tmp_pa
     check = run("migrate", "--check", env=env)
     assert check.returncode == 1
     assert check.stdout.splitlines() == [f"{LATEST} pending migration(s), to version {LATEST}:", "  0001 baseline",
-                                         "  0002 maintenance task"]
+                                         "  0002 maintenance task", "  0003 control plane"]
     done = run("migrate", env=env)
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines() == ["applied 0001 baseline", "applied 0002 maintenance task",
-                                        f"The schema is current (version {LATEST})."]
+                                        "applied 0003 control plane", f"The schema is current (version {LATEST})."]
     again = run("migrate", "--check", env=env)
     assert (again.returncode, again.stdout.strip()) == (0, f"The schema is current (version {LATEST}).")
 
@@ -193,7 +194,7 @@ def test_migrate_upgrades_a_release_database(tmp_path):
     path.write_bytes((ROOT_FIXTURES / "release-1.0.0.db").read_bytes())
     env = {"DATABASE_URL": f"sqlite:///{path}"}
     check = run("migrate", "--check", env=env)
-    assert (check.returncode, check.stdout.splitlines()[1:]) == (1, ["  0002 maintenance task"])
+    assert (check.returncode, check.stdout.splitlines()[1:]) == (1, ["  0002 maintenance task", "  0003 control plane"])
     assert run("migrate", env=env).returncode == 0
     assert run("migrate", "--check", env=env).returncode == 0
 
@@ -319,6 +320,125 @@ def test_backup_of_postgresql_says_to_use_pg_dump(tmp_path):
     assert result.returncode == 1
     assert "use PostgreSQL's own tool, e.g. pg_dump" in result.stderr
     assert not (tmp_path / "copy.db").exists()
+
+
+# -- seed
+
+
+SEED = {
+    "version": 1,
+    "runners": [{"project": "demo", "name": "seeded", "agents": {"answer": {"timeout": 0}}}],
+    "jobs": [{"runner_id": "0190d2b4-0000-7000-8000-000000000001", "agent_name": "answer", "status": "completed",
+              "result": {"answer": "4"}, "logs": [{"stream": "stdout", "text": "done"}]},
+             {"runner_id": "0190d2b4-0000-7000-8000-000000000001", "agent_name": "answer"}],
+}
+SEED["runners"][0]["id"] = SEED["jobs"][0]["runner_id"]
+
+
+def seed(url, *args, document=None):
+    """`opik-runners seed ARGS`, with `document` on its standard input (for FILE `-`)."""
+    return subprocess.run([COMMAND, "seed", *args], input=None if document is None else json.dumps(document),
+                          capture_output=True, text=True, timeout=120, env={**os.environ, "DATABASE_URL": url})
+
+
+def stored(url, workspace=None):
+    from opik_runners import state
+
+    backend = db.open_and_migrate(url)
+    with backend.connection_context():
+        document = state.export_state(workspace)
+    backend.shut()
+    return document
+
+
+def test_seed_loads_a_file_or_stdin_and_replace_wipes_first(tmp_path):
+    from server import fresh_database_url
+
+    url = fresh_database_url(tmp_path)
+    path = tmp_path / "seed.json"
+    path.write_text(json.dumps(SEED))
+    loaded = seed(url, str(path))
+    assert loaded.returncode == 0, loaded.stderr
+    assert loaded.stdout.strip() == ("Loaded 1 projects, 1 runners, 2 jobs, 1 job logs, 0 pairing sessions, "
+                                     "0 bridge commands, 0 traces, 0 spans.")
+    first = stored(url)
+    assert [(r["name"], r["status"]) for r in first["runners"]] == [("seeded", "connected")]
+    assert [j["status"] for j in first["jobs"]] == ["completed", "pending"]
+    again = seed(url, "-", document=SEED)  # the same ids again: refused, nothing written
+    assert again.returncode == 1
+    assert again.stderr.strip() == f"Error: <stdin>: runners[0].id: {SEED['runners'][0]['id']} exists already"
+    other = {"runners": [{"project": "other", "name": "replacing"}]}
+    replaced = seed(url, "--replace", "-", document=other)
+    assert replaced.returncode == 0, replaced.stderr
+    assert replaced.stdout.splitlines()[0] == "Wiped the database."
+    assert [r["name"] for r in stored(url)["runners"]] == ["replacing"]
+    assert [p["name"] for p in stored(url)["projects"]] == ["other"]
+
+
+def test_seed_into_one_workspace_replaces_that_workspace_only(tmp_path):
+    from server import fresh_database_url
+
+    url = fresh_database_url(tmp_path)
+    assert seed(url, "-", document={"runners": [{"project": "demo", "name": "kept"}]}).returncode == 0
+    assert seed(url, "--workspace", "team-b", "-", document=SEED).returncode == 0
+    team = seed(url, "--workspace", "team-b", "--replace", "-", document={"runners": [{"project": "demo"}]})
+    assert team.returncode == 0, team.stderr
+    assert team.stdout.splitlines()[0] == "Wiped workspace 'team-b'."
+    assert [r["name"] for r in stored(url, "default")["runners"]] == ["kept"]
+    assert len(stored(url, "team-b")["runners"]) == 1 and stored(url, "team-b")["jobs"] == []
+    elsewhere = seed(url, "--workspace", "team-b", "-", document={"workspace": "team-c"})
+    assert elsewhere.returncode == 1
+    assert elsewhere.stderr.strip() == "Error: <stdin>: the document is for workspace 'team-c', not 'team-b'"
+
+
+def test_a_bad_seed_file_is_a_clear_error_and_changes_nothing(tmp_path):
+    from server import fresh_database_url
+
+    url = fresh_database_url(tmp_path)
+    assert seed(url, "-", document=SEED).returncode == 0
+    before = stored(url)
+    missing = seed(url, str(tmp_path / "missing.json"))
+    assert missing.returncode == 2
+    assert f"Invalid value for 'FILE': '{tmp_path / 'missing.json'}': No such file or directory" in missing.stderr
+    (tmp_path / "broken.json").write_text('{"runners": [')
+    broken = seed(url, "--replace", str(tmp_path / "broken.json"))
+    assert broken.returncode == 1 and broken.stderr.startswith(f"Error: {tmp_path / 'broken.json'}: not a JSON document:")
+    wrong = seed(url, "--replace", "-", document={"runners": [{"project_id": str(uuid.UUID(int=7))}]})
+    assert wrong.returncode == 1
+    assert wrong.stderr.strip() == "Error: <stdin>: runners[0].project_id: no such project"
+    for result in (missing, broken, wrong):
+        assert "Traceback" not in result.stderr
+    assert stored(url) == before  # --replace's wipe went with the refused load
+
+
+@sqlite_only
+def test_a_servers_export_seeded_into_another_database_serves_the_same_pages(tmp_path):
+    source = Server(sqlite_url(tmp_path, "source"), OPIK_RUNNER_HEARTBEAT_TTL="600").start()
+    try:
+        runner = pair(source.url, "default", "exported")
+        api = f"{source.url}/api/v1/private/local-runners"
+        for i in range(3):
+            made = requests.post(f"{api}/jobs", json={"agent_name": "answer", "project_id": runner["project_id"],
+                                                      "inputs": {"i": i}}, timeout=5)
+            assert made.status_code == 201
+        requests.post(f"{api}/{runner['runner_id']}/jobs/next", timeout=15)
+        exported = requests.get(f"{source.url}/_admin/state", timeout=5)
+        pages = [requests.get(f"{api}/{runner['runner_id']}/jobs", params=q, timeout=5).content
+                 for q in ({}, {"size": 2}, {"page": 1, "size": 2})]
+    finally:
+        source.stop()
+    assert exported.status_code == 200
+    target_url = sqlite_url(tmp_path, "target")
+    (tmp_path / "state.json").write_bytes(exported.content)
+    assert seed(target_url, str(tmp_path / "state.json")).returncode == 0
+    target = Server(target_url).start()
+    try:
+        api = f"{target.url}/api/v1/private/local-runners"
+        assert [requests.get(f"{api}/{runner['runner_id']}/jobs", params=q, timeout=5).content
+                for q in ({}, {"size": 2}, {"page": 1, "size": 2})] == pages
+        assert requests.get(f"{target.url}/_admin/state", timeout=5).content == exported.content
+    finally:
+        target.stop()
 
 
 # -- installed from a fresh venv, away from the checkout

@@ -12,9 +12,13 @@ import opik_runners
 
 PACKAGE = pathlib.Path(opik_runners.__file__).parent
 # The rules of the service: they run with a database and a settings object, no app.
-DOMAIN = ["ownership", "jobs", "runners", "bridge", "pairing", "projects", "traces", "maintenance"]
-# What the domain stands on.
-STORE = ["models", "statements", "backends", "wakeups", "db", "migrations", "settings", "limits", "errors"]
+DOMAIN = ["ownership", "jobs", "runners", "bridge", "pairing", "projects", "traces", "maintenance",
+          "state", "provider_states", "faults", "reset"]
+# What the domain stands on (the control plane's shared state and journal included).
+STORE = ["models", "statements", "backends", "wakeups", "db", "migrations", "settings", "limits", "errors",
+         "clock", "control", "journal", "notes"]
+# The package's clients of the API: they speak HTTP, and import nothing of the server.
+CLIENTS = ["simulate", "testing", "pytest_plugin"]
 
 
 def module_name(path):
@@ -71,7 +75,7 @@ def test_no_import_circles():
     assert not circles, "import circles: " + "; ".join(" -> ".join(circle) for circle in circles)
 
 
-@pytest.mark.parametrize("name", DOMAIN + STORE)
+@pytest.mark.parametrize("name", DOMAIN + STORE + CLIENTS)
 def test_the_domain_and_the_store_do_not_import_flask(name):
     path = MODULES[f"opik_runners.{name}"]
     modules = set()
@@ -87,6 +91,12 @@ def test_the_domain_and_the_store_do_not_import_flask(name):
 def test_the_store_does_not_import_the_domain(name):
     domain = {f"opik_runners.{module}" for module in DOMAIN}
     assert not GRAPH[f"opik_runners.{name}"] & domain
+
+
+@pytest.mark.parametrize("name", CLIENTS)
+def test_the_clients_import_nothing_of_the_server(name):
+    assert GRAPH[f"opik_runners.{name}"] <= {f"opik_runners.{module}" for module in CLIENTS + ["__init__"]} | {
+        "opik_runners"}
 
 
 def test_the_wakeups_import_nothing_of_the_package():

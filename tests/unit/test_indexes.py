@@ -8,13 +8,16 @@ import uuid
 
 import pytest
 
-from opik_runners import bridge, jobs, maintenance, ownership, runners  # noqa: F401 - their statements
+from opik_runners import bridge, control, faults, jobs, journal, maintenance, ownership, runners  # noqa: F401
 from opik_runners.models import BridgeCommand, Job, PairingSession, Runner, database, now_us
 from opik_runners.statements import Statement
 from server import POSTGRES_URL, fresh_database_url
 
 # Statements that read a single row by primary key or write one: nothing to index.
-BY_KEY = {"insert job", "start maintenance cycle", "last maintenance start"}
+BY_KEY = {"insert job", "start maintenance cycle", "last maintenance start", "insert journal entry",
+          "server process seen",
+          # server_process holds a row per live worker: a handful, read only by an admin change.
+          "live processes behind a generation"}
 REAPER = {
     "stuck jobs": lambda: Job.select().where(
         (Job.status == "running") & (Job.started_at + Job.timeout * 1_000_000 < now_us())
