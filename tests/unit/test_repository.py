@@ -33,3 +33,10 @@ def test_readme_shows_the_latest_benchmark_figures():
         return re.search(r"^\| figure \| measured.*?(?=\n\n)", text, re.M | re.S).group(0)
 
     assert figures("README.md") == figures("BENCHMARKS.md")
+
+
+def test_the_readme_shows_the_plugin_example_the_suite_runs():
+    """The README's complete pytest example is the very file tests/acceptance/test_pytest_plugin.py
+    runs in a new project."""
+    example = (ROOT / "tests" / "acceptance" / "example_test_opik_endpoint.py").read_text()
+    assert f"```python\n{example}```" in (ROOT / "README.md").read_text()
