@@ -125,24 +125,38 @@ def listing_at_scale(url, runners, seconds, deep_page):
 
 
 def throughput(url, runners, seconds):
+    """The listing against the static floor: static JSON of the same size, served by the same
+    app without the control plane (so without a journal entry per request); the listing with
+    the request journal on (the default of a server without API keys), and off."""
     import requests
 
     listing_path = f"{API}/local-runners/{runners[0]}/jobs"
     probe = Server(url, OPIK_RUNNERS_LOG_LEVEL="warning").start(timeout=60)
     size = len(requests.get(f"{probe.url}{listing_path}", timeout=10).content)
     probe.stop()
-    server = Server(url, app="bench.apps:create_app()", cwd=ROOT, OPIK_RUNNERS_LOG_LEVEL="warning",
-                    BENCH_STATIC_BYTES=str(size))
-    server.start(timeout=60)
-    try:
-        wrk(f"{server.url}/bench/static", 1)
-        static_rps, _, _, _ = wrk(f"{server.url}/bench/static", seconds)
-        listing_rps, _, _, _ = wrk(f"{server.url}{listing_path}", seconds)
-        ratio = listing_rps / static_rps
-        report(f"listing throughput vs static JSON of the same size ({size} B)",
-               f"{listing_rps:.0f} / {static_rps:.0f} req/s = {ratio:.0%}", ">= 60%", ratio >= 0.6)
-    finally:
-        server.stop()
+
+    def measure(path, admin):
+        server = Server(url, app="bench.apps:create_app()", cwd=ROOT, OPIK_RUNNERS_LOG_LEVEL="warning",
+                        BENCH_STATIC_BYTES=str(size), OPIK_RUNNERS_ADMIN=admin)
+        server.start(timeout=60)
+        try:
+            wrk(f"{server.url}{path}", 1)
+            return wrk(f"{server.url}{path}", seconds)[0]
+        finally:
+            server.stop()
+
+    # Each twice, in mirrored order (the first server of a run meets a colder page cache), the best kept.
+    static_rps = measure("/bench/static", "off")
+    journaled_rps = measure(listing_path, "on")
+    bare_rps = measure(listing_path, "off")
+    bare_rps = max(bare_rps, measure(listing_path, "off"))
+    journaled_rps = max(journaled_rps, measure(listing_path, "on"))
+    static_rps = max(static_rps, measure("/bench/static", "off"))
+    ratio, bare_ratio = journaled_rps / static_rps, bare_rps / static_rps
+    report(f"listing throughput with the request journal on vs static JSON of the same size ({size} B)",
+           f"{journaled_rps:.0f} / {static_rps:.0f} req/s = {ratio:.0%}", ">= 60%", ratio >= 0.6)
+    report("listing throughput with the control plane off vs the same static JSON",
+           f"{bare_rps:.0f} / {static_rps:.0f} req/s = {bare_ratio:.0%}", ">= 60%", bare_ratio >= 0.6)
 
 
 def job_cycle(tmp, seconds):
