@@ -33,8 +33,8 @@ STARTED = "opik_runners.started"  # environ key: when the request arrived (time.
 
 
 def init_app(app, settings):
-    """Serve the control plane if it is on. Call before the app's own before_request hooks:
-    a fault answers before anything else runs."""
+    """Serve the control plane if it is on. Call before identify_caller is registered: a fault
+    answers before the caller is checked (db.open_connection runs first: drawing needs it)."""
     if not admin_enabled(settings):
         return
     app.register_blueprint(admin, url_prefix="/_admin")

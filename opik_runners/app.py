@@ -38,7 +38,7 @@ def create_app(**overrides):
     # The CLI links to this page on the domain root, whatever prefix the API has.
     app.add_url_rule("/opik/pair/v1", "pairing_page", lambda: app.send_static_file("pair.html"))
 
-    admin.init_app(app, settings)  # first: its fault hook runs before any other
+    admin.init_app(app, settings)  # before identify_caller: a fault answers even a request that would be refused
     app.before_request(identify_caller)
     app.teardown_request(yield_to_other_requests)
     app.register_error_handler(ApiError, render_api_error)
