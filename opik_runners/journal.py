@@ -266,7 +266,8 @@ def matching(keep, method=None, path=None, operation=None, status=None, workspac
 def list_entries(keep, limit, **pattern):
     """(total matching, the newest `limit` of them, newest first)."""
     query, path_matches = matching(keep, **pattern)
-    found = [entry for entry in query.order_by(JournalEntry.id.desc()) if path_matches(entry)]
+    # By the time each was answered: ids follow the flushes, and workers flush in their own time.
+    found = [entry for entry in query.order_by(JournalEntry.at.desc(), JournalEntry.id.desc()) if path_matches(entry)]
     return len(found), with_bodies(found[:limit])
 
 
@@ -277,7 +278,7 @@ def wait_for_entries(keep, count, timeout, release=None, **pattern):
 
     def attempt():
         query, path_matches = matching(keep, **pattern)
-        arrived[:] = [entry for entry in query.order_by(JournalEntry.id) if path_matches(entry)]
+        arrived[:] = [entry for entry in query.order_by(JournalEntry.at, JournalEntry.id) if path_matches(entry)]
         return arrived if len(arrived) >= count else None
 
     # A reset elsewhere does not end it: a wait is the test's own, and sees only what arrives after.
