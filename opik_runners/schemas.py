@@ -31,10 +31,17 @@ def iso_utc(us):
     return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{micros:06d}Z"
 
 
-def flatten(messages, prefix=""):
-    """{"params": {0: {"name": ["must not be blank"]}}} -> ["params[0].name must not be blank"]."""
-    if isinstance(messages, list):
-        return [f"{prefix} {m}".strip() if isinstance(m, str) else m for m in messages]
+def flatten(messages, prefix="", separator=" "):
+    """{"params": {0: {"name": ["must not be blank"]}}} -> ["params[0].name must not be blank"]
+    (state.py separates with ": ", as "runners[2].project_id: Not a valid UUID.")."""
+    if isinstance(messages, (list, tuple)):
+        out = []
+        for m in messages:
+            if isinstance(m, dict):  # a list field's items' own errors
+                out.extend(flatten(m, prefix, separator))
+            else:
+                out.append(f"{prefix}{separator}{m}" if prefix else str(m))
+        return out
     out = []
     for key, value in messages.items():
         if key == "_schema":
@@ -45,8 +52,20 @@ def flatten(messages, prefix=""):
             name = prefix  # marshmallow's Dict nests key/value errors one level deeper
         else:
             name = f"{prefix}.{key}" if prefix else str(key)
-        out.extend(flatten(value, name))
+        out.extend(flatten(value, name, separator))
     return out
+
+
+EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
+
+
+def parse_instant(text):
+    """An ISO-8601 time -> integer microseconds since the epoch, exactly (a float timestamp can
+    land 1 us off); a time without an offset is UTC. ValueError if it is not one."""
+    moment = datetime.datetime.fromisoformat(text.strip())
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=datetime.timezone.utc)
+    return (moment - EPOCH) // datetime.timedelta(microseconds=1)
 
 
 # -- fields whose type errors are Jackson parse errors (400), not constraint violations
@@ -563,9 +582,6 @@ class WorkspaceQuery(AdminQuery):
     workspace = fields.String(load_default=None, validate=[validate.Length(min=1, max=255), NO_NUL])
 
 
-EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
-
-
 class JournalSince(fields.Field):
     """`since`: a journal entry's id (entries after it), or an ISO-8601 time (entries at or after it)."""
 
@@ -574,13 +590,9 @@ class JournalSince(fields.Field):
         if INTEGER_TEXT.fullmatch(text) and len(text) <= 18:
             return {"after_id": int(text)}
         try:
-            moment = datetime.datetime.fromisoformat(text.replace("Z", "+00:00"))
+            return {"since_us": parse_instant(text)}
         except ValueError:
             raise ValidationError("must be a journal entry id or an ISO-8601 time") from None
-        if moment.tzinfo is None:
-            moment = moment.replace(tzinfo=datetime.timezone.utc)
-        # Exact microseconds (a float timestamp can land 1 us off an entry's own time).
-        return {"since_us": (moment - EPOCH) // datetime.timedelta(microseconds=1)}
 
 
 class JournalPattern(Schema):

@@ -30,7 +30,6 @@ after that runner's jobs.
 """
 import base64
 import binascii
-import datetime
 import json
 import logging
 import uuid
@@ -47,7 +46,7 @@ from .models import (
     now_us,
 )
 from .runners import CAPABILITY
-from .schemas import BRIDGE_STATUSES, BRIDGE_TYPES, AgentSchema, iso_utc
+from .schemas import BRIDGE_STATUSES, BRIDGE_TYPES, AgentSchema, flatten, iso_utc, parse_instant
 
 log = logging.getLogger(__name__)
 
@@ -57,7 +56,6 @@ DEFAULT_WORKSPACE, DEFAULT_USER = "default", "admin"  # the caller of a server w
 JOB_STATUSES = jobs.UNFINISHED + jobs.FINISHED
 SESSION_TTL = 300 * SECOND  # a pairing session's default, as the API's
 CHUNK = 500  # rows per INSERT and ids per IN (...): far below both stores' parameter limits
-EPOCH = datetime.datetime(1970, 1, 1, tzinfo=datetime.timezone.utc)
 AGENT_SCHEMA = AgentSchema()
 
 
@@ -77,12 +75,9 @@ class Instant(fields.Field):
         if not isinstance(value, str):
             raise self.make_error("invalid")
         try:
-            moment = datetime.datetime.fromisoformat(value.strip())
+            return parse_instant(value)
         except ValueError:
             raise self.make_error("invalid") from None
-        if moment.tzinfo is None:
-            moment = moment.replace(tzinfo=datetime.timezone.utc)
-        return (moment - EPOCH) // datetime.timedelta(microseconds=1)
 
 
 def text(max_length=255, **kwargs):
@@ -227,26 +222,6 @@ class Document(Schema):
 DOCUMENT = Document()
 
 
-def flatten(messages, prefix=""):
-    """marshmallow's nested messages -> ["runners[2].project_id: Not a valid UUID."]."""
-    if isinstance(messages, (list, tuple)):
-        return [f"{prefix}: {m}" if prefix else str(m) for m in messages if isinstance(m, str)] + [
-            line for m in messages if isinstance(m, dict) for line in flatten(m, prefix)
-        ]
-    out = []
-    for key, value in messages.items():
-        if key == "_schema":
-            name = prefix
-        elif isinstance(key, int):
-            name = f"{prefix}[{key}]"
-        elif key in ("key", "value") and prefix:
-            name = prefix  # marshmallow's Dict nests key/value errors one level deeper
-        else:
-            name = f"{prefix}.{key}" if prefix else str(key)
-        out.extend(flatten(value, name))
-    return out
-
-
 def parse(document):
     """The document, validated and typed; StateError if it will not load."""
     if not isinstance(document, dict):
@@ -264,7 +239,7 @@ def parse(document):
     try:
         return DOCUMENT.load(document)
     except ValidationError as exc:
-        lines = flatten(exc.messages)
+        lines = flatten(exc.messages, separator=": ")
         shown = "; ".join(lines[:10]) + (f"; and {len(lines) - 10} more" if len(lines) > 10 else "")
         raise StateError(shown) from None
 
