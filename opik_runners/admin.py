@@ -17,7 +17,7 @@ from flask import Blueprint, Response, current_app, g, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from . import clock, control, faults, journal, maintenance, notes, provider_states, reset, state
-from .api import inflate, read_json, respond
+from .api import inflate, read_json, requested_workspace, respond
 from .errors import failure
 from .models import database
 from .schemas import (ClockRequest, FaultRequest, JournalEntrySchema, ProviderStateRequest, RequestsQuery,
@@ -313,8 +313,6 @@ def record(app, status, response_body, fault):
     if found is not None:
         notes.stop()
     environ = request.environ
-    endpoint = request.endpoint
-    caller = g.get("caller")
     journal.record(journal.entry(
         clock.real_now_us(),
         environ["REQUEST_METHOD"],
@@ -325,8 +323,8 @@ def record(app, status, response_body, fault):
         status,
         response_body,
         (time.perf_counter() - environ.get(STARTED, time.perf_counter())) * 1000,
-        endpoint.rsplit(".", 1)[-1] if endpoint else None,
-        caller.workspace if caller is not None else workspace_name(),
+        operation_name(),
+        workspace_name(),
         found,
         fault,
     ), size)
@@ -365,7 +363,6 @@ def operation_name():
 
 
 def workspace_name():
+    """The caller's workspace, or the one the request names if it was refused before identify_caller."""
     caller = g.get("caller")
-    if caller is not None:
-        return caller.workspace
-    return request.headers.get("Comet-Workspace") or request.args.get("workspace_name") or "default"
+    return caller.workspace if caller is not None else requested_workspace()

@@ -21,6 +21,11 @@ def settings():
     return current_app.extensions["opik_runners"]
 
 
+def requested_workspace():
+    """The workspace a request names: `Comet-Workspace`, else `workspace_name`, else `default`."""
+    return request.headers.get("Comet-Workspace") or request.args.get("workspace_name") or "default"
+
+
 def respond(body, status=200, headers=None):
     return Response(json.dumps(body, separators=(",", ":")), status, headers, mimetype="application/json")
 

@@ -8,7 +8,7 @@ from flask import Flask, current_app, g, request
 from werkzeug.exceptions import HTTPException
 
 from . import admin, db, maintenance
-from .api import api, respond
+from .api import api, requested_workspace, respond
 from .errors import ApiError, failure
 from .limits import MAX_REQUEST_BYTES
 from .ownership import Caller
@@ -64,7 +64,7 @@ def configure_logging(settings):
 
 def identify_caller():
     """Workspace from `Comet-Workspace` (or `workspace_name`); user from the API key, if keys are set."""
-    workspace = request.headers.get("Comet-Workspace") or request.args.get("workspace_name") or "default"
+    workspace = requested_workspace()
     if "\x00" in workspace:
         raise failure(400, "The workspace name must not contain NUL characters")
     keys = current_app.extensions["opik_runners"].api_keys

@@ -300,8 +300,8 @@ def prepare(at, method, path, query, headers, request_body, status, response_bod
     """(the row's values in INSERT_ENTRY's order, {hash: body}) of a captured entry."""
     request_inline, request_hash, request_bodies = stored_body(request_body)
     response_inline, response_hash, response_bodies = stored_body(response_body)
-    values = (at, short(method), storable(path), storable(query), headers_json(headers), storable(request_inline),
-              request_hash, status, storable(response_inline), response_hash, round(duration_ms, 3), short(operation),
+    values = (at, short(method), storable(path), storable(query), headers_json(headers), request_inline,
+              request_hash, status, response_inline, response_hash, round(duration_ms, 3), short(operation),
               short(workspace), json.dumps(notes) if notes else None, fault)
     return values, {**request_bodies, **response_bodies}
 
