@@ -104,7 +104,10 @@ def load_query(schema_class):
 @functools.lru_cache(maxsize=1024)
 def _parse_query(schema_class, query_string):
     args = request.args.to_dict()
-    if any("\x00" in value for value in args.values()):
+    for name in getattr(schema_class, "REPEATABLE", ()):  # ?status=a&status=b
+        if name in args:
+            args[name] = request.args.getlist(name)
+    if any("\x00" in value for values in args.values() for value in (values if isinstance(values, list) else [values])):
         raise error(400, "query params must not contain NUL characters")
     return schema_of(schema_class).load(args)
 
@@ -134,6 +137,14 @@ def version():
 def retrieve_project():
     query = load_body(schemas.ProjectRetrieveRequest)
     return respond(schema_of(schemas.ProjectSchema).dump(projects.retrieve_project(g.caller, query["name"])))
+
+
+@api.get("/v1/private/projects")
+def list_projects():
+    q = load_query(schemas.ListProjectsQuery)
+    total, found = projects.list_projects(g.caller, q["page"], q["size"], q["name"])
+    return respond({"page": q["page"], "size": q["size"], "total": total,
+                    "content": schema_of(schemas.ProjectSchema).dump(found, many=True), "sortable_by": []})
 
 
 @api.post("/v1/private/projects")
@@ -211,10 +222,17 @@ def heartbeat(runner_id):
 @api.get("/v1/private/local-runners/<uuid:runner_id>/jobs")
 def list_jobs(runner_id):
     q = load_query(schemas.ListJobsQuery)
-    total, documents = jobs.list_jobs(g.caller, runner_id, q["project_id"], q["page"], q["size"])
+    counts = ""
+    if q["filtered"]:  # the extensions: status and agent_name filters, counts per status
+        total, documents, found = jobs.list_filtered_jobs(
+            g.caller, runner_id, q["project_id"], q["page"], q["size"], q["status"], q["agent_name"]
+        )
+        counts = f',"counts":{json.dumps(found, separators=(",", ":"))}' if q["counts"] else ""
+    else:
+        total, documents = jobs.list_jobs(g.caller, runner_id, q["project_id"], q["page"], q["size"])
     # The jobs are stored already rendered by JobSchema (jobs.apply); the page is
     # joined around them rather than parsed and dumped again: this is the hot path.
-    body = f'{{"page":{q["page"]},"size":{q["size"]},"total":{total},"content":[{",".join(documents)}]}}'
+    body = f'{{"page":{q["page"]},"size":{q["size"]},"total":{total},"content":[{",".join(documents)}]{counts}}}'
     return Response(body, mimetype="application/json")
 
 

@@ -4,7 +4,7 @@ need and raise ApiError, so they run without HTTP; api.py only parses and dumps.
 import json
 import logging
 
-from peewee import JOIN, fn
+from peewee import JOIN, SQL, fn
 
 from . import wakeups
 from .errors import error, failure
@@ -19,6 +19,7 @@ log = logging.getLogger(__name__)
 PENDING, RUNNING, COMPLETED, FAILED, CANCELLED = "pending", "running", "completed", "failed", "cancelled"
 UNFINISHED = (PENDING, RUNNING)
 FINISHED = (COMPLETED, FAILED, CANCELLED)
+STATUSES = (PENDING, RUNNING, COMPLETED, FAILED, CANCELLED)
 REPORTABLE = (RUNNING, COMPLETED, FAILED)
 JOB_SCHEMA = JobSchema()
 # What a job's life changes, rewritten together with its rendered document.
@@ -51,6 +52,47 @@ LISTING_PAGE_PAST_GAPS = Statement(
     lambda p: Job.select(Job.document).where(Job.runner == p.runner_id).order_by(Job.seq.desc())
     .limit(p.size).offset(p.skip),
 )
+# The listing's filters (extensions the console uses; Opik ignores them). Statuses go in a fixed
+# number of slots, the unused ones given NO_STATUS (which no job has), so each shape compiles
+# once. Each status is one search of an index that holds it before seq ((runner, status, seq),
+# or (runner, agent_name, status, seq) with an agent), newest first and no deeper than the
+# page's end, reading index entries only; SQLite merges them in order; then only the page's
+# documents are read. (A single `status IN (...)` let SQLite walk the runner's whole
+# (runner, seq) range instead, filtering as it went.)
+STATUS_SLOTS = 5
+NO_STATUS = ""
+
+
+def filtered_jobs(p, status, by_agent):
+    where = (Job.runner == p.runner_id) & (Job.status == status)
+    if by_agent:
+        where &= Job.agent_name == p.agent_name
+    return Job.select().where(where)
+
+
+def filtered_page(p, by_agent):
+    newest = None
+    for i in range(STATUS_SLOTS):
+        seqs = (filtered_jobs(p, getattr(p, f"status_{i}"), by_agent).select(Job.seq)
+                .order_by(Job.seq.desc()).limit(p.page_end).alias(f"newest_{i}"))
+        part = Job.select(seqs.c.seq).from_(seqs)
+        newest = part if newest is None else newest + part  # UNION ALL
+    page = newest.order_by(SQL("1 DESC")).limit(p.size).offset(p.skip)
+    return Job.select(Job.document).where((Job.runner == p.runner_id) & Job.seq.in_(page)).order_by(Job.seq.desc())
+
+
+FILTERED_PAGE = {
+    by_agent: Statement(f"listing page by status{' and agent' if by_agent else ''}",
+                        lambda p, by_agent=by_agent: filtered_page(p, by_agent))
+    for by_agent in (False, True)
+}
+STATUS_COUNTS = {
+    by_agent: Statement(
+        f"job counts by status{' of an agent' if by_agent else ''}",
+        lambda p, by_agent=by_agent: filtered_jobs(p, p.status, by_agent).select(fn.COUNT(SQL("*"))),
+    )
+    for by_agent in (False, True)
+}
 # The (workspace, project, user) endpoint runner new jobs are routed to: the newest activated.
 ACTIVE_ENDPOINT_RUNNER = Statement(
     "active endpoint runner",
@@ -271,6 +313,32 @@ def list_jobs(caller, runner_id, project_id, page, size):
     # Expired jobs left gaps in the seqs: count past them.
     past_gaps = LISTING_PAGE_PAST_GAPS.execute(runner_id=runner_id, size=size, skip=skip)
     return job_count, [document for (document,) in past_gaps]
+
+
+def list_filtered_jobs(caller, runner_id, project_id, page, size, statuses=(), agent_name=None):
+    """(total, documents, counts) of one page of the jobs in `statuses` (all when empty) and of
+    `agent_name` (any when None), newest first; `counts` maps each status to its number of jobs
+    of the agent filter (for the console's tabs), whatever `statuses` says.
+
+    Each status is one index search ((runner, status, seq), or (runner, agent_name, status,
+    seq) with an agent), so a page costs its offset plus its size in index steps; the
+    counts read the same index entries, no table rows."""
+    runner_project, _, _ = require_runner(caller, runner_id)
+    counts = dict.fromkeys(STATUSES, 0)
+    if project_id is not None and Runner.project_id.python_value(runner_project) != project_id:
+        return 0, [], counts
+    by_agent = agent_name is not None
+    values = {"runner_id": runner_id, **({"agent_name": agent_name} if by_agent else {})}
+    for status in STATUSES:  # one count per status: an index range each, no table rows
+        (counts[status],) = STATUS_COUNTS[by_agent].one(**values, status=status)
+    wanted = tuple(dict.fromkeys(statuses)) or STATUSES
+    total = sum(counts[status] for status in wanted)
+    skip = page * size
+    if skip >= total:
+        return total, [], counts
+    slots = {f"status_{i}": status for i, status in enumerate(wanted + (NO_STATUS,) * (STATUS_SLOTS - len(wanted)))}
+    rows = FILTERED_PAGE[by_agent].execute(**values, **slots, size=size, skip=skip, page_end=skip + size)
+    return total, [document for (document,) in rows], counts
 
 
 # -- the reaper's part (maintenance.py runs it)

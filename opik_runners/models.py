@@ -138,7 +138,9 @@ class Job(BaseModel):
     class Meta:
         indexes = (
             (("runner", "seq"), False),  # the listing: newest first, any page in one index seek
-            (("runner", "status", "seq"), False),  # FIFO claim, pending count, running jobs
+            (("runner", "status", "seq"), False),  # FIFO claim, pending count, running jobs; the status filter
+            # The listing filtered by agent (and status): one search per status, newest first.
+            (("runner", "agent_name", "status", "seq"), False),
             (("status", "completed_at"), False),  # the reaper's expiry of finished jobs
         )
 

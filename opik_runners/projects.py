@@ -1,7 +1,8 @@
-"""Projects: only what the CLI needs to turn a project name into an id."""
+"""Projects: what the CLI needs to turn a project name into an id, and the search the
+console's project picker uses (Opik's GET /v1/private/projects)."""
 import logging
 
-from peewee import IntegrityError
+from peewee import IntegrityError, fn
 
 from .errors import error
 from .models import Project, database, now_us
@@ -14,6 +15,16 @@ def retrieve_project(caller, name):
     if project is None:
         raise error(404, "Project not found")
     return project
+
+
+def list_projects(caller, page, size, name=None):
+    """(total, projects) of one page (pages count from 1), newest first; `name` matches any
+    part of a name, ignoring case, as Opik's search does."""
+    query = Project.select().where(Project.workspace == caller.workspace)
+    if name:
+        query = query.where(fn.LOWER(Project.name).contains(name.lower()))
+    total = query.count()
+    return total, list(query.order_by(Project.created_at.desc(), Project.id.desc()).paginate(page, size))
 
 
 def get_project(caller, project_id):

@@ -251,8 +251,34 @@ class ListRunnersQuery(PageQuery):
         return data
 
 
+class ListProjectsQuery(QuerySchema):
+    """Opik's project search: pages count from 1 there, 10 projects each by default."""
+
+    page = QueryInt(load_default=1, validate=validate.Range(min=1, error="must be greater than or equal to {min}"))
+    size = QueryInt(load_default=10, validate=validate.Range(min=1, error="must be greater than or equal to {min}"))
+    name = fields.String(load_default=None)
+
+
+JOB_STATUSES = ("pending", "running", "completed", "failed", "cancelled")
+
+
 class ListJobsQuery(PageQuery):
     project_id = QueryUUID(load_default=None)
+    # Extensions (Opik ignores them; the console uses them): filters, and counts per status.
+    REPEATABLE = ("status",)
+    status = fields.List(fields.String(), load_default=())
+    agent_name = fields.String(load_default=None)
+    counts = fields.Boolean(load_default=False)
+
+    @post_load
+    def check_status(self, data, **kwargs):
+        statuses = tuple(dict.fromkeys(value.strip().lower() for value in data["status"] if value.strip()))
+        unknown = [value for value in statuses if value not in JOB_STATUSES]
+        if unknown:
+            raise error(400, f"query param status must be one of [{', '.join(JOB_STATUSES)}], not {unknown[0]!r}")
+        data["status"] = statuses
+        data["filtered"] = bool(statuses or data["agent_name"] is not None or data["counts"])
+        return data
 
 
 class LogsQuery(QuerySchema):

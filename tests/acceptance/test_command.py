@@ -16,7 +16,7 @@ import pytest
 import requests
 
 from opik_runners import __version__, db
-from opik_runners.migrations import LATEST, SchemaMigration
+from opik_runners.migrations import LATEST, MIGRATIONS, SchemaMigration
 from helpers import running_job
 from opik_runners.models import Job, MaintenanceTask, now_us
 from server import POSTGRES_URL, ROOT, Server, child_pids, free_port, pair, wait_until
@@ -178,12 +178,13 @@ def test_migrate_check_lists_what_an_upgrade_would_do_and_migrate_does_it(tmp_pa
     env = {"DATABASE_URL": sqlite_url(tmp_path)}
     check = run("migrate", "--check", env=env)
     assert check.returncode == 1
-    assert check.stdout.splitlines() == [f"{LATEST} pending migration(s), to version {LATEST}:", "  0001 baseline",
-                                         "  0002 maintenance task", "  0003 control plane"]
+    assert check.stdout.splitlines()[:4] == [f"{LATEST} pending migration(s), to version {LATEST}:", "  0001 baseline",
+                                             "  0002 maintenance task", "  0003 control plane"]
+    assert check.stdout.splitlines()[1:] == [f"  {m.version:04d} {m.name}" for m in MIGRATIONS]
     done = run("migrate", env=env)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.splitlines() == ["applied 0001 baseline", "applied 0002 maintenance task",
-                                        "applied 0003 control plane", f"The schema is current (version {LATEST})."]
+    assert done.stdout.splitlines() == [f"applied {m.version:04d} {m.name}" for m in MIGRATIONS] + [
+        f"The schema is current (version {LATEST})."]
     again = run("migrate", "--check", env=env)
     assert (again.returncode, again.stdout.strip()) == (0, f"The schema is current (version {LATEST}).")
 
@@ -194,7 +195,7 @@ def test_migrate_upgrades_a_release_database(tmp_path):
     path.write_bytes((ROOT_FIXTURES / "release-1.0.0.db").read_bytes())
     env = {"DATABASE_URL": f"sqlite:///{path}"}
     check = run("migrate", "--check", env=env)
-    assert (check.returncode, check.stdout.splitlines()[1:]) == (1, ["  0002 maintenance task", "  0003 control plane"])
+    assert (check.returncode, check.stdout.splitlines()[1:]) == (1, [f"  {m.version:04d} {m.name}" for m in MIGRATIONS[1:]])
     assert run("migrate", env=env).returncode == 0
     assert run("migrate", "--check", env=env).returncode == 0
 

@@ -240,3 +240,109 @@ def test_pages_stay_exact_while_gaps_remain(client):
     import json
 
     assert [json.loads(doc)["id"] for _, docs in pages for doc in docs] == kept
+
+
+# -- the extensions: status and agent_name filters, counts per status (the console's tabs)
+
+FILTER_RUNNER = "0190d2b4-0000-7000-8000-00000000f117"
+CYCLE = ["completed", "failed", "pending", "completed", "cancelled", "running"]
+
+
+def seed_jobs(client, count=40, workspace=None, **runner):
+    document = {
+        "version": 1,
+        "runners": [{"id": FILTER_RUNNER, "project": "filters", "name": "filtered",
+                     "agents": {"alpha": {}, "beta": {}}, **runner}],
+        "jobs": [{"runner_id": FILTER_RUNNER, "agent_name": "beta" if i % 4 == 0 else "alpha",
+                  "status": CYCLE[i % len(CYCLE)], "inputs": {"i": i}} for i in range(count)],
+    }
+    if workspace:
+        document["workspace"] = workspace
+    response = client.post("/_admin/state", json=document)
+    assert response.status_code == 200, response.data
+    return document
+
+
+def every_job(client):
+    body = listing(client, FILTER_RUNNER, size=1000).json
+    assert body["total"] == len(body["content"])
+    return body["content"]
+
+
+@pytest.mark.parametrize("statuses, agent", [
+    (["failed"], None), (["pending", "running"], None), (["COMPLETED"], None), ([], "beta"),
+    (["completed", "cancelled"], "alpha"), (["running"], "nobody"), (["failed", "failed"], "beta"),
+])
+def test_filters_answer_the_unfiltered_listing_filtered(client, statuses, agent):
+    seed_jobs(client)
+    everything = every_job(client)
+    wanted_statuses = {s.lower() for s in statuses} or set(CYCLE)
+    wanted = [job["id"] for job in everything
+              if job["status"] in wanted_statuses and (agent is None or job["agent_name"] == agent)]
+    query = {"status": statuses, **({"agent_name": agent} if agent else {})}
+    pages = []
+    for page in range(4):  # pages of 5, past the end too
+        body = client.get(f"{API}/local-runners/{FILTER_RUNNER}/jobs", query_string={**query, "page": page, "size": 5}).json
+        assert (body["page"], body["size"], body["total"]) == (page, 5, len(wanted))
+        assert "counts" not in body
+        pages.extend(job["id"] for job in body["content"])
+    assert pages == wanted[:20]
+
+
+def test_counts_per_status_for_tabs(client):
+    document = seed_jobs(client)
+    body = listing(client, FILTER_RUNNER, counts="true", size=1).json
+    expected = {status: sum(job["status"] == status for job in document["jobs"])
+                for status in ["pending", "running", "completed", "failed", "cancelled"]}
+    assert body["counts"] == expected and body["total"] == 40
+    assert list(body) == ["page", "size", "total", "content", "counts"]
+    # With an agent, the counts are that agent's; a status filter leaves them whole (every tab's number).
+    beta = client.get(f"{API}/local-runners/{FILTER_RUNNER}/jobs",
+                      query_string={"agent_name": "beta", "status": "failed", "counts": "true"}).json
+    assert beta["counts"] == {status: sum(job["status"] == status and job["agent_name"] == "beta"
+                                          for job in document["jobs"]) for status in expected}
+    assert beta["total"] == beta["counts"]["failed"]
+
+
+def test_without_extensions_the_answer_is_opiks_shape(client):
+    seed_jobs(client, count=3)
+    body = listing(client, FILTER_RUNNER).json
+    assert list(body) == ["page", "size", "total", "content"]
+
+
+def test_an_unknown_status_is_a_400_naming_the_known_ones(client):
+    seed_jobs(client, count=1)
+    response = listing(client, FILTER_RUNNER, status="done")
+    assert response.status_code == 400
+    assert response.json == {"errors": [
+        "query param status must be one of [pending, running, completed, failed, cancelled], not 'done'"]}
+
+
+def test_filters_keep_the_runners_scoping(client):
+    seed_jobs(client, count=4, workspace="elsewhere")
+    response = listing(client, FILTER_RUNNER, status="pending", counts="true")
+    assert response.status_code == 404 and FILTER_RUNNER in response.json["message"]
+    theirs = client.get(f"{API}/local-runners/{FILTER_RUNNER}/jobs", query_string={"status": "pending"},
+                        headers={"Comet-Workspace": "elsewhere"})
+    assert theirs.status_code == 200 and theirs.json["total"] == 1
+
+
+def test_a_project_filter_that_does_not_match_gives_nothing(client):
+    seed_jobs(client, count=6)
+    body = listing(client, FILTER_RUNNER, status="completed", project_id=str(uuid.uuid4())).json
+    assert (body["total"], body["content"]) == (0, [])
+
+
+def test_filters_page_past_expired_jobs(client):
+    # Jobs finished long ago expire (the reaper deletes them), leaving gaps in the numbering.
+    seed_jobs(client, count=12)
+    before = every_job(client)
+    with database.atomic():
+        Job.update(completed_at=1).where(Job.status == "failed").execute()
+    reap(client.application)
+    remaining = [job for job in before if job["status"] != "failed"]
+    assert [job["id"] for job in every_job(client)] == [job["id"] for job in remaining]
+    body = client.get(f"{API}/local-runners/{FILTER_RUNNER}/jobs",
+                      query_string={"status": ["completed", "pending"], "size": 3, "page": 1}).json
+    wanted = [job["id"] for job in remaining if job["status"] in ("completed", "pending")]
+    assert body["total"] == len(wanted) and [job["id"] for job in body["content"]] == wanted[3:6]

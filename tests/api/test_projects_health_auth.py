@@ -230,3 +230,39 @@ def test_users_share_a_workspace_for_projects(auth_client):
     assert create(auth_client, "demo", headers=BOB).status_code == 409
     other_ws = {**BOB, "Comet-Workspace": "bob-space"}
     assert retrieve(auth_client, "demo", headers=other_ws).status_code == 404
+
+
+# -- the project search (Opik's GET /v1/private/projects; the console's project picker)
+
+
+def search(client, headers=None, **query):
+    response = client.get(f"{API}/projects", query_string=query, headers=headers)
+    assert response.status_code == 200, response.data
+    return response.json
+
+
+def test_project_search_pages_from_1_newest_first(client):
+    for name in ["Alpha", "beta", "gamma"]:
+        create(client, name)
+    create(client, "theirs", headers={"Comet-Workspace": "elsewhere"})
+    every = search(client)
+    assert (every["page"], every["size"], every["total"]) == (1, 10, 3)
+    assert [p["name"] for p in every["content"]] == ["gamma", "beta", "Alpha"]
+    assert every["content"][0] == retrieve(client, "gamma").json  # the same document as the other project calls
+    assert [p["name"] for p in search(client, size=2, page=2)["content"]] == ["Alpha"]
+    assert search(client, size=2, page=3)["content"] == []
+    assert [p["name"] for p in search(client, name="AL")["content"]] == ["Alpha"]  # part of a name, any case
+    assert [p["name"] for p in search(client, headers={"Comet-Workspace": "elsewhere"})["content"]] == ["theirs"]
+
+
+@pytest.mark.parametrize("query, message", [({"page": 0}, "query param page must be greater than or equal to 1"),
+                                            ({"size": 0}, "query param size must be greater than or equal to 1"),
+                                            ({"page": "x"}, "query param page must be an integer")])
+def test_project_search_refuses_bad_paging(client, query, message):
+    response = client.get(f"{API}/projects", query_string=query)
+    assert response.status_code == 400 and response.json == {"errors": [message]}
+
+
+def test_project_search_needs_a_key_when_keys_are_set(auth_client):
+    assert auth_client.get(f"{API}/projects").status_code == 401
+    assert auth_client.get(f"{API}/projects", headers=ALICE).status_code == 200
