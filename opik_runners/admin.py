@@ -16,7 +16,7 @@ import time
 from flask import Blueprint, Response, current_app, g, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from . import clock, control, faults, journal, maintenance, notes, provider_states, reset, state
+from . import clock, console, control, faults, journal, maintenance, notes, provider_states, reset, state
 from .api import inflate, read_json, requested_workspace, respond
 from .errors import failure
 from .models import database
@@ -302,12 +302,17 @@ def record_request(response):
     return response
 
 
+# The console marks its own calls: the journal records what clients do, and a page left open
+# polling the API would bury it (README: "The console").
+CONSOLE_HEADER = "HTTP_X_OPIK_RUNNERS_CONSOLE"
+
+
 def record(app, status, response_body, fault):
     """Journal this request (journal.record). Only captured here, from the WSGI environ rather
     than through `request`'s properties: the journal runs on every request, and the flusher
     makes the row (measured: 65 -> 35 us a request)."""
     size = app.extensions["opik_runners"].journal_size
-    if not size:
+    if not size or CONSOLE_HEADER in request.environ:
         return
     found = notes._collecting.get()
     if found is not None:
@@ -352,9 +357,10 @@ def request_text(environ):
 
 
 def is_admin_path(environ):
-    """The control plane's own requests (a path it does not serve, too) are never journaled or faulted."""
+    """The control plane's own requests (a path it does not serve, too) and the console's pages
+    are not the Opik API: never journaled or faulted."""
     path = environ.get("PATH_INFO", "")
-    return path == "/_admin" or path.startswith("/_admin/")
+    return path == "/_admin" or path.startswith("/_admin/") or console.is_console_path(path)
 
 
 def operation_name():

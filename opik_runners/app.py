@@ -7,7 +7,7 @@ import time
 from flask import Flask, current_app, g, request
 from werkzeug.exceptions import HTTPException
 
-from . import admin, db, maintenance
+from . import admin, console, db, maintenance
 from .api import api, requested_workspace, respond
 from .errors import ApiError, failure
 from .limits import MAX_REQUEST_BYTES
@@ -17,7 +17,7 @@ from .settings import load_settings
 log = logging.getLogger(__name__)
 
 # Health checks and the pairing page answer without credentials.
-PUBLIC_ENDPOINTS = {"ping", "version", "pairing_page", "static"}
+PUBLIC_ENDPOINTS = {"ping", "version", "pairing_page", "static"} | console.ENDPOINTS
 
 
 def create_app(**overrides):
@@ -37,6 +37,7 @@ def create_app(**overrides):
     app.register_blueprint(api, url_prefix="/api", name="api_prefixed")
     # The CLI links to this page on the domain root, whatever prefix the API has.
     app.add_url_rule("/opik/pair/v1", "pairing_page", lambda: app.send_static_file("pair.html"))
+    console.init_app(app)
 
     admin.init_app(app, settings)  # before identify_caller: a fault answers even a request that would be refused
     app.before_request(identify_caller)

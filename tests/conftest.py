@@ -7,6 +7,7 @@ import pytest
 from flask.testing import FlaskClient
 
 import contract
+from browser import browser  # noqa: F401 - Chromium for the page tests (the pairing page, the console)
 from helpers import AGENT, activation_hmac  # noqa: F401 - the tests import them from here
 from opik_runners import db
 from opik_runners.app import create_app

@@ -1,21 +1,16 @@
 """The pairing page at /opik/pair/v1, driven in a real headless Chromium."""
 import base64
+import json
 import os
-import shutil
 import uuid
 
 import pytest
 import requests
 
+from browser import assert_accessible, needs_chromium, screenshot
 from server import Server, fresh_database_url
 
-from playwright import sync_api as playwright
-
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-# On a laptop without Debian's chromium this skips; CI (which installs it) must run it.
-pytestmark = pytest.mark.skipif(
-    not os.path.exists(CHROMIUM) and not os.environ.get("CI"), reason="Debian's chromium is not installed"
-)
+pytestmark = needs_chromium
 
 
 @pytest.fixture
@@ -23,19 +18,6 @@ def server(tmp_path):
     srv = Server(fresh_database_url(tmp_path)).start()
     yield srv
     srv.stop()
-
-
-@pytest.fixture
-def browser():
-    with playwright.sync_playwright() as p:
-        browser = p.chromium.launch(
-            executable_path=CHROMIUM,
-            headless=True,
-            args=["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                  "--disable-background-networking", "--disable-component-update", "--disable-sync"],
-        )
-        yield browser
-        browser.close()
 
 
 def cli_link(server, runner_name="page-runner", runner_type="connect", workspace="default"):
@@ -69,6 +51,14 @@ def test_page_activates_a_cli_session(server, browser):
     page.wait_for_selector("#status.ok", timeout=15000)
     assert "páge-runner ✓" in page.inner_text("#status")
     runner = requests.get(api, headers=headers, timeout=5).json()
+    # The browser keeps the activation key for the console's bridge commands (as Opik's UI does).
+    kept = json.loads(page.evaluate("localStorage.getItem('opik-runners.bridge-keys')"))[session["runner_id"]]
+    fragment = link.rsplit("#", 1)[1]
+    assert base64.b64decode(kept["activation_key"]) == base64.urlsafe_b64decode(fragment + "=" * (-len(fragment) % 4))[16:48]
+    assert kept["session_id"] == session["session_id"] and kept["workspace"] == "team-a"
+    assert page.get_attribute("#console-link", "href") == f"/console/runners/{session['runner_id']}?workspace=team-a"
+    screenshot(page, "pairing page paired")
+    assert_accessible(page, "pairing page")
     assert runner["status"] == "connected"
     assert runner["name"] == "páge-runner ✓"
     assert runner["type"] == "connect"

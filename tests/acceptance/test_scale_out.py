@@ -14,7 +14,7 @@ from datetime import datetime
 import pytest
 import requests
 
-from conftest import AGENT, activation_hmac
+from helpers import AGENT, activation_hmac
 from server import POSTGRES_URL, Server, child_pids, fresh_database_url
 from threads import Task, join_all, run_all
 

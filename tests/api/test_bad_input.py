@@ -367,8 +367,9 @@ def test_body_over_the_size_limit_is_413(client, world):
 
 
 NOT_FOUND = [
-    ("GET", "/"),
+    # (GET / is the console's page.)
     ("GET", "/nope"),
+    ("GET", "/console/assets/missing.js"),
     ("GET", "/api"),
     ("GET", "/api/nope"),
     ("POST", "/v1/private/nope"),

@@ -1,0 +1,56 @@
+"""The console's pages and assets as the server serves them (the pages themselves are driven
+in Chromium by tests/acceptance/test_console.py)."""
+import pytest
+
+from conftest import API, ensure_project
+
+PAGES = ["/", "/console", "/console/", "/console/runners/0190d2b4-0000-7000-8000-000000000001",
+         "/console/jobs/anything", "/console/admin/journal"]
+
+
+@pytest.mark.parametrize("path", PAGES)
+def test_every_console_url_answers_the_page(client, path):
+    response = client.get(path, follow_redirects=True)  # (/console -> /console/)
+    assert response.status_code == 200 and response.mimetype == "text/html"
+    assert b'<script type="module" src="/console/assets/app.js">' in response.data
+    assert response.headers["Cache-Control"] == "no-cache"
+
+
+@pytest.mark.parametrize("name, mimetype", [("app.js", "text/javascript"), ("api.js", "text/javascript"),
+                                            ("forms.js", "text/javascript"), ("bridge.js", "text/javascript"),
+                                            ("console.css", "text/css")])
+def test_assets_come_from_the_package(client, name, mimetype):
+    response = client.get(f"/console/assets/{name}")
+    assert response.status_code == 200 and response.mimetype == mimetype
+    assert b"http://" not in response.data and b"https://cdn" not in response.data  # nothing from elsewhere
+
+
+def test_an_asset_outside_the_folder_is_not_served(client):
+    assert client.get("/console/assets/../console.py").status_code == 404
+    assert client.get("/console/assets/%2e%2e/app.py").status_code == 404
+
+
+def test_config_says_what_the_page_cannot_ask_the_api(client, make_app):
+    assert client.get("/console/config.json").json == {
+        "version": client.get("/is-alive/ver").json["version"], "api_keys": False, "admin": True, "journal": True}
+    keyed = make_app(OPIK_API_KEYS="alice:key-a").test_client()
+    config = keyed.get("/console/config.json")
+    assert config.status_code == 200  # the page and its config load without a key...
+    assert (config.json["api_keys"], config.json["admin"]) == (True, False)
+    assert keyed.get("/").status_code == 200 and keyed.get("/console/assets/app.js").status_code == 200
+    assert keyed.get(f"{API}/projects").status_code == 401  # ...the API it calls does not
+
+
+def test_the_console_is_not_the_opik_api_journal_and_faults_leave_it_alone(client):
+    rule = client.post("/_admin/faults", json={"status": 503}).json  # every request of the Opik API
+    assert client.get("/console/runners/x").status_code == 200
+    assert client.get("/console/assets/app.js").status_code == 200
+    assert client.get(f"{API}/projects").status_code == 503
+    client.delete(f"/_admin/faults/{rule['id']}")
+    client.delete("/_admin/requests")
+    ensure_project(client, "mine")
+    # The console marks its own API calls; the journal leaves them out.
+    assert client.get(f"{API}/projects", headers={"X-Opik-Runners-Console": "1"}).status_code == 200
+    entries = client.get("/_admin/requests").json["requests"]
+    assert [e["operation"] for e in entries] == ["retrieve_project", "create_project", "retrieve_project"]
+    assert not any(e["path"].startswith("/console") or e["path"] == "/" for e in entries)
