@@ -469,6 +469,9 @@ def test_pip_install_into_a_fresh_venv_serves_from_anywhere(tmp_path):
         server.wait_listening(port)
         base = f"http://127.0.0.1:{port}"
         assert requests.get(f"{base}/opik/pair/v1", timeout=5).status_code == 200  # package data
+        for asset in ("app.js", "api.js", "forms.js", "bridge.js", "console.css"):  # the console's, too
+            assert requests.get(f"{base}/console/assets/{asset}", timeout=5).status_code == 200, asset
+        assert b"/console/assets/app.js" in requests.get(f"{base}/", timeout=5).content
         made = requests.post(f"{base}/api/v1/private/projects", json={"name": "demo"}, timeout=5)
         assert made.status_code == 201
         assert requests.get(made.headers["Location"], timeout=5).json()["name"] == "demo"
