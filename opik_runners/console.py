@@ -4,8 +4,11 @@ no build step and nothing from a CDN; the page calls the Opik API (and /_admin/)
 client does. Every path under /console/ that is not an asset answers the same page, which
 reads the path itself, so each runner, job and panel has a URL to bookmark."""
 import os
+import re
 
-from flask import Blueprint, current_app, jsonify, send_from_directory
+from urllib.parse import urlencode
+
+from flask import Blueprint, current_app, jsonify, redirect, send_from_directory
 
 from . import __version__
 from .settings import admin_enabled
@@ -13,13 +16,16 @@ from .settings import admin_enabled
 ASSETS = os.path.join(os.path.dirname(__file__), "static", "console")
 # Paths the console serves: not the Opik API, so neither journaled nor faulted nor keyed.
 PREFIX = "/console"
-ENDPOINTS = {"console_home", "console_page", "console_asset", "console_config"}
+ENDPOINTS = {"console_home", "console_page", "console_asset", "console_config", "opik_ui_project"}
 
 console = Blueprint("console", __name__)
 
 
 def is_console_path(path):
-    return path == "/" or path == PREFIX or path.startswith(PREFIX + "/")
+    return path == "/" or path == PREFIX or path.startswith(PREFIX + "/") or OPIK_UI_PROJECT.fullmatch(path) is not None
+
+
+OPIK_UI_PROJECT = re.compile(r"/[^/]+/projects/[0-9a-fA-F-]{32,36}/.+")
 
 
 @console.get("/", endpoint="console_home")
@@ -48,6 +54,15 @@ def config():
         "admin": admin_enabled(settings),
         "journal": admin_enabled(settings) and settings.journal_size > 0,
     })
+
+
+@console.get("/<workspace>/projects/<uuid:project_id>/<path:page>", endpoint="opik_ui_project")
+def opik_ui_project(workspace, project_id, page):
+    """Opik's UI address for a project's pages, which the CLI prints once it has paired
+    ("Continue developing in Opik: .../default/projects/{id}/agent-playground"): here, the
+    project's page in the console."""
+    query = "" if workspace == "default" else "?" + urlencode({"workspace": workspace})
+    return redirect(f"{PREFIX}/projects/{project_id}{query}")
 
 
 def init_app(app):

@@ -75,14 +75,27 @@ def page(browser):
 
 
 @pytest.fixture
-def endpoint(server, tmp_path):
-    agent_dir = tmp_path / "agent"
-    agent_dir.mkdir()
-    (agent_dir / "agent.py").write_text(AGENT_FILE)
-    cli = CLI(["endpoint", "--project", "console-demo", "--headless", "--no-watch", "--name", "console-runner",
-               "--", sys.executable, "agent.py"], cwd=agent_dir, env=cli_env(server.url, tmp_path / "home"))
-    yield cli
-    cli.kill()
+def start_endpoint(server, tmp_path):
+    """Starts `opik endpoint` with the agents above, on project console-demo."""
+    started = []
+
+    def start():
+        agent_dir = tmp_path / "agent"
+        agent_dir.mkdir()
+        (agent_dir / "agent.py").write_text(AGENT_FILE)
+        started.append(CLI(["endpoint", "--project", "console-demo", "--headless", "--no-watch", "--name",
+                            "console-runner", "--", sys.executable, "agent.py"],
+                           cwd=agent_dir, env=cli_env(server.url, tmp_path / "home")))
+        return started[-1]
+
+    yield start
+    for cli in started:
+        cli.kill()
+
+
+@pytest.fixture
+def endpoint(start_endpoint):
+    return start_endpoint()
 
 
 class Api:
@@ -123,14 +136,22 @@ def open_runner(page, server, runner_name):
 # -- endpoint runners: run an agent, follow it, cancel, retry
 
 
-def test_a_connected_runner_shows_live_and_its_agent_runs_from_a_validated_form(server, api, endpoint, page):
-    # The home page is open before the runner exists: it appears without a reload.
+def test_a_connected_runner_shows_live_and_its_agent_runs_from_a_validated_form(server, api, start_endpoint, page):
+    # A new server: the home page says how to begin, and makes the project the CLI needs.
     page.goto(f"{server.url}/")
-    page.get_by_text("No projects in this workspace yet.").wait_for()
+    page.get_by_text("No projects in this workspace yet").wait_for()
     assert f"OPIK_URL_OVERRIDE={server.url}/api" in page.inner_text("#connect-commands")
     screenshot(page, "home empty")
     assert_accessible(page, "home page, empty")
-    page.get_by_role("link", name="console-demo").wait_for(timeout=60000)
+    page.fill("#new-project", "console-demo")
+    page.get_by_role("button", name="Create").click()
+    page.locator("h1", has_text="Runners of console-demo").wait_for()
+    assert "opik endpoint --project console-demo" in page.inner_text("#connect-commands")
+    # The project's page is open before the runner exists: it appears there without a reload.
+    start_endpoint()
+    page.locator("#runners tbody tr", has_text="console-runner").get_by_text("connected").wait_for(timeout=60000)
+    page.get_by_role("link", name="Projects").first.click()
+    page.get_by_role("link", name="console-demo").wait_for()
     screenshot(page, "home")
     open_runner(page, server, "console-runner")
 
@@ -165,6 +186,34 @@ def test_a_connected_runner_shows_live_and_its_agent_runs_from_a_validated_form(
     page.locator("#spans", has_text="typed").wait_for(timeout=30000)
     screenshot(page, "job completed")
     assert_accessible(page, "job page")
+
+
+def test_the_newcomers_path_from_the_cli_s_links(server, api, page, tmp_path):
+    """What a person does with nothing read: `opik endpoint` as its help shows it (interactive
+    pairing), the link it prints, the page it leads to, the console, a run."""
+    requests.post(f"{api.base}/projects", json={"name": "my-project"}, timeout=5)
+    agent_dir = tmp_path / "agent"
+    agent_dir.mkdir()
+    (agent_dir / "agent.py").write_text(AGENT_FILE)
+    cli = CLI(["endpoint", "--project", "my-project", "--", sys.executable, "agent.py"], cwd=agent_dir,
+              env=cli_env(server.url, tmp_path / "home"))
+    try:
+        page.goto(cli.wait_for(LINK.pattern).group(1))
+        page.locator("#status.ok").wait_for()
+        # The CLI then offers Opik's UI address for the project: here it opens the console.
+        ui = cli.wait_for(r"(http://\S+/default/projects/[0-9a-f-]+/\S*)").group(1)
+        page.goto(ui)
+        page.locator("h1", has_text="Runners of my-project").wait_for()
+        page.locator("#runners tbody tr a").first.click()
+        form = page.locator("form[data-agent='slow']")
+        form.get_by_label("seconds").fill("2")
+        form.get_by_role("button", name="Run").click()
+        page.wait_for_url(re.compile(r"/console/jobs/"))
+        page.locator("#logs", has_text="tick 0").wait_for(timeout=30000)
+        page.locator("#job-status", has_text="completed").wait_for(timeout=30000)
+        assert api.job(job_id_in(page.url))["result"] == {"result": "done"}
+    finally:
+        cli.kill()
 
 
 def test_logs_tail_while_a_job_runs_and_cancel_and_retry_work(server, api, endpoint, page):

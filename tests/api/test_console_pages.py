@@ -54,3 +54,13 @@ def test_the_console_is_not_the_opik_api_journal_and_faults_leave_it_alone(clien
     entries = client.get("/_admin/requests").json["requests"]
     assert [e["operation"] for e in entries] == ["retrieve_project", "create_project", "retrieve_project"]
     assert not any(e["path"].startswith("/console") or e["path"] == "/" for e in entries)
+
+
+@pytest.mark.parametrize("workspace, query", [("default", ""), ("team a", "?workspace=team+a")])
+def test_opiks_ui_address_for_a_project_leads_to_the_console(client, workspace, query):
+    # What the CLI prints once paired: "Continue developing in Opik: {url}/default/projects/{id}/agent-playground".
+    project = "01a22ce0-3553-758f-ac42-7f8857899d06"
+    response = client.get(f"/{workspace}/projects/{project}/agent-playground")
+    assert response.status_code == 302 and response.headers["Location"] == f"/console/projects/{project}{query}"
+    client.get(f"/{workspace}/projects/{project}/agent-runner")
+    assert client.get("/_admin/requests").json["requests"] == []  # not the Opik API: not journaled

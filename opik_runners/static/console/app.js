@@ -180,16 +180,31 @@ function connectCommands(projectName) {
 async function projectsView() {
   const list = h("div", { class: "table-wrap" });
   const search = h("input", { id: "project-search", type: "search", placeholder: "Filter by name" });
+  const newName = h("input", { id: "new-project", name: "name", required: true, autocomplete: "off" });
+  const create = h("form", { class: "row", id: "create-project" },
+    h("label", { for: "new-project" }, "New project"), newName, h("button", { type: "submit" }, "Create"));
+  create.addEventListener("submit", async event => {
+    event.preventDefault();
+    if (!newName.value.trim()) return newName.focus();
+    try {
+      const made = await call("POST", "/projects", { body: { name: newName.value.trim() }, raw: true });
+      navigate(withWorkspace(`/console/projects/${made.response.headers.get("Location").split("/").pop()}`));
+    } catch (err) {
+      showError(`Creating project ${newName.value.trim()}`, err);
+    }
+  });
   page("Projects",
     h("h1", {}, "Projects"),
-    h("p", { class: "muted" }, "Projects of workspace ", h("strong", {}, session.workspace), ". Pick one to see its runners."),
+    h("p", { class: "muted" }, "Projects of workspace ", h("strong", {}, session.workspace),
+      ". Pick one to see its runners; `opik endpoint` and `opik connect` need the project to exist."),
     h("div", { class: "row" }, h("label", { for: "project-search" }, "Name"), search),
-    list);
+    list, h("div", { class: "panel" }, create));
   let size = 100;
   const refresh = async () => {
     const found = await get("/projects", { query: { size, name: search.value.trim() } });
     if (!found.content.length && !search.value.trim()) {
-      put(list, h("p", {}, "No projects in this workspace yet."), connectCommands("my-project"));
+      put(list, h("p", {}, "No projects in this workspace yet: create one below, then connect a runner to it."),
+        connectCommands("my-project"));
       return;
     }
     put(list, h("table", {},
