@@ -672,3 +672,27 @@ def test_logs_of_a_deleted_runners_job_are_404(client, endpoint_runner):
     assert client.delete(f"{API}/local-runners/{runner_id}").status_code == 204
     assert read_logs(client, job_id).status_code == 404
     assert append_logs(client, job_id, lines("y")).status_code == 404
+
+
+# A server without API keys (the dev default): the workspace header alone scopes a job. A
+# mutation audit found that dropping the workspace from the job's ownership check went unnoticed.
+@pytest.mark.parametrize("claimed", [False, True], ids=["pending", "running"])
+@pytest.mark.parametrize("call, body", [
+    ("cancel", None),
+    ("results", {"status": "completed", "result": {"stolen": True}}),
+    ("results", {"status": "failed", "error": "nope"}),
+])
+def test_cancel_and_results_on_another_workspaces_job_are_404_and_change_nothing(client, claimed, call, body):
+    mine = {"Comet-Workspace": "team-a"}
+    runner_id, project_id = pair(client, headers=mine)
+    register(client, runner_id, headers=mine)
+    job_id = create_job(client, project_id, headers=mine)
+    if claimed:
+        assert next_job(client, runner_id, headers=mine)["id"] == job_id
+    before = client.get(f"{API}/local-runners/jobs/{job_id}", headers=mine).json
+    for theirs in ({"Comet-Workspace": "team-b"}, {}):  # another workspace; no header (the default one)
+        response = client.post(f"{API}/local-runners/jobs/{job_id}/{call}", json=body, headers=theirs)
+        assert (response.status_code, response.json) == (404, {"code": 404, "message": f"Job not found: '{job_id}'"})
+    assert client.get(f"{API}/local-runners/jobs/{job_id}", headers=mine).json == before
+    # The owner's own call goes through (the 404 above is not the answer for everyone).
+    assert client.post(f"{API}/local-runners/jobs/{job_id}/{call}", json=body, headers=mine).status_code in (200, 204)

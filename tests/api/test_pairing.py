@@ -315,6 +315,27 @@ def test_wrong_hmac_is_403_and_session_stays_usable(client):
     assert get_runner(client, runner_id).json["status"] == "connected"
 
 
+def hmac_of(key, message):
+    return base64.b64encode(hmaclib.new(key, message, hashlib.sha256).digest()).decode()
+
+
+@pytest.mark.parametrize("message", [
+    lambda session, name: uuid.UUID(session).bytes,  # the name's SHA-256 left out
+    lambda session, name: uuid.UUID(session).bytes + name.encode(),  # the raw name in its place
+    lambda session, name: hashlib.sha256(name.encode()).digest() + uuid.UUID(session).bytes,  # the order flipped
+    lambda session, name: session.encode() + hashlib.sha256(name.encode()).digest(),  # the session's text, not bytes
+], ids=["no-name-digest", "raw-name", "flipped", "session-text"])
+def test_an_hmac_over_the_wrong_message_is_403_and_the_session_stays_usable(client, message):
+    # (A mutation audit found nothing here would notice a server that skipped the name's digest.)
+    project_id = ensure_project(client)
+    session_id, runner_id, key = create_session(client, project_id)
+    response = activate(client, session_id, key, hmac=hmac_of(key, message(session_id, "runner-1")))
+    assert response.status_code == 403 and response.json == {"code": 403, "message": "Invalid activation hmac"}
+    assert get_runner(client, runner_id).status_code == 404
+    assert activate(client, session_id, key).status_code == 201
+    assert get_runner(client, runner_id).json["status"] == "connected"
+
+
 def test_hmac_not_base64_is_403(client):
     project_id = ensure_project(client)
     session_id, runner_id, key = create_session(client, project_id)

@@ -471,7 +471,7 @@ async function jobView(jobId) {
   const runner = await get(`/local-runners/${job.runner_id}`).catch(() => null);
   const project = await get(`/projects/${job.project_id}`).catch(() => ({ name: "project" }));
   const facts = h("div", { class: "panel", id: "job-facts" });
-  const actions = h("div", { class: "row" });
+  const actions = h("div", { class: "row actions" });
   const output = h("div");
   const logBox = h("div", { class: "logs", id: "logs", tabindex: "0", role: "log", "aria-label": "Job logs" });
   const logNote = h("p", { class: "muted" });
