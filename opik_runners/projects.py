@@ -2,7 +2,7 @@
 console's project picker uses (Opik's GET /v1/private/projects)."""
 import logging
 
-from peewee import IntegrityError, fn
+from peewee import IntegrityError
 
 from .errors import error
 from .models import Project, database, now_us
@@ -22,7 +22,7 @@ def list_projects(caller, page, size, name=None):
     part of a name, ignoring case, as Opik's search does."""
     query = Project.select().where(Project.workspace == caller.workspace)
     if name:
-        query = query.where(fn.LOWER(Project.name).contains(name.lower()))
+        query = query.where(Project.name.contains(name))  # LIKE on SQLite (ASCII case folded), ILIKE on PostgreSQL
     total = query.count()
     return total, list(query.order_by(Project.created_at.desc(), Project.id.desc()).paginate(page, size))
 

@@ -277,6 +277,7 @@ class ListJobsQuery(PageQuery):
         if unknown:
             raise error(400, f"query param status must be one of [{', '.join(JOB_STATUSES)}], not {unknown[0]!r}")
         data["status"] = statuses
+        data["agent_name"] = data["agent_name"] or None  # `agent_name=` filters nothing, as `status=` does
         data["filtered"] = bool(statuses or data["agent_name"] is not None or data["counts"])
         return data
 

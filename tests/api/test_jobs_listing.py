@@ -346,3 +346,39 @@ def test_filters_page_past_expired_jobs(client):
                       query_string={"status": ["completed", "pending"], "size": 3, "page": 1}).json
     wanted = [job["id"] for job in remaining if job["status"] in ("completed", "pending")]
     assert body["total"] == len(wanted) and [job["id"] for job in body["content"]] == wanted[3:6]
+
+
+OTHER_RUNNER = "0190d2b4-0000-7000-8000-00000000f118"
+
+
+def test_filtered_pages_hold_only_the_runners_own_jobs(client):
+    # (The query-plan test, which would notice a lost runner condition, runs on SQLite only.)
+    seed_jobs(client, count=12)
+    other = {"version": 1, "runners": [{"id": OTHER_RUNNER, "project": "filters", "name": "other",
+                                        "agents": {"alpha": {}}}],
+             "jobs": [{"runner_id": OTHER_RUNNER, "agent_name": "alpha", "status": "completed", "inputs": {"other": i}}
+                      for i in range(12)]}
+    assert client.post("/_admin/state", json=other).status_code == 200
+    mine = every_job(client)
+    for query in ({"status": "completed"}, {"status": "completed", "agent_name": "alpha"}):
+        wanted = [j["id"] for j in mine
+                  if j["status"] == "completed" and j["agent_name"] == query.get("agent_name", j["agent_name"])]
+        body = listing(client, FILTER_RUNNER, size=5, **query).json
+        assert body["total"] == len(wanted) and [j["id"] for j in body["content"]] == wanted[:5]
+
+
+def test_empty_or_padded_filter_values_are_ignored_or_trimmed(client):
+    document = seed_jobs(client)
+    assert listing(client, FILTER_RUNNER, status="").json["total"] == 40
+    assert listing(client, FILTER_RUNNER, agent_name="").json["total"] == 40
+    body = listing(client, FILTER_RUNNER, status=["", " Failed "], size=100).json
+    assert body["total"] == sum(j["status"] == "failed" for j in document["jobs"])
+    assert {j["status"] for j in body["content"]} == {"failed"}
+
+
+def test_repeated_statuses_count_once_in_the_domain_rule(client):
+    seed_jobs(client)
+    with database.connection_context():
+        total, documents, counts = jobs.list_filtered_jobs(
+            Caller("default", "admin"), uuid.UUID(FILTER_RUNNER), None, 0, 100, ("failed", "failed"))
+    assert total == counts["failed"] == len(documents)

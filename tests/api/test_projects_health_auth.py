@@ -266,3 +266,23 @@ def test_project_search_refuses_bad_paging(client, query, message):
 def test_project_search_needs_a_key_when_keys_are_set(auth_client):
     assert auth_client.get(f"{API}/projects").status_code == 401
     assert auth_client.get(f"{API}/projects", headers=ALICE).status_code == 200
+
+
+def test_project_search_matches_inside_a_name_and_totals_every_match(client):
+    for name in ["Alpha", "beta", "gamma"]:
+        create(client, name)
+    assert [p["name"] for p in search(client, name="PH")["content"]] == ["Alpha"]  # not only a prefix
+    assert [p["name"] for p in search(client, name="mM")["content"]] == ["gamma"]
+    page = search(client, name="a", size=1, page=2)
+    assert page["total"] == 3 and [p["name"] for p in page["content"]] == ["beta"]
+
+
+def test_project_search_breaks_created_at_ties_by_id_newest_first(client):
+    from opik_runners.models import Project, database
+
+    for name in ["one", "two", "three", "four"]:
+        create(client, name)
+    with database.atomic():
+        Project.update(created_at=1).execute()
+    ids = [p["id"] for p in search(client)["content"]]
+    assert len(ids) == 4 and ids == sorted(ids, key=lambda i: uuid.UUID(i).int, reverse=True)
