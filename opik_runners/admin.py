@@ -16,7 +16,7 @@ import time
 from flask import Blueprint, Response, current_app, g, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from . import clock, console, control, faults, journal, maintenance, notes, provider_states, reset, state
+from . import clock, console, control, faults, journal, maintenance, metrics, notes, provider_states, reset, state
 from .api import inflate, read_json, requested_workspace, respond
 from .errors import failure
 from .models import database
@@ -29,7 +29,7 @@ admin = Blueprint("admin", __name__)
 ENTRIES = JournalEntrySchema(many=True)
 # What a long poll held by a fault answers when the hold ends: the empty answer of its kind.
 EMPTY_POLL_ANSWERS = {"next_job": "null", "next_bridge_commands": '{"commands":[]}'}
-STARTED = "opik_runners.started"  # environ key: when the request arrived (time.perf_counter)
+STARTED = metrics.STARTED  # set by app.TimedRequests
 
 
 def init_app(app, settings):
@@ -229,7 +229,7 @@ def clock_answer():
 def before_opik_request():
     """One hook (each costs a request ~1 us): collect the journal's notes, and inject a fault."""
     environ = request.environ
-    if is_admin_path(environ):
+    if outside_opik_api(environ):
         return None
     # Notes come from loading a body (schemas.py): a request without one has none to collect.
     if has_body(environ) and current_app.extensions["opik_runners"].journal_size:
@@ -271,7 +271,7 @@ class DropConnection(BaseException):
 
 
 class DropMiddleware:
-    """Times each request (for the journal), and turns DropConnection into a connection closed
+    """Turns DropConnection into a connection closed
     without an answer: under gunicorn, a reset that its worker closes quietly; under a test
     client, a ConnectionResetError the caller sees as the client library would."""
 
@@ -279,7 +279,6 @@ class DropMiddleware:
         self.wsgi_app = wsgi_app
 
     def __call__(self, environ, start_response):
-        environ[STARTED] = time.perf_counter()
         try:
             return self.wsgi_app(environ, start_response)
         except DropConnection:
@@ -290,7 +289,7 @@ class DropMiddleware:
 
 
 def record_request(response):
-    if is_admin_path(request.environ):
+    if outside_opik_api(request.environ):
         return response
     if response.direct_passthrough or response.is_streamed:
         body = None  # a file (the pairing page): not read into memory
@@ -356,11 +355,11 @@ def request_text(environ):
     return raw[: journal.BODY_LIMIT * 4].decode("utf-8", errors="replace")
 
 
-def is_admin_path(environ):
-    """The control plane's own requests (a path it does not serve, too) and the console's pages
-    are not the Opik API: never journaled or faulted."""
+def outside_opik_api(environ):
+    """The control plane's own requests (a path it does not serve, too), the console's pages and
+    Prometheus's scrapes are not the Opik API: never journaled or faulted."""
     path = environ.get("PATH_INFO", "")
-    return path == "/_admin" or path.startswith("/_admin/") or console.is_console_path(path)
+    return path == "/_admin" or path.startswith("/_admin/") or path == "/metrics" or console.is_console_path(path)
 
 
 def operation_name():

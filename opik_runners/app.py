@@ -2,12 +2,15 @@
 background reaper, and the blueprint served twice, at the root and under /api, as Opik
 serves it."""
 import logging
+import sqlite3
 import time
 
-from flask import Flask, current_app, g, request
+from flask import Flask, Response, current_app, g, request
 from werkzeug.exceptions import HTTPException
 
-from . import admin, console, db, maintenance
+import peewee
+
+from . import admin, console, db, maintenance, metrics, stats
 from .api import api, requested_workspace, respond
 from .errors import ApiError, failure
 from .limits import MAX_REQUEST_BYTES
@@ -40,9 +43,14 @@ def create_app(**overrides):
     console.init_app(app)
 
     admin.init_app(app, settings)  # before identify_caller: a fault answers even a request that would be refused
+    app.add_url_rule("/metrics", "metrics", serve_metrics)
     app.before_request(identify_caller)
+    app.after_request(count_request)
+    app.wsgi_app = TimedRequests(app.wsgi_app)
     app.teardown_request(yield_to_other_requests)
     app.register_error_handler(ApiError, render_api_error)
+    app.register_error_handler(peewee.DatabaseError, render_database_error)
+    app.register_error_handler(sqlite3.DatabaseError, render_database_error)
     app.register_error_handler(HTTPException, render_http_error)
     app.register_error_handler(Exception, render_unexpected_error)
     return app
@@ -80,6 +88,30 @@ def identify_caller():
     g.caller = Caller(workspace, user)
 
 
+class TimedRequests:
+    """Notes when each request arrived, for its latency (metrics) and the journal's duration."""
+
+    def __init__(self, wsgi_app):
+        self.wsgi_app = wsgi_app
+
+    def __call__(self, environ, start_response):
+        environ[metrics.STARTED] = time.perf_counter()
+        return self.wsgi_app(environ, start_response)
+
+
+def count_request(response):
+    endpoint = request.endpoint
+    operation = endpoint.rsplit(".", 1)[-1] if endpoint else None
+    metrics.observe_request(operation, response.status_code, time.perf_counter() - request.environ[metrics.STARTED])
+    return response
+
+
+def serve_metrics():
+    """Prometheus's scrape: open without API keys; with keys, any user's key (identify_caller)."""
+    return Response(metrics.exposition(lambda: stats.database_state(current_app.extensions["opik_runners"])),
+                    mimetype=metrics.CONTENT_TYPE)
+
+
 def yield_to_other_requests(exc):
     # Under gevent a keep-alive connection whose next request has already arrived is
     # read without yielding, so one busy client could hold a worker while others wait
@@ -92,6 +124,19 @@ def render_api_error(exc):
     if exc.shape == "empty":
         return respond(None, exc.status, exc.headers)
     return respond(exc.body, exc.status, exc.headers)
+
+
+def render_database_error(exc):
+    """The database failed (gone, full, refusing): 503, or 507 for a full disk, with what it
+    said; nothing was acknowledged, and the client may retry."""
+    message = str(exc).strip() or type(exc).__name__
+    metrics.DATABASE_ERRORS.labels(type(exc).__name__).inc()
+    log.warning("database error on %s %s: %s", request.method, request.path, message)
+    # SQLite's "database or disk is full", PostgreSQL's "could not extend file ...: No space left on device".
+    if "disk is full" in message or "No space left" in message:
+        return respond({"code": 507, "message": f"The database's disk is full; nothing was written: {message}"}, 507)
+    return respond({"code": 503, "message": f"The database is unavailable; try again: {message}"}, 503,
+                   {"Retry-After": "1"})
 
 
 def render_http_error(exc):

@@ -29,7 +29,7 @@ import peewee as pw
 from playhouse.db_url import parse
 from playhouse.pool import PooledPostgresqlDatabase, PooledSqliteDatabase
 
-from . import wakeups
+from . import metrics, wakeups
 
 log = logging.getLogger(__name__)
 
@@ -87,6 +87,7 @@ def retry_while_locked(run, *args, **kwargs):
         except (pw.OperationalError, sqlite3.OperationalError) as exc:
             if "locked" not in str(exc) or time.monotonic() > deadline:
                 raise
+        metrics.DATABASE_RETRIES.inc()
         time.sleep(delay)
         delay = min(delay * 2, 0.005)
 
@@ -160,6 +161,13 @@ class SqliteBackend(Backend, PooledSqliteDatabase):
 
     def begin(self, lock_type=None):
         self._execute_cursor(f"BEGIN {lock_type or self._lock_type or ''}", ())
+
+    def rollback(self):
+        # SQLite ends a transaction itself on some errors (SQLITE_FULL: a full disk), and a
+        # ROLLBACK then fails with "no transaction is active", hiding the error that mattered.
+        if not self.is_closed() and not self.connection().in_transaction:
+            return
+        super().rollback()
 
     def _execute_cursor(self, sql, params, **cursor_options):
         if self.in_transaction():  # holds the write lock (IMMEDIATE): nothing to wait for

@@ -2,7 +2,7 @@
 daemon, which polls them, runs them and reports back. Behaviour notes §2.3, §3.4."""
 import logging
 
-from . import wakeups
+from . import metrics, wakeups
 from .errors import error, failure
 from .limits import (
     BRIDGE_COMPLETED_TTL,
@@ -118,12 +118,17 @@ def next_commands(settings, caller, runner_id, max_commands):
     """Long-poll for the first command, then take what else is waiting, up to the batch size."""
     require_runner(caller, runner_id)
     limit = BRIDGE_DEFAULT_BATCH if not max_commands or max_commands <= 0 else min(max_commands, BRIDGE_MAX_BATCH)
-    found = wakeups.wait_for(
-        ("bridge", runner_id),
-        lambda: claim_commands(runner_id, limit),
-        settings.bridge_poll_timeout,
-        release=database.hand_back_connection,
-    )
+    attempts = []
+
+    def attempt():
+        attempts.append(None)
+        return claim_commands(runner_id, limit)
+
+    with metrics.held("bridge"):
+        found = wakeups.wait_for(("bridge", runner_id), attempt, settings.bridge_poll_timeout,
+                                 release=database.hand_back_connection)
+    if found and len(attempts) > 1:  # submitted while the poll waited
+        metrics.observe_wakeup("bridge", found[0].submitted_at, now_us())
     return found or []
 
 
@@ -183,7 +188,8 @@ def get_command(caller, runner_id, command_id, wait, timeout):
         current = BridgeCommand.get_or_none(BridgeCommand.id == command.id)
         return current if current is not None and current.status not in OPEN else None
 
-    waited = wakeups.wait_for(("command", command.id), finished, timeout, release=database.hand_back_connection)
+    with metrics.held("command_result"):
+        waited = wakeups.wait_for(("command", command.id), finished, timeout, release=database.hand_back_connection)
     return waited or find_command(caller, runner_id, command_id)
 
 

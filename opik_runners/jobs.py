@@ -6,7 +6,7 @@ import logging
 
 from peewee import JOIN, SQL, fn
 
-from . import wakeups
+from . import metrics, wakeups
 from .errors import error, failure
 from .limits import MAX_LOG_ENTRIES_PER_BATCH
 from .models import SECOND, Job, JobLog, Runner, database, new_id, now_us
@@ -225,12 +225,18 @@ def claim_next_job(runner_id):
 def next_job(settings, caller, runner_id):
     """Long-poll: the claimed job, or None once the poll timeout passes."""
     require_runner(caller, runner_id)
-    return wakeups.wait_for(
-        ("jobs", runner_id),
-        lambda: claim_next_job(runner_id),
-        settings.job_poll_timeout,
-        release=database.hand_back_connection,
-    )
+    attempts = []
+
+    def attempt():
+        attempts.append(None)
+        return claim_next_job(runner_id)
+
+    with metrics.held("jobs"):
+        job = wakeups.wait_for(("jobs", runner_id), attempt, settings.job_poll_timeout,
+                               release=database.hand_back_connection)
+    if job is not None and len(attempts) > 1:  # made while the poll waited: how long it took to reach it
+        metrics.observe_wakeup("jobs", job.created_at, now_us())
+    return job
 
 
 def take_cancel_announcements(runner_id):

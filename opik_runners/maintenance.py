@@ -17,7 +17,7 @@ import threading
 import time
 from collections import namedtuple
 
-from . import bridge, clock, jobs, pairing, runners
+from . import bridge, clock, jobs, metrics, pairing, runners
 from .models import SECOND, MaintenanceTask, database, now_us
 from .statements import Param, Statement
 
@@ -73,6 +73,10 @@ def run_cycle(settings, force=False):
         if not START_CYCLE.execute(name=REAPER, now=now, holder=HOLDER, due_before=due_before).rowcount:
             return None
         report = reap(settings)
+    metrics.REAPER_CYCLES.inc()
+    for what, count in report._asdict().items():
+        if count:
+            metrics.REAPED.labels(what).inc(count)
     if any(report):
         log.info("reaper cycle: %s", describe(report, skip_zeros=True))
     return report

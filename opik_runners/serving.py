@@ -9,7 +9,9 @@ contend for its lock. Two workers use both cores of a small machine; a job creat
 in one wakes a poll held in the other (backends.py).
 """
 import os
+import shutil
 import signal
+import tempfile
 
 from gunicorn.app.base import BaseApplication
 
@@ -34,10 +36,43 @@ def gunicorn_options(settings, bind=None, workers=None):
         # machine (tests, scale-out) would fight over it, and nothing here uses it.
         "control_socket_disable": True,
         "loglevel": settings.log_level,
-        "on_starting": prepare_database,
+        "on_starting": on_starting,
         "post_fork": post_fork,
         "post_worker_init": post_worker_init,
+        "child_exit": child_exit,
+        "on_exit": on_exit,
     }
+
+
+METRICS_DIR = "PROMETHEUS_MULTIPROC_DIR"
+_made_metrics_dir = []
+
+
+def on_starting(server):
+    """In the master, before any worker: the metrics' shared directory, then the database."""
+    prepare_metrics()
+    prepare_database(server)
+
+
+def prepare_metrics():
+    """prometheus_client's multi-process mode: each worker keeps its values in files under
+    PROMETHEUS_MULTIPROC_DIR and a scrape adds them up (metrics.py). A fresh directory per
+    start (values of an earlier run would count again), unless one is given."""
+    if not os.environ.get(METRICS_DIR):
+        os.environ[METRICS_DIR] = tempfile.mkdtemp(prefix="opik-runners-metrics-")
+        _made_metrics_dir.append(os.environ[METRICS_DIR])
+
+
+def child_exit(server, worker):
+    """A worker has gone (stopped, or killed): its held polls stop counting."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server):
+    for path in _made_metrics_dir:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def prepare_database(server):

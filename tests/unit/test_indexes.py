@@ -17,7 +17,9 @@ from server import POSTGRES_URL, fresh_database_url
 BY_KEY = {"insert job", "start maintenance cycle", "last maintenance start", "insert journal entry",
           "server process seen",
           # server_process holds a row per live worker: a handful, read only by an admin change.
-          "live processes behind a generation"}
+          "live processes behind a generation",
+          # The journal holds at most OPIK_RUNNERS_JOURNAL_SIZE rows (10,000); counted once a metrics scrape.
+          "count journal entries"}
 REAPER = {
     "stuck jobs": lambda: Job.select().where(
         (Job.status == "running") & (Job.started_at + Job.timeout * 1_000_000 < now_us())

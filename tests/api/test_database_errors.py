@@ -1,0 +1,28 @@
+"""A database that will not take a write answers 503 with what it said, never a 500, and
+writes nothing; the same call goes through once it will."""
+import sqlite3
+
+import pytest
+
+from conftest import API
+from opik_runners import backends
+from server import POSTGRES_URL
+
+
+@pytest.mark.skipif(bool(POSTGRES_URL), reason="another SQLite connection holds the file's write lock")
+def test_a_write_the_database_refuses_is_a_503_and_changes_nothing(client, app, monkeypatch):
+    monkeypatch.setattr(backends, "BUSY_TIMEOUT_SECONDS", 0.2)  # wait 0.2 s for the lock, not 30
+    path = app.extensions["opik_runners"].database_url.removeprefix("sqlite:///")
+    holder = sqlite3.connect(path, timeout=0)
+    holder.execute("BEGIN EXCLUSIVE")
+    try:
+        response = client.post(f"{API}/projects", json={"name": "refused"})
+    finally:
+        holder.rollback()
+        holder.close()
+    assert response.status_code == 503
+    assert response.json == {"code": 503, "message": "The database is unavailable; try again: database is locked"}
+    assert response.headers["Retry-After"] == "1"
+    assert client.post(f"{API}/projects/retrieve", json={"name": "refused"}).status_code == 404
+    assert client.post(f"{API}/projects", json={"name": "refused"}).status_code == 201
+    assert 'opik_runners_database_errors_total{error="OperationalError"}' in client.get("/metrics").get_data(True)

@@ -1,0 +1,96 @@
+"""GET /metrics: the Prometheus text, read with prometheus_client's own parser. (Across gunicorn
+workers, in multi-process mode: tests/acceptance/test_metrics_served.py.)"""
+import threading
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from conftest import API, create_job, pair, register
+
+
+def scrape(client, headers=None):
+    response = client.get("/metrics", headers=headers)
+    assert response.status_code == 200, response.data
+    assert response.mimetype == "text/plain"
+    return {(sample.name, tuple(sorted(sample.labels.items()))): sample.value
+            for family in text_string_to_metric_families(response.get_data(as_text=True)) for sample in family.samples}
+
+
+def value(samples, name, **labels):
+    return samples.get((name, tuple(sorted(labels.items()))), 0)
+
+
+def test_requests_are_counted_by_operation_and_status_with_their_latency(client):
+    runner_id, project_id = pair(client)
+    register(client, runner_id)
+    create_job(client, project_id)
+    before = scrape(client)
+    for _ in range(3):
+        client.get(f"{API}/local-runners/{runner_id}/jobs")
+    client.get(f"{API}/local-runners/jobs/{runner_id}")  # a 404
+    after = scrape(client)
+    count = "opik_runners_request_duration_seconds_count"
+    assert value(after, count, operation="list_jobs", status="200") - value(before, count, operation="list_jobs",
+                                                                             status="200") == 3
+    assert value(after, count, operation="get_job", status="404") - value(before, count, operation="get_job",
+                                                                           status="404") == 1
+    bucket = "opik_runners_request_duration_seconds_bucket"
+    assert value(after, bucket, operation="list_jobs", status="200", le="+Inf") == value(
+        after, count, operation="list_jobs", status="200")
+    assert value(after, "opik_runners_request_duration_seconds_sum", operation="list_jobs", status="200") > 0
+
+
+def test_the_database_s_numbers_are_read_at_each_scrape(client):
+    runner_id, project_id = pair(client)
+    register(client, runner_id)
+    for _ in range(3):
+        create_job(client, project_id)
+    client.post(f"{API}/local-runners/{runner_id}/jobs/next")
+    samples = scrape(client)
+    assert value(samples, "opik_runners_runners", status="connected") == 1
+    assert value(samples, "opik_runners_jobs", status="pending") == 2
+    assert value(samples, "opik_runners_jobs", status="running") == 1
+    assert value(samples, "opik_runners_pending_jobs") == 2
+    assert value(samples, "opik_runners_journal_entries") > 0
+
+
+def test_held_polls_are_counted_while_they_wait_and_a_wakeup_is_timed(make_app):
+    app = make_app(OPIK_RUNNER_NEXT_JOB_POLL_TIMEOUT="5")
+    client = app.test_client()
+    runner_id, project_id = pair(client)
+    register(client, runner_id)
+    before = scrape(client)
+    answers = []
+    polls = [threading.Thread(target=lambda: answers.append(
+        app.test_client().post(f"{API}/local-runners/{runner_id}/jobs/next").json)) for _ in range(2)]
+    for poll in polls:
+        poll.start()
+    held = "opik_runners_held_polls"
+    for _ in range(200):
+        if value(scrape(client), held, kind="jobs") - value(before, held, kind="jobs") == 2:
+            break
+        threading.Event().wait(0.02)
+    else:
+        pytest.fail("the two held polls were never counted")
+    create_job(client, project_id)
+    create_job(client, project_id)
+    for poll in polls:
+        poll.join(10)
+    after = scrape(client)
+    assert [answer is not None for answer in answers] == [True, True]
+    assert value(after, held, kind="jobs") == value(before, held, kind="jobs")
+    woken = "opik_runners_wakeup_seconds_count"
+    assert value(after, woken, kind="jobs") - value(before, woken, kind="jobs") == 2
+
+
+def test_with_api_keys_a_scrape_needs_a_key(make_app):
+    client = make_app(OPIK_API_KEYS="alice:key-a").test_client()
+    response = client.get("/metrics")
+    assert response.status_code == 401 and response.json == {"code": 401, "message": "API key should be provided"}
+    assert "opik_runners_jobs" in client.get("/metrics", headers={"Authorization": "key-a"}).get_data(as_text=True)
+
+
+def test_scrapes_are_not_journaled(client):
+    client.delete("/_admin/requests")
+    scrape(client)
+    assert client.get("/_admin/requests").json["requests"] == []
