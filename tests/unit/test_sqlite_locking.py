@@ -149,3 +149,33 @@ def test_a_new_connection_waits_for_a_lock_held_on_the_file(tmp_path):
     assert database.execute_sql("PRAGMA journal_mode").fetchone() == ("wal",)
     releaser.join()
     database.close_all()
+
+
+# -- data_version: what the listing's kept pages are checked against (jobs.list_jobs)
+
+
+def test_data_version_moves_with_every_commit_and_only_then(database):
+    before = database.data_version()
+    Project.select().count()  # a read
+    assert database.data_version() == before
+    with database.atomic():
+        Project.create(workspace="w", name="one", visibility="private", created_at=1, created_by="u",
+                       last_updated_at=1, last_updated_by="u")
+    after_own = database.data_version()
+    assert after_own != before  # a commit by this process's own pool
+    other = sqlite3.connect(database.obj.database, isolation_level=None)
+    other.execute("UPDATE project SET name = 'two'")
+    other.close()
+    assert database.data_version() not in (before, after_own)  # a commit by another connection (any process)
+
+
+def test_data_version_names_its_database(make_app, tmp_path):
+    # A test's next database (or a forked child) counts on its own: its numbers must not match.
+    from server import fresh_database_url
+
+    make_app(DATABASE_URL=fresh_database_url(tmp_path, "a"))
+    with models.database.connection_context():
+        first = models.database.data_version()
+    make_app(DATABASE_URL=fresh_database_url(tmp_path, "b"))
+    with models.database.connection_context():
+        assert models.database.data_version() != first
