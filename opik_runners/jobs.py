@@ -300,7 +300,7 @@ def append_job_logs(caller, job_id, entries):
 # Pages answered lately, by what they depend on and the database's data_version: any commit,
 # anywhere, moves the version, so a kept page is exactly what the statement would read now.
 # (The listing is read far more often than runners write: a console open on it, a test
-# polling it. Measured on the listing benchmark: 40 us of SQLite a request -> 1 us.)
+# polling it. Measured on the seeded store: the page's statement 40 us, PRAGMA data_version 2.6 us.)
 LISTING_CACHE_SIZE = 256
 _pages = {}
 
