@@ -25,3 +25,14 @@ def test_bench_smoke_runs_and_claims_exactly_once():
     correctness = [name for name in figures if name.startswith(("exactly-once", "5xx", "64 concurrent writers"))]
     assert len(correctness) == 4
     assert all(figures[name] == "yes" for name in correctness), run.stdout[-3000:]
+
+
+@pytest.mark.skipif(bool(POSTGRES_URL), reason="the bench runs on its own SQLite files: once per CI run is enough")
+@pytest.mark.timeout(300)
+def test_fleet_smoke_delivers_every_job_and_command_without_errors():
+    run = subprocess.run([sys.executable, "bench/fleet.py", "--smoke"], cwd=ROOT, capture_output=True, text=True,
+                         timeout=300)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    [line] = [line for line in run.stdout.splitlines() if line.strip().startswith("N=")]
+    # Timings are the benchmark's business; what must hold at any size is correctness.
+    assert "errors 0," in line and "undelivered 0," in line, line

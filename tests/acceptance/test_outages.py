@@ -1,17 +1,21 @@
 """The database failing under a real server: a full disk (a small tmpfs holding the SQLite
 file) answers writes 507 with a clear message, keeps reads working, corrupts nothing, and
-takes writes again once there is room. (A database that will not take a write at all answers
+takes writes again once there is room; PostgreSQL restarted under load answers 503 meanwhile, then
+serves again without a restart. (A database that will not take a write at all answers
 503: tests/api/test_database_errors.py.)"""
 import os
+import shutil
 import sqlite3
 import subprocess
+import threading
+import time
 
 import pytest
 import requests
 
-from server import POSTGRES_URL, Server, pair
+from server import POSTGRES_URL, Server, fresh_database_url, pair
 
-pytestmark = pytest.mark.skipif(bool(POSTGRES_URL), reason="SQLite's file on a disk of its own")
+sqlite_only = pytest.mark.skipif(bool(POSTGRES_URL), reason="SQLite's file on a disk of its own")
 
 
 @pytest.fixture
@@ -34,6 +38,7 @@ def fill(path, leave_bytes):
         filler.write(b"\0" * size)
 
 
+@sqlite_only
 def test_a_full_disk_refuses_writes_clearly_keeps_reads_and_recovers(small_disk):
     # The journal off: this is about the API's own writes (the journal's are best effort).
     server = Server(f"sqlite:///{small_disk / 'runners.db'}", OPIK_RUNNERS_JOURNAL_SIZE="0").start()
@@ -72,4 +77,94 @@ def test_a_full_disk_refuses_writes_clearly_keeps_reads_and_recovers(small_disk)
         metrics = requests.get(f"{server.url}/metrics", timeout=10).text
         assert 'opik_runners_database_errors_total{error="OperationalError"}' in metrics
     finally:
+        server.stop()
+
+
+# -- PostgreSQL restarted under load
+
+
+def restart_postgres(down_seconds):
+    """Stop the local cluster, wait, start it again (CI's PostgreSQL 15 cluster, as root)."""
+    subprocess.run(["pg_ctlcluster", "15", "main", "stop", "-m", "fast"], check=True, capture_output=True)
+    time.sleep(down_seconds)
+    subprocess.run(["pg_ctlcluster", "15", "main", "start"], check=True, capture_output=True)
+    return time.monotonic()
+
+
+@pytest.mark.skipif(not POSTGRES_URL or not shutil.which("pg_ctlcluster") or os.geteuid() != 0,
+                    reason="restarts the local PostgreSQL 15 cluster (CI's PostgreSQL pass)")
+def test_postgresql_restarted_under_load_answers_503_then_serves_again_and_loses_nothing(tmp_path):
+    server = Server(fresh_database_url(tmp_path), OPIK_RUNNER_NEXT_JOB_POLL_TIMEOUT="2",
+                    OPIK_RUNNERS_JOURNAL_SIZE="0").start()
+    stop = threading.Event()
+    acknowledged, answers, lock = [], [], threading.Lock()
+    try:
+        runner = pair(server.url, "default", "through-a-restart")
+        api = f"{server.url}/api/v1/private"
+
+        def create():
+            while not stop.is_set():
+                started = time.monotonic()
+                try:
+                    answer = requests.post(f"{api}/local-runners/jobs", timeout=15, json={
+                        "agent_name": "answer", "project_id": runner["project_id"]})
+                except requests.RequestException as exc:
+                    answer = exc
+                with lock:
+                    answers.append((started, time.monotonic(), answer))
+                    if not isinstance(answer, Exception) and answer.status_code == 201:
+                        acknowledged.append(answer.headers["Location"].rsplit("/", 1)[1])
+                time.sleep(0.02)
+
+        def poll():
+            while not stop.is_set():
+                started = time.monotonic()
+                try:
+                    answer = requests.post(f"{api}/local-runners/{runner['runner_id']}/jobs/next", timeout=15)
+                except requests.RequestException as exc:
+                    answer = exc
+                with lock:
+                    answers.append((started, time.monotonic(), answer))
+                time.sleep(0.05)
+
+        workers = [threading.Thread(target=create) for _ in range(2)] + [threading.Thread(target=poll) for _ in range(3)]
+        for worker in workers:
+            worker.start()
+        time.sleep(2)
+        back_at = restart_postgres(down_seconds=3)
+        # Within 5 s of the database returning, writes go through again (no restart of this server).
+        def write_works():
+            answer = requests.post(f"{api}/local-runners/jobs", timeout=15, json={
+                "agent_name": "answer", "project_id": runner["project_id"]})
+            if answer.status_code == 201:
+                with lock:
+                    acknowledged.append(answer.headers["Location"].rsplit("/", 1)[1])
+                return True
+            return False
+
+        from server import wait_until
+        wait_until(write_works, timeout=15, interval=0.2)
+        recovered_after = time.monotonic() - back_at
+        time.sleep(1)
+        stop.set()
+        for worker in workers:
+            worker.join(20)
+        assert recovered_after <= 5, f"served again {recovered_after:.1f} s after PostgreSQL returned"
+        # Every answer was an answer: 2xx, or a 503 saying the database is unavailable; none hung.
+        statuses = {}
+        for started, ended, answer in answers:
+            assert not isinstance(answer, Exception), answer
+            assert ended - started < 12, f"an answer took {ended - started:.1f} s"  # poll time-out 2 s
+            statuses[answer.status_code] = statuses.get(answer.status_code, 0) + 1
+            if answer.status_code >= 500:
+                assert answer.status_code == 503, answer.text
+                body = answer.json()
+                assert body["code"] == 503 and body["message"].startswith("The database is unavailable"), body
+        assert statuses.get(503), f"no request met the outage: {statuses}"
+        # Nothing acknowledged was lost.
+        listed = requests.get(f"{api}/local-runners/{runner['runner_id']}/jobs", params={"size": 100000},
+                              timeout=30).json()["content"]
+        assert set(acknowledged) <= {job["id"] for job in listed}
+    finally:
+        stop.set()
         server.stop()
