@@ -125,11 +125,18 @@ UNFINISHED_JOB = Statement(
     ),
 )
 # One statement takes and clears the set, so two beats never announce a job twice.
+# Only a job cancelled while running is announced, so the search stays in the runner's cancelled
+# jobs ((runner, status, seq)), not all of them; and a plain read first, so that the heartbeat of
+# a runner with nothing to announce (nearly every one) writes nothing here.
+def cancel_unannounced(p):
+    return (Job.runner == p.runner_id) & (Job.status == CANCELLED) & (Job.cancel_unannounced == True)  # noqa: E712
+
+
+ANY_CANCEL_ANNOUNCEMENT = Statement("any cancel announcement",
+                                    lambda p: Job.select(Job.id).where(cancel_unannounced(p)).limit(1))
 TAKE_CANCEL_ANNOUNCEMENTS = Statement(
     "take cancel announcements",
-    lambda p: Job.update(cancel_unannounced=False)
-    .where((Job.runner == p.runner_id) & (Job.cancel_unannounced == True))  # noqa: E712
-    .returning(Job.id),
+    lambda p: Job.update(cancel_unannounced=False).where(cancel_unannounced(p)).returning(Job.id),
 )
 LOGS = Statement(
     "job logs",
@@ -241,6 +248,8 @@ def next_job(settings, caller, runner_id):
 
 def take_cancel_announcements(runner_id):
     """The running jobs cancelled since the runner's last heartbeat, now announced."""
+    if ANY_CANCEL_ANNOUNCEMENT.one(runner_id=runner_id) is None:
+        return []
     return [job.id for job in TAKE_CANCEL_ANNOUNCEMENTS.all(Job, runner_id=runner_id)]
 
 

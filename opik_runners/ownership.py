@@ -13,11 +13,14 @@ from .statements import Statement
 Caller = namedtuple("Caller", "workspace user")
 
 
+def owned(workspace, user):
+    """The condition on Runner: one of (workspace, user)'s live runners (the values may be Params)."""
+    return (Runner.workspace == workspace) & (Runner.user_name == user) & Runner.detached_at.is_null()
+
+
 def owned_runners(workspace, user):
     """The live runners of (workspace, user), as a query (the values may be Params)."""
-    return Runner.select().where(
-        (Runner.workspace == workspace) & (Runner.user_name == user) & Runner.detached_at.is_null()
-    )
+    return Runner.select().where(owned(workspace, user))
 
 
 def owns_job_runner(workspace, user):

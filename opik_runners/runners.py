@@ -10,25 +10,28 @@ from . import bridge, jobs
 from .errors import error
 from .limits import CHECKLIST_MAX_DEPTH, MAX_AGENTS_PER_RUNNER, MAX_PAYLOAD_BYTES, serialized_length
 from .models import SECOND, BridgeCommand, Runner, database, now_us
-from .ownership import find_runner, get_runner, owned_runners, require_runner
+from .ownership import find_runner, get_runner, owned, owned_runners, require_runner
 from .statements import Param, Statement
 
 log = logging.getLogger(__name__)
 
 CAPABILITY = re.compile(r"[a-z_]+")  # the whole value, as Java's String.matches
 
-REFRESH_HEARTBEAT = Statement(
-    "refresh heartbeat",
-    lambda p: Runner.update({Runner.heartbeat_expires_at: Param("expires_at", Runner.heartbeat_expires_at)})
-    .where(Runner.id == p.runner_id),
-)
-SET_CAPABILITIES = Statement(
-    "set capabilities",
-    lambda p: Runner.update({Runner.capabilities: Param("capabilities", Runner.capabilities)})
-    .where(Runner.id == p.runner_id),
-)
+# A heartbeat is one write: the ownership check, the new expiry (and the capabilities, when the
+# beat names them) in one UPDATE that returns the runner's type. (It was a read of the whole row,
+# agents and checklist parsed, then up to three writes.)
+def beat(p, with_capabilities):
+    changes = {Runner.heartbeat_expires_at: Param("expires_at", Runner.heartbeat_expires_at)}
+    if with_capabilities:
+        changes[Runner.capabilities] = Param("capabilities", Runner.capabilities)
+    return Runner.update(changes).where((Runner.id == p.runner_id) & owned(p.workspace, p.user)).returning(Runner.type)
 
 
+HEARTBEAT = {
+    with_capabilities: Statement(f"heartbeat{' with capabilities' if with_capabilities else ''}",
+                                 lambda p, with_capabilities=with_capabilities: beat(p, with_capabilities))
+    for with_capabilities in (False, True)
+}
 def list_runners(caller, project_id, status, page, size):
     query = owned_runners(caller.workspace, caller.user).where(Runner.project_id == project_id)
     now = now_us()
@@ -97,16 +100,17 @@ def patch_checklist(caller, runner_id, patch):
 
 def heartbeat(settings, caller, runner_id, capabilities):
     """Refresh liveness; return the ids of running jobs cancelled since the last beat."""
-    runner = find_runner(caller, runner_id)
-    if runner is None:
+    bad = [c for c in capabilities or () if not isinstance(c, str) or not CAPABILITY.fullmatch(c)]
+    values = {"runner_id": runner_id, "workspace": caller.workspace, "user": caller.user,
+              "expires_at": now_us() + int(settings.heartbeat_ttl * SECOND)}
+    if capabilities and not bad:
+        values["capabilities"] = capabilities
+    found = HEARTBEAT["capabilities" in values].one(**values)
+    if found is None:
         raise error(410, f"Runner not found: {runner_id}")
-    REFRESH_HEARTBEAT.execute(runner_id=runner_id, expires_at=now_us() + int(settings.heartbeat_ttl * SECOND))
-    if capabilities:
-        bad = [c for c in capabilities if not isinstance(c, str) or not CAPABILITY.fullmatch(c)]
-        if bad:
-            raise error(400, f"Invalid capability value: {bad[0]}")
-        SET_CAPABILITIES.execute(runner_id=runner_id, capabilities=capabilities)
-    if runner.type != "endpoint":
+    if bad:  # as Opik: the liveness is refreshed by then, the capabilities are not
+        raise error(400, f"Invalid capability value: {bad[0]}")
+    if found[0] != "endpoint":
         return []
     return jobs.take_cancel_announcements(runner_id)
 
