@@ -178,6 +178,27 @@ def job_cycle(tmp, seconds):
         server.stop()
 
 
+def heartbeats(tmp, seconds):
+    """Heartbeats against /is-alive/ping, on one server in one run (the shipped configuration:
+    the journal on)."""
+    server = Server(f"sqlite:///{tmp / 'beats.db'}", OPIK_RUNNERS_LOG_LEVEL="warning").start()
+    try:
+        seed.open_store(server.env["DATABASE_URL"])
+        project = seed.project("beats")
+        (runner,) = seed.live_runners(project.id, 1)
+        seed.database.close()
+        env = {"BENCH_RUNNER": str(runner)}
+        wrk(f"{server.url}/is-alive/ping", 1)
+        ping = max(wrk(f"{server.url}/is-alive/ping", seconds)[0], 1)
+        beats, _, _, out = wrk(server.url, seconds, script=ROOT / "bench" / "heartbeat.lua", env=env)
+        failures = int(re.search(r"BENCH heartbeat_failures=(\d+)", out).group(1))
+        ratio = beats / ping
+        report("heartbeat throughput vs GET /is-alive/ping on the same server", f"{beats:.0f} / {ping:.0f} req/s = "
+               f"{ratio:.0%}{'' if not failures else f' ({failures} not 200)'}", ">= 50%", ratio >= 0.5 and not failures)
+    finally:
+        server.stop()
+
+
 async def hold_polls(session, base, runner_ids, stop, held, spread):
     async def one(runner_id):
         # Runners connect at different times; polls opened in one burst would all time out
@@ -227,6 +248,42 @@ def long_polls(url, runners, count, seconds, poll_timeout):
         report("idle long polls held while serving the listing (median of samples)", f"{holding:.0f}",
                f">= {count}", holding >= count)
         report("listing p99 beside them", f"{p99:.1f}", "<= 100 ms", p99 <= 100, " ms")
+    finally:
+        server.stop()
+
+
+def poll_memory(url, runners, count, poll_timeout=30):
+    """The server's resident memory with no poll held and with `count` held (spread over the
+    runners), per held poll."""
+    server = Server(url, OPIK_RUNNERS_LOG_LEVEL="warning", OPIK_RUNNER_NEXT_JOB_POLL_TIMEOUT=str(poll_timeout),
+                    OPIK_RUNNERS_WORKER_CONNECTIONS=str(count + 1000)).start(timeout=60)
+    base = f"{server.url}{API}/local-runners"
+
+    async def run():
+        stop, held = asyncio.Event(), {}
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0),
+                                         timeout=aiohttp.ClientTimeout(total=poll_timeout + 30)) as session:
+            for _ in range(20):  # every worker warm: its pool, its statements, a listing each
+                async with session.get(f"{base}/{runners[1]}/jobs") as response:
+                    await response.read()
+            await asyncio.sleep(1)
+            idle = rss_tree_mib(server.process.pid)
+            spread = [runners[i % len(runners)] for i in range(count)]
+            tasks = await hold_polls(session, base, spread, stop, held, spread=2)
+            await asyncio.sleep(5)
+            holding = sum(held.values())
+            busy = rss_tree_mib(server.process.pid)
+            stop.set()
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+            return idle, busy, holding
+
+    try:
+        idle, busy, holding = asyncio.run(run())
+        per_poll = (busy - idle) * 1024 / max(holding, 1)
+        report(f"server RSS growth per held poll ({holding:.0f} held: {idle:.0f} -> {busy:.0f} MiB)",
+               f"{per_poll:.1f}", "<= 20 KB", per_poll <= 20 and holding >= count * 0.95, " KB")
     finally:
         server.stop()
 
@@ -442,11 +499,13 @@ def main():
         print("## throughput", flush=True)
     if wanted("throughput"):
         throughput(url, runners, seconds)
+        heartbeats(tmp, seconds)
     if wanted("cycle"):
         job_cycle(tmp, seconds)
     if wanted("polls"):
         print("## long polls", flush=True)
         long_polls(url, runners, 50 if smoke else 1000, seconds, poll_timeout=2 if smoke else 10)
+        poll_memory(url, runners, 100 if smoke else 4000)
     if wanted("wakeups"):
         print("## wake-ups", flush=True)
         wakeups(tmp, 20 if smoke else 200)
