@@ -277,7 +277,8 @@ def run_size(size, args, tmp):
         conn.autocommit = True
         conn.cursor().execute("DROP SCHEMA public CASCADE; CREATE SCHEMA public")
         conn.close()
-    servers = [Server(url, OPIK_RUNNERS_LOG_LEVEL="warning").start(timeout=60) for _ in range(args.instances)]
+    env = dict(item.split("=", 1) for item in args.env)
+    servers = [Server(url, OPIK_RUNNERS_LOG_LEVEL="warning", **env).start(timeout=60) for _ in range(args.instances)]
     try:
         urls = [server.url for server in servers]
         fleet = seed_fleet(urls[0], size)
@@ -300,7 +301,9 @@ def run_size(size, args, tmp):
             sim.join(30)
     finally:
         for server in servers:
-            server.stop()
+            log = server.stop()
+            if args.show_log:
+                print(log[-20000:])
     received = {}
     for part in results:
         received.update(dict(part["received"]))
@@ -338,6 +341,9 @@ def main():
     parser.add_argument("--listing-rate", type=float, default=10, help="listings read a second")
     parser.add_argument("--postgres", help="a PostgreSQL URL (wiped): two instances share it")
     parser.add_argument("--instances", type=int, default=None, help="server instances (default 1; 2 on PostgreSQL)")
+    parser.add_argument("--env", action="append", default=[], metavar="NAME=VALUE",
+                        help="a setting for the servers (repeatable), e.g. OPIK_RUNNERS_JOURNAL_SIZE=0")
+    parser.add_argument("--show-log", action="store_true", help="print the servers' logs after each size")
     parser.add_argument("--smoke", action="store_true", help="40 runners for 5 s")
     args = parser.parse_args()
     args.instances = args.instances or (2 if args.postgres else 1)

@@ -3,12 +3,15 @@ file) answers writes 507 with a clear message, keeps reads working, corrupts not
 takes writes again once there is room; PostgreSQL restarted under load answers 503 meanwhile, then
 serves again without a restart. (A database that will not take a write at all answers
 503: tests/api/test_database_errors.py.)"""
+import datetime
 import os
 import shutil
+import signal
 import sqlite3
 import subprocess
 import threading
 import time
+from pathlib import Path
 
 import pytest
 import requests
@@ -167,4 +170,66 @@ def test_postgresql_restarted_under_load_answers_503_then_serves_again_and_loses
         assert set(acknowledged) <= {job["id"] for job in listed}
     finally:
         stop.set()
+        server.stop()
+
+
+# -- a worker killed under a fleet's load
+
+
+def test_a_worker_killed_under_fleet_load_loses_nothing_and_its_runners_carry_on(tmp_path):
+    """100 runners driven as the CLI drives them (bench/fleet.py's simulator), jobs created
+    beside them, and one of the two workers SIGKILLed half-way: every acknowledged job exists,
+    every job made after the kill reaches its runner, and every runner is still connected."""
+    import multiprocessing
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
+    import fleet
+
+    from server import child_pids
+
+    server = Server(fresh_database_url(tmp_path), OPIK_RUNNERS_WORKERS="2", OPIK_RUNNERS_JOURNAL_SIZE="0",
+                    OPIK_RUNNER_NEXT_JOB_POLL_TIMEOUT="3").start()
+    queue = multiprocessing.Queue()
+    try:
+        runners = fleet.seed_fleet(server.url, 100)
+        endpoints = [r for r in runners if r["type"] == "endpoint"]
+        simulator = multiprocessing.Process(target=fleet.simulator, args=(
+            [server.url], [(r["id"], r["type"]) for r in runners], 18, queue))
+        simulator.start()
+        time.sleep(2)
+        api = f"{server.url}/api/v1/private"
+        made, killed_at = [], None
+        started = time.monotonic()
+        while time.monotonic() - started < 12:
+            if killed_at is None and time.monotonic() - started > 4:
+                os.kill(child_pids(server.process.pid)[0], signal.SIGKILL)
+                killed_at = time.monotonic()
+            runner = endpoints[len(made) % len(endpoints)]
+            try:
+                answer = requests.post(f"{api}/local-runners/jobs", timeout=10, json={
+                    "agent_name": "echo", "project_id": runner["project_id"], "inputs": {"n": len(made)}})
+            except requests.ConnectionError:  # its connection was on the killed worker: not acknowledged
+                continue
+            assert answer.status_code == 201, answer.text
+            made.append((answer.headers["Location"].rsplit("/", 1)[1], time.monotonic()))
+            time.sleep(0.05)
+        # The runners whose connections died with the worker beat again: every runner's expiry was
+        # pushed past what a beat before the kill gave it (the TTL, 15 s, from the kill at the latest).
+        killed_wall = time.time() - (time.monotonic() - killed_at)
+        state = requests.get(f"{server.url}/_admin/state", timeout=30).json()
+        late = [r["id"] for r in state["runners"] if datetime.datetime.fromisoformat(
+            r["heartbeat_expires_at"].replace("Z", "+00:00")).timestamp() <= killed_wall + 15]
+        assert not late, f"{len(late)} runners did not beat after the kill"
+        results = queue.get(timeout=60)
+        simulator.join(30)
+        received = dict(results["received"])
+        # Every acknowledged job is there...
+        for job_id, _ in made:
+            assert requests.get(f"{api}/local-runners/jobs/{job_id}", timeout=10).status_code == 200
+        # ...those made once gunicorn had replaced the worker reached their runners...
+        after = [job_id for job_id, at in made if at > killed_at + 2]
+        assert after and all(job_id in received for job_id in after), (
+            len([j for j in after if j not in received]), len(after))
+    finally:
         server.stop()
