@@ -50,7 +50,12 @@ def test_the_database_s_numbers_are_read_at_each_scrape(client):
     assert value(samples, "opik_runners_runners", status="connected") == 1
     assert value(samples, "opik_runners_jobs", status="pending") == 2
     assert value(samples, "opik_runners_jobs", status="running") == 1
-    assert value(samples, "opik_runners_pending_jobs") == 2
+    client.post(f"{API}/local-runners/jobs/{client.post(f'{API}/local-runners/{runner_id}/jobs/next').json['id']}/results",
+                json={"status": "failed", "error": "x"})
+    samples = scrape(client)
+    assert value(samples, "opik_runners_jobs", status="finished") == 1
+    assert value(samples, "opik_runners_jobs", status="pending") == 1
+    assert value(samples, "opik_runners_pending_jobs") == 1
     assert value(samples, "opik_runners_journal_entries") > 0
 
 

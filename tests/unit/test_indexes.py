@@ -19,7 +19,9 @@ BY_KEY = {"insert job", "start maintenance cycle", "last maintenance start", "in
           # server_process holds a row per live worker: a handful, read only by an admin change.
           "live processes behind a generation",
           # The journal holds at most OPIK_RUNNERS_JOURNAL_SIZE rows (10,000); counted once a metrics scrape.
-          "count journal entries"}
+          "count journal entries",
+          # A row per live runner (thousands at most); summed once a metrics scrape (2 ms for 1,000).
+          "count jobs held"}
 REAPER = {
     "stuck jobs": lambda: Job.select().where(
         (Job.status == "running") & (Job.started_at + Job.timeout * 1_000_000 < now_us())
