@@ -196,14 +196,16 @@ async function projectsView() {
   page("Projects",
     h("h1", {}, "Projects"),
     h("p", { class: "muted" }, "Projects of workspace ", h("strong", {}, session.workspace),
-      ". Pick one to see its runners; `opik endpoint` and `opik connect` need the project to exist."),
-    h("div", { class: "row" }, h("label", { for: "project-search" }, "Name"), search),
-    list, h("div", { class: "panel" }, create));
+      ". Pick one to see its runners; ", h("code", {}, "opik endpoint"), " and ", h("code", {}, "opik connect"),
+      " need their project to exist."),
+    h("div", { class: "panel" }, create),
+    h("div", { class: "row" }, h("label", { for: "project-search" }, "Filter"), search),
+    list);
   let size = 100;
   const refresh = async () => {
     const found = await get("/projects", { query: { size, name: search.value.trim() } });
     if (!found.content.length && !search.value.trim()) {
-      put(list, h("p", {}, "No projects in this workspace yet: create one below, then connect a runner to it."),
+      put(list, h("p", {}, "No projects in this workspace yet: create one above, then connect a runner to it."),
         connectCommands("my-project"));
       return;
     }
