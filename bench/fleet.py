@@ -38,7 +38,7 @@ import aiohttp
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from opik_runners.testing import Server  # noqa: E402
+from opik_runners.testing import Server, child_pids  # noqa: E402
 
 API = "/api/v1/private"
 HEARTBEAT_SECONDS = 5.0
@@ -157,33 +157,28 @@ async def load(urls, fleet, seconds, job_rate, command_rate, listing_rate):
             if pending:
                 await asyncio.wait(pending, timeout=30)
 
-        async def create_job():
-            runner = random.choice(endpoints)
+        async def make(what, path, body):
+            """Create a job or submit a command; note when it was sent, by the id its Location names."""
             sent = time.time()
             try:
-                async with session.post(f"{random.choice(urls)}{API}/local-runners/jobs", json={
-                        "agent_name": "echo", "project_id": runner["project_id"], "inputs": {"n": 1}}) as response:
+                async with session.post(f"{random.choice(urls)}{API}{path}", json=body) as response:
                     await response.read()
                     if response.status == 201:
                         created[response.headers["Location"].rsplit("/", 1)[1]] = sent
                     else:
-                        errors.append(f"{response.status} create job")
+                        errors.append(f"{response.status} {what}")
             except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
-                errors.append(f"{type(exc).__name__} create job")
+                errors.append(f"{type(exc).__name__} {what}")
 
-        async def submit_command():
+        def create_job():
+            runner = random.choice(endpoints)
+            return make("create job", "/local-runners/jobs",
+                        {"agent_name": "echo", "project_id": runner["project_id"], "inputs": {"n": 1}})
+
+        def submit_command():
             runner = random.choice(connects)
-            sent = time.time()
-            try:
-                async with session.post(f"{random.choice(urls)}{API}/local-runners/{runner['id']}/bridge/commands",
-                                        json={"type": "ListFiles", "args": {"path": ""}}) as response:
-                    body = await response.read()
-                    if response.status == 201:
-                        created[json.loads(body)["command_id"]] = sent
-                    else:
-                        errors.append(f"{response.status} submit command")
-            except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
-                errors.append(f"{type(exc).__name__} submit command")
+            return make("submit command", f"/local-runners/{runner['id']}/bridge/commands",
+                        {"type": "ListFiles", "args": {"path": ""}})
 
         async def read_listing():
             runner = random.choice(fleet)
@@ -249,19 +244,6 @@ def rss_mib(pids):
         except (OSError, StopIteration):
             pass
     return total / 1024
-
-
-def child_pids(parent):
-    found = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as stat:
-                    if int(stat.read().rsplit(")", 1)[1].split()[1]) == parent:
-                        found.append(int(entry))
-            except (OSError, ValueError, IndexError):
-                pass
-    return found
 
 
 def server_pids(servers):

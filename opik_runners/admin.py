@@ -29,7 +29,6 @@ admin = Blueprint("admin", __name__)
 ENTRIES = JournalEntrySchema(many=True)
 # What a long poll held by a fault answers when the hold ends: the empty answer of its kind.
 EMPTY_POLL_ANSWERS = {"next_job": "null", "next_bridge_commands": '{"commands":[]}'}
-STARTED = metrics.STARTED  # set by app.TimedRequests
 
 
 def init_app(app, settings):
@@ -326,7 +325,7 @@ def record(app, status, response_body, fault):
         request_text(environ),
         status,
         response_body,
-        (time.perf_counter() - environ.get(STARTED, time.perf_counter())) * 1000,
+        (time.perf_counter() - environ.get(metrics.STARTED, time.perf_counter())) * 1000,  # app.TimedRequests
         operation_name(),
         workspace_name(),
         found,

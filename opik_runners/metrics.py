@@ -103,9 +103,3 @@ def exposition(read_state):
     state = CollectorRegistry()
     state.register(StateCollector(read_state))
     return processes + generate_latest(state)
-
-
-def mark_process_dead(pid):
-    """A worker has exited: its live gauges (held polls) stop counting (gunicorn's child_exit)."""
-    if MULTIPROCESS:
-        multiprocess.mark_process_dead(pid)

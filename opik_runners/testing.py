@@ -18,6 +18,20 @@ import urllib.parse
 import urllib.request
 
 
+def child_pids(parent_pid):
+    """Processes whose parent is `parent_pid` (a gunicorn master's workers, a CLI's agent)."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as stat:
+                    if int(stat.read().rsplit(")", 1)[1].split()[1]) == parent_pid:
+                        pids.append(int(entry))
+            except (OSError, ValueError, IndexError):
+                pass
+    return sorted(pids)
+
+
 def free_port():
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))

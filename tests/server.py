@@ -7,7 +7,7 @@ import time
 import requests
 
 from helpers import AGENT, activation_hmac
-from opik_runners.testing import Server, free_port  # noqa: F401 - the tests' import point
+from opik_runners.testing import Server, child_pids, free_port  # noqa: F401 - the tests' import point
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Set by .ci/run for the second pass: the whole suite against PostgreSQL.
@@ -26,20 +26,6 @@ def fresh_database_url(tmp_path, name="test"):
         cur.execute("DROP SCHEMA public CASCADE; CREATE SCHEMA public")
     conn.close()
     return POSTGRES_URL
-
-
-def child_pids(parent_pid):
-    """Processes whose parent is `parent_pid` (a gunicorn master's workers, a CLI's agent)."""
-    pids = []
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as stat:
-                    if int(stat.read().rsplit(")", 1)[1].split()[1]) == parent_pid:
-                        pids.append(int(entry))
-            except (OSError, ValueError, IndexError):
-                pass
-    return sorted(pids)
 
 
 def wait_until(check, timeout=30, interval=0.1):

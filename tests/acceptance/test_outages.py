@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from server import POSTGRES_URL, Server, fresh_database_url, pair
+from server import POSTGRES_URL, Server, child_pids, fresh_database_url, pair, wait_until
 
 sqlite_only = pytest.mark.skipif(bool(POSTGRES_URL), reason="SQLite's file on a disk of its own")
 
@@ -145,7 +145,6 @@ def test_postgresql_restarted_under_load_answers_503_then_serves_again_and_loses
                 return True
             return False
 
-        from server import wait_until
         wait_until(write_works, timeout=15, interval=0.2)
         recovered_after = time.monotonic() - back_at
         time.sleep(1)
@@ -185,8 +184,6 @@ def test_a_worker_killed_under_fleet_load_loses_nothing_and_its_runners_carry_on
 
     sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
     import fleet
-
-    from server import child_pids
 
     server = Server(fresh_database_url(tmp_path), OPIK_RUNNERS_WORKERS="2", OPIK_RUNNERS_JOURNAL_SIZE="0",
                     OPIK_RUNNER_NEXT_JOB_POLL_TIMEOUT="3").start()
