@@ -11,6 +11,8 @@ from browser import browser  # noqa: F401 - Chromium for the page tests (the pai
 from helpers import AGENT, activation_hmac  # noqa: F401 - the tests import them from here
 from opik_runners import db
 from opik_runners.app import create_app
+from opik_runners.models import database
+from opik_runners.settings import load_settings
 from server import fresh_database_url
 
 API = "/api/v1/private"
@@ -25,6 +27,17 @@ def pytest_collection_modifyitems(items):
     for item in items:
         if HERE / "acceptance" in item.path.parents:
             item.add_marker(pytest.mark.slow)
+
+
+@pytest.fixture
+def settings(tmp_path):
+    """A fresh database, migrated and opened without an app, and the settings for it: what the
+    domain rules take (tests/unit)."""
+    url = fresh_database_url(tmp_path)
+    backend = db.open_and_migrate(url)
+    with database.connection_context():
+        yield load_settings({}, DATABASE_URL=url)
+    backend.shut()
 
 
 class ContractClient(FlaskClient):

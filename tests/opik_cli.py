@@ -35,12 +35,14 @@ def cli_env(server_url, home, **extra):
     return env
 
 
-class CLI:
-    """An `opik ...` process whose output is collected in the background."""
+class Collected:
+    """A process (in a session of its own) whose output is collected in the background."""
 
-    def __init__(self, args, cwd, env):
+    what = "process"  # for the failure message
+
+    def __init__(self, argv, cwd=None, env=None):
         self.process = subprocess.Popen(
-            [OPIK, *args], cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+            argv, cwd=cwd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT, start_new_session=True, text=True,
         )
         self.lines = []
@@ -62,9 +64,30 @@ class CLI:
             if match:
                 return match
             if self.process.poll() is not None:
+                self._reader.join(timeout=5)  # what it printed as it exited
+                match = re.search(pattern, self.output)
+                if match:
+                    return match
                 break
             time.sleep(0.05)
-        raise AssertionError(f"no {pattern!r} in the CLI output:\n{self.output}")
+        raise AssertionError(f"no {pattern!r} in the {self.what}'s output:\n{self.output}")
+
+    def kill(self):
+        if self.process.poll() is None:
+            try:
+                os.killpg(self.process.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self.process.wait()
+
+
+class CLI(Collected):
+    """An `opik ...` process whose output is collected in the background."""
+
+    what = "CLI"
+
+    def __init__(self, args, cwd, env):
+        super().__init__([OPIK, *args], cwd, env)
 
     def children(self):
         """PIDs of the CLI's direct children (the endpoint's agent process)."""
@@ -81,14 +104,6 @@ class CLI:
                 self.process.wait()
         self._reader.join(timeout=5)
         return self.process.returncode
-
-    def kill(self):
-        if self.process.poll() is None:
-            try:
-                os.killpg(self.process.pid, signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-            self.process.wait()
 
 
 def decode_link(link):

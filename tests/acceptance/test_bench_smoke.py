@@ -12,13 +12,18 @@ from server import POSTGRES_URL
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
+def smoke(script, timeout):
+    """`script --smoke`, which must exit 0."""
+    run = subprocess.run([sys.executable, script, "--smoke"], cwd=ROOT, capture_output=True, text=True, timeout=timeout)
+    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    return run
+
+
 @pytest.mark.skipif(not shutil.which("wrk") and not os.environ.get("CI"), reason="wrk is not installed")
 @pytest.mark.skipif(bool(POSTGRES_URL), reason="the bench runs on its own SQLite files: once per CI run is enough")
 @pytest.mark.timeout(600)
 def test_bench_smoke_runs_and_claims_exactly_once():
-    run = subprocess.run([sys.executable, "bench/run.py", "--smoke"], cwd=ROOT, capture_output=True, text=True,
-                         timeout=600)
-    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    run = smoke("bench/run.py", timeout=600)
     table = [line for line in run.stdout.splitlines() if line.startswith("| ") and not line.startswith("| figure")]
     figures = {line.split(" | ")[0][2:]: line.rsplit(" | ", 1)[1].strip(" |") for line in table}
     assert len(figures) >= 15, run.stdout[-3000:]
@@ -30,9 +35,7 @@ def test_bench_smoke_runs_and_claims_exactly_once():
 @pytest.mark.skipif(bool(POSTGRES_URL), reason="the bench runs on its own SQLite files: once per CI run is enough")
 @pytest.mark.timeout(300)
 def test_fleet_smoke_delivers_every_job_and_command_without_errors():
-    run = subprocess.run([sys.executable, "bench/fleet.py", "--smoke"], cwd=ROOT, capture_output=True, text=True,
-                         timeout=300)
-    assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+    run = smoke("bench/fleet.py", timeout=300)
     [line] = [line for line in run.stdout.splitlines() if line.strip().startswith("N=")]
     # Timings are the benchmark's business; what must hold at any size is correctness.
     assert "errors 0," in line and "undelivered 0," in line, line

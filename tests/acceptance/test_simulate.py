@@ -5,55 +5,32 @@ import json
 import os
 import re
 import signal
-import subprocess
 import sys
-import threading
-import time
 import uuid
 from datetime import datetime, timedelta
 
 import pytest
 import requests
 
-from opik_cli import CLI, LINK, activation_hmac, cli_env, decode_link
+from opik_cli import CLI, LINK, Collected, activation_hmac, cli_env, decode_link
 from opik_runners.simulate import parse_agents
 from server import Server, free_port, fresh_database_url, wait_until
 
 JOB_TIMEOUT = 4  # seconds: the `timeout` script's job is failed by the reaper once it passes
 
 
-class Simulator:
+class Simulator(Collected):
     """An `opik-runners simulate` process whose output is collected in the background."""
+
+    what = "simulator"
 
     def __init__(self, server_url, *args):
         env = {k: v for k, v in os.environ.items() if not k.startswith("OPIK_")}
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "opik_runners", "simulate", "--url", f"{server_url}/api", *args],
-            env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-            start_new_session=True,
-        )
-        self.lines = []
-        self._reader = threading.Thread(target=lambda: self.lines.extend(self.process.stdout), daemon=True)
-        self._reader.start()
-
-    @property
-    def output(self):
-        return "".join(self.lines)
+        super().__init__([sys.executable, "-m", "opik_runners", "simulate", "--url", f"{server_url}/api", *args],
+                         env=env)
 
     def wait_for(self, pattern, timeout=30):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            match = re.search(pattern, self.output)
-            if match:
-                return match
-            if self.process.poll() is not None:
-                self._reader.join(timeout=5)
-                match = re.search(pattern, self.output)
-                if match:
-                    return match
-                break
-            time.sleep(0.05)
-        raise AssertionError(f"no {pattern!r} in the simulator's output:\n{self.output}")
+        return super().wait_for(pattern, timeout)
 
     def wait(self, timeout=30):
         """Its exit code, once it has exited by itself."""
@@ -65,12 +42,6 @@ class Simulator:
         """Send `signum` (Ctrl-C is SIGINT); its exit code."""
         os.kill(self.process.pid, signum)
         return self.wait()
-
-    def kill(self):
-        if self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
-
 
 @pytest.fixture
 def simulators():

@@ -4,22 +4,11 @@ import uuid
 
 import pytest
 
-from opik_runners import db, provider_states, state
-from opik_runners.models import Job, Project, Runner, database
-from opik_runners.settings import load_settings
-from server import fresh_database_url
+from opik_runners import provider_states, state
+from opik_runners.models import Job, Project, Runner
 
 ENDPOINT, CONNECT, WITH_JOBS, NO_RUNNERS = (provider_states.ENDPOINT, provider_states.CONNECT,
                                             provider_states.WITH_JOBS, provider_states.NO_RUNNERS)
-
-
-@pytest.fixture
-def settings(tmp_path):
-    url = fresh_database_url(tmp_path)
-    backend = db.open_and_migrate(url)
-    with database.connection_context():
-        yield load_settings({}, DATABASE_URL=url)
-    backend.shut()
 
 
 def runner_names():

@@ -11,28 +11,18 @@ import uuid
 import pytest
 
 from helpers import activation_hmac
-from opik_runners import bridge, db, jobs, ownership, pairing, projects, runners, schemas, state, traces, wakeups
+from opik_runners import bridge, jobs, ownership, pairing, projects, runners, schemas, state, traces, wakeups
 from opik_runners.models import (
     SECOND, BridgeCommand, BridgeRate, Job, JobLog, MaintenanceTask, PairingSession, Project, Runner, Span, Trace,
     database, now_us,
 )
-from opik_runners.settings import load_settings
-from server import fresh_database_url, wait_until
+from server import wait_until
 from threads import Task, join_all
 
 ME = ownership.Caller("default", "admin")
 BOB = ownership.Caller("default", "bob")
 TEAM = ownership.Caller("team-b", "admin")
 TABLES = [Project, Runner, Job, JobLog, PairingSession, BridgeCommand, BridgeRate, Trace, Span]
-
-
-@pytest.fixture
-def settings(tmp_path):
-    url = fresh_database_url(tmp_path)
-    backend = db.open_and_migrate(url)
-    with database.connection_context():
-        yield load_settings({}, DATABASE_URL=url)
-    backend.shut()
 
 
 def project(caller, name="demo"):
