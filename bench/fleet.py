@@ -338,7 +338,8 @@ def describe(f):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                     formatter_class=argparse.ArgumentDefaultsHelpFormatter)
     parser.add_argument("--sizes", default="500,1000,2000,3000,4000", help="fleet sizes to try, in order")
     parser.add_argument("--seconds", type=float, default=30, help="how long each size runs")
     parser.add_argument("--procs", type=int, default=2, help="simulator processes")
