@@ -55,9 +55,14 @@ def percentile(values, p):
 # -- the runners, in simulator processes
 
 
-async def drive_runners(urls, runners, seconds, results):
-    """Drive `runners` [(id, type)] until `seconds` pass; fill `results`."""
+async def drive_runners(urls, runners, seconds, results, warmup=HEARTBEAT_SECONDS):
+    """Drive `runners` [(id, type)] until `seconds` pass; fill `results`. Each runner starts
+    (its first heartbeat, then its poll) at a random point of the first `warmup` seconds, as a
+    fleet that connected over time: started together, every idle poll would end together
+    10 s later, and again 10 s after that. Heartbeats are timed from the end of the warmup,
+    when the whole fleet is up, as the rest of the figures are."""
     deadline = time.time() + seconds
+    measure_from = time.time() + warmup
     connector = aiohttp.TCPConnector(limit=0, force_close=False)
     timeout = aiohttp.ClientTimeout(total=60)
     received, beats, errors = results["received"], results["beats"], results["errors"]
@@ -75,17 +80,18 @@ async def drive_runners(urls, runners, seconds, results):
                 errors.append(f"{type(exc).__name__} {method} {url.rsplit('/', 1)[-1]}")
             return None
 
-    async def heartbeat(session, base, runner_id, capabilities):
-        await asyncio.sleep(random.uniform(0, HEARTBEAT_SECONDS))
+    async def heartbeat(session, base, runner_id, capabilities, start):
+        await asyncio.sleep(start)
         while time.time() < deadline:
-            started = time.perf_counter()
+            started, measured = time.perf_counter(), time.time() >= measure_from
             answer = await call(session, "POST", f"{base}/local-runners/{runner_id}/heartbeats",
                                 json={"capabilities": capabilities})
-            if answer is not None:
+            if answer is not None and measured:
                 beats.append((time.perf_counter() - started) * 1000)
             await asyncio.sleep(max(HEARTBEAT_SECONDS - (time.perf_counter() - started), 0))
 
-    async def endpoint(session, base, runner_id):
+    async def endpoint(session, base, runner_id, start):
+        await asyncio.sleep(start)
         while time.time() < deadline:
             answer = await call(session, "POST", f"{base}/local-runners/{runner_id}/jobs/next")
             if answer is None:
@@ -101,7 +107,8 @@ async def drive_runners(urls, runners, seconds, results):
             await call(session, "POST", f"{base}/local-runners/jobs/{job['id']}/results",
                        json={"status": "completed", "result": {"echo": job.get("inputs")}})
 
-    async def connect(session, base, runner_id):
+    async def connect(session, base, runner_id, start):
+        await asyncio.sleep(start)
         while time.time() < deadline:
             answer = await call(session, "POST", f"{base}/local-runners/{runner_id}/bridge/commands/next",
                                 json={"max_commands": 10})
@@ -118,16 +125,17 @@ async def drive_runners(urls, runners, seconds, results):
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
         tasks = []
         for i, (runner_id, kind) in enumerate(runners):
-            base = urls[i % len(urls)] + API
-            tasks.append(heartbeat(session, base, runner_id, ["jobs"] if kind == "endpoint" else ["bridge"]))
-            tasks.append(endpoint(session, base, runner_id) if kind == "endpoint" else connect(session, base, runner_id))
+            base, start = urls[i % len(urls)] + API, random.uniform(0, warmup)
+            tasks.append(heartbeat(session, base, runner_id, ["jobs"] if kind == "endpoint" else ["bridge"], start))
+            poll = endpoint if kind == "endpoint" else connect
+            tasks.append(poll(session, base, runner_id, start + 0.001))
         await asyncio.gather(*tasks)
 
 
-def simulator(urls, runners, seconds, queue):
+def simulator(urls, runners, seconds, warmup, queue):
     results = {"received": [], "beats": [], "errors": []}
     started = os.times()
-    asyncio.run(drive_runners(urls, runners, seconds, results))
+    asyncio.run(drive_runners(urls, runners, seconds, results, warmup))
     used = os.times()
     results["cpu_seconds"] = (used.user - started.user) + (used.system - started.system)
     queue.put(results)
@@ -267,15 +275,15 @@ def run_size(size, args, tmp):
         pids = server_pids(servers)
         queue = multiprocessing.Queue()
         slices = [fleet[i::args.procs] for i in range(args.procs)]
+        warmup = min(HEARTBEAT_SECONDS, args.seconds / 4)  # until every runner is polling and beating
         sims = [multiprocessing.Process(target=simulator, args=(
-            urls, [(r["id"], r["type"]) for r in part], args.seconds + 2, queue)) for part in slices]
+            urls, [(r["id"], r["type"]) for r in part], args.seconds + 2, warmup, queue)) for part in slices]
         for sim in sims:
             sim.start()
-        time.sleep(min(HEARTBEAT_SECONDS, args.seconds / 4))  # every runner polling and beating
+        time.sleep(warmup)
         cpu_before, wall_before = cpu_seconds(pids), time.monotonic()
         created, listing_ms, errors = asyncio.run(load(
-            urls, fleet, args.seconds - min(HEARTBEAT_SECONDS, args.seconds / 4), args.job_rate, args.command_rate,
-            args.listing_rate))
+            urls, fleet, args.seconds - warmup, args.job_rate, args.command_rate, args.listing_rate))
         cpu_used, wall = cpu_seconds(pids) - cpu_before, time.monotonic() - wall_before
         rss = rss_mib(server_pids(servers))
         server_side = server_p99s(urls[0])

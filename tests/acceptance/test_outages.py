@@ -192,7 +192,7 @@ def test_a_worker_killed_under_fleet_load_loses_nothing_and_its_runners_carry_on
         runners = fleet.seed_fleet(server.url, 100)
         endpoints = [r for r in runners if r["type"] == "endpoint"]
         simulator = multiprocessing.Process(target=fleet.simulator, args=(
-            [server.url], [(r["id"], r["type"]) for r in runners], 18, queue))
+            [server.url], [(r["id"], r["type"]) for r in runners], 18, 1.0, queue))
         simulator.start()
         time.sleep(2)
         api = f"{server.url}/api/v1/private"
