@@ -4,7 +4,7 @@ need and raise ApiError, so they run without HTTP; api.py only parses and dumps.
 import json
 import logging
 
-from peewee import JOIN, SQL, fn
+from peewee import JOIN, SQL, NodeList, fn
 
 from . import metrics, wakeups
 from .errors import error, failure
@@ -132,8 +132,11 @@ def cancel_unannounced(p):
     return (Job.runner == p.runner_id) & (Job.status == CANCELLED) & (Job.cancel_unannounced == True)  # noqa: E712
 
 
-ANY_CANCEL_ANNOUNCEMENT = Statement("any cancel announcement",
-                                    lambda p: Job.select(Job.id).where(cancel_unannounced(p)).limit(1))
+def any_cancel_announcement(p):
+    """EXISTS: a cancel waits to be announced to runner `p.runner_id` (the heartbeat returns it)."""
+    return NodeList((SQL("EXISTS"), Job.select(Job.id).where(cancel_unannounced(p)).limit(1)))
+
+
 TAKE_CANCEL_ANNOUNCEMENTS = Statement(
     "take cancel announcements",
     lambda p: Job.update(cancel_unannounced=False).where(cancel_unannounced(p)).returning(Job.id),
@@ -248,8 +251,6 @@ def next_job(settings, caller, runner_id):
 
 def take_cancel_announcements(runner_id):
     """The running jobs cancelled since the runner's last heartbeat, now announced."""
-    if ANY_CANCEL_ANNOUNCEMENT.one(runner_id=runner_id) is None:
-        return []
     return [job.id for job in TAKE_CANCEL_ANNOUNCEMENTS.all(Job, runner_id=runner_id)]
 
 

@@ -17,14 +17,16 @@ log = logging.getLogger(__name__)
 
 CAPABILITY = re.compile(r"[a-z_]+")  # the whole value, as Java's String.matches
 
-# A heartbeat is one write: the ownership check, the new expiry (and the capabilities, when the
-# beat names them) in one UPDATE that returns the runner's type. (It was a read of the whole row,
-# agents and checklist parsed, then up to three writes.)
+# A heartbeat is one statement: the ownership check, the new expiry (and the capabilities, when
+# the beat names them) in one UPDATE that returns the runner's type and whether a cancel waits to
+# be announced to it. (It was a read of the whole row, agents and checklist parsed, then up to
+# three writes; then the UPDATE and a read for announcements, a round trip more on PostgreSQL.)
 def beat(p, with_capabilities):
     changes = {Runner.heartbeat_expires_at: Param("expires_at", Runner.heartbeat_expires_at)}
     if with_capabilities:
         changes[Runner.capabilities] = Param("capabilities", Runner.capabilities)
-    return Runner.update(changes).where((Runner.id == p.runner_id) & owned(p.workspace, p.user)).returning(Runner.type)
+    return (Runner.update(changes).where((Runner.id == p.runner_id) & owned(p.workspace, p.user))
+            .returning(Runner.type, jobs.any_cancel_announcement(p)))
 
 
 HEARTBEAT = {
@@ -110,7 +112,8 @@ def heartbeat(settings, caller, runner_id, capabilities):
         raise error(410, f"Runner not found: {runner_id}")
     if bad:  # as Opik: the liveness is refreshed by then, the capabilities are not
         raise error(400, f"Invalid capability value: {bad[0]}")
-    if found[0] != "endpoint":
+    runner_type, announcements_waiting = found
+    if runner_type != "endpoint" or not announcements_waiting:
         return []
     return jobs.take_cancel_announcements(runner_id)
 
