@@ -356,8 +356,9 @@ class PostgresBackend(Backend, PooledPostgresqlDatabase):
 
     def notify(self, key):
         text = wakeups.key_text(key)
-        self.execute_sql("SELECT pg_notify(%s, %s)", (CHANNEL, text))  # delivered at commit
-        wakeups.wake(text)
+        # Delivered at commit, to this process's watcher too. Not woken here and now: a poll of
+        # this process would run its claim at the notifier's next round trip, before the commit.
+        self.execute_sql("SELECT pg_notify(%s, %s)", (CHANNEL, text))
 
     def prune_wakeups(self):
         pass  # NOTIFY leaves nothing behind

@@ -126,7 +126,7 @@ def next_commands(settings, caller, runner_id, max_commands):
 
     with metrics.held("bridge"):
         found = wakeups.wait_for(("bridge", runner_id), attempt, settings.bridge_poll_timeout,
-                                 release=database.hand_back_connection, check_at_deadline=False)
+                                 release=database.hand_back_connection, claims=True)
     if found and len(attempts) > 1:  # submitted while the poll waited
         metrics.observe_wakeup("bridge", found[0].submitted_at, now_us())
     return found or []

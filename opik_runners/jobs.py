@@ -243,7 +243,7 @@ def next_job(settings, caller, runner_id):
 
     with metrics.held("jobs"):
         job = wakeups.wait_for(("jobs", runner_id), attempt, settings.job_poll_timeout,
-                               release=database.hand_back_connection, check_at_deadline=False)
+                               release=database.hand_back_connection, claims=True)
     if job is not None and len(attempts) > 1:  # made while the poll waited: how long it took to reach it
         metrics.observe_wakeup("jobs", job.created_at, now_us())
     return job

@@ -5,13 +5,18 @@ This module knows nothing of the database. The backend (backends.py) records eac
 wake-up in the writer's transaction and runs one watcher per process that passes
 other processes' wake-ups on to `wake` here. A waiter sleeps until woken or its
 deadline: no periodic re-check, so idle polls cost nothing.
+
+A waiter that *claims* work (a poll for jobs or bridge commands) is woken one at a time:
+a wake-up announces one piece of work, which one claim takes, and waking every poller of a
+runner made each of them try (32 pollers: 32 claims, 31 of them for nothing, each three
+round trips on PostgreSQL). Other waiters (a command's result, the journal) all wake.
 """
 import threading
 import time
 from collections import defaultdict
 
 _lock = threading.Lock()
-_waiters = defaultdict(set)
+_waiters = defaultdict(dict)  # key text -> {event: whether the waiter claims}
 someone_waits = threading.Event()  # a watcher may idle while nobody waits
 # Keys whose writes are so frequent (the request journal: one per request) that a wake-up row
 # each would double them: SQLite's watcher wakes these whenever anything commits instead.
@@ -25,17 +30,23 @@ def key_text(key):
 
 
 def wake(text):
-    """Wake the waiters of one key (its text form)."""
+    """Wake the waiters of one key (its text form): every one that does not claim, and one
+    claimer that is not awake already (one that is will try anyway, and see the new work)."""
     with _lock:
-        events = list(_waiters.get(text, ()))
-    for event in events:
-        event.set()
+        waiting = list(_waiters.get(text, {}).items())
+    claimer_woken = False
+    for event, claims in waiting:
+        if not claims:
+            event.set()
+        elif not claimer_woken and not event.is_set():
+            event.set()
+            claimer_woken = True
 
 
 def wake_all():
     """Wake every waiter once: for a watcher that (re)starts and may have missed keys."""
     with _lock:
-        events = [event for events in _waiters.values() for event in events]
+        events = [event for events in _waiters.values() for event in events]  # each claimer too
     for event in events:
         event.set()
 
@@ -46,22 +57,23 @@ def interrupt_all():
     wake_all()
 
 
-def wait_for(key, attempt, timeout, release=None, interruptible=True, check_at_deadline=True):
+def wait_for(key, attempt, timeout, release=None, interruptible=True, claims=False):
     """Call `attempt()` until it returns something other than None or `timeout` passes, or
     interrupt_all() runs (unless not `interruptible`). `release()` runs before each wait (to
     hand back the database connection).
 
-    `attempt` runs at the start, on each wake-up and, unless not `check_at_deadline`, once
-    more at the deadline. A poll for work passes False: nothing woke it, so nothing new is
-    there, and a fleet's idle polls end at a steady rate (800 runners: 80 a second), each
-    last claim a connection and a statement for nothing. Work whose wake-up is still on its
-    way is claimed by the runner's next poll, at once."""
+    `attempt` runs at the start, on each wake-up and, unless the waiter `claims`, once more at
+    the deadline. A claimer is woken one at a time (see above), and gets no last attempt:
+    nothing woke it, so nothing new is there, and a fleet's idle polls end at a steady rate
+    (800 runners: 80 a second), each last claim a connection and a statement for nothing.
+    Work whose wake-up is still on its way is claimed by the runner's next poll, at once."""
     text = key_text(key)
     interruptions = _interruptions[0]
     deadline = time.monotonic() + timeout
     event = threading.Event()
+    found = None
     with _lock:
-        _waiters[text].add(event)
+        _waiters[text][event] = claims
         someone_waits.set()
     try:
         while True:
@@ -74,12 +86,16 @@ def wait_for(key, attempt, timeout, release=None, interruptible=True, check_at_d
                 return found
             if release:
                 release()
-            if not event.wait(remaining) and not check_at_deadline:
+            if not event.wait(remaining) and claims:
                 return None
     finally:
         with _lock:
-            _waiters[text].discard(event)
+            del _waiters[text][event]
             if not _waiters[text]:
                 del _waiters[text]
             if not _waiters:
                 someone_waits.clear()
+        if claims and event.is_set():
+            # Woken during its last attempt (one that found other work, or nothing as the
+            # deadline passed): the wake-up is for work another claimer must now try for.
+            wake(text)
