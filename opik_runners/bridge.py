@@ -59,6 +59,21 @@ def submit_command(settings, caller, runner_id, request):
         ).count()
         if pending >= settings.bridge_max_pending:
             raise error(429, "Too many pending commands")
+        timeout = clamp_timeout(request.get("timeout_seconds"))
+        now = now_us()
+        # Written before it is counted: the count's row (per runner and minute) is locked until
+        # the commit, and every command submitted to the runner waits for it (PostgreSQL), so the
+        # insert and the wake-up go first. A refused command is deleted again; its wake-up, sent
+        # anyway, finds nothing.
+        command = BridgeCommand.create(
+            runner=runner_id,
+            type=request["type"],
+            args=request["args"],
+            timeout_seconds=timeout,
+            submitted_at=now,
+            expires_at=now + (2 * timeout + 60) * SECOND,
+        )
+        database.notify(("bridge", runner_id))
         write = request["type"] in WRITE_TYPES
         counts = count_command(runner_id, write)
         # Refusals below are raised after the commit, so the counters keep them.
@@ -68,18 +83,8 @@ def submit_command(settings, caller, runner_id, request):
             rejection = error(429, "Write rate limit exceeded")
         elif size > MAX_PAYLOAD_BYTES:
             rejection = error(400, f"args payload too large: {size} bytes (max {MAX_PAYLOAD_BYTES})")
-        else:
-            timeout = clamp_timeout(request.get("timeout_seconds"))
-            now = now_us()
-            command = BridgeCommand.create(
-                runner=runner_id,
-                type=request["type"],
-                args=request["args"],
-                timeout_seconds=timeout,
-                submitted_at=now,
-                expires_at=now + (2 * timeout + 60) * SECOND,
-            )
-            database.notify(("bridge", runner_id))
+        if rejection:
+            BridgeCommand.delete().where(BridgeCommand.id == command.id).execute()
     if rejection:
         raise rejection
     log.info("bridge command %s (%s) submitted to runner %s", command.id, command.type, runner_id)

@@ -197,6 +197,10 @@ def create_job(settings, caller, data):
         (pending,) = PENDING_COUNT.one(runner_id=runner.id)
         if pending >= settings.max_pending_jobs:
             raise error(429, "Too many pending jobs for this runner")
+        # The wake-up is sent at commit, wherever it is asked for; asked for before the runner's
+        # row is locked (NUMBER_NEW_JOB), it keeps that lock one round trip shorter, and every
+        # job created for the runner waits for it (PostgreSQL; SQLite holds one lock for all).
+        database.notify(("jobs", runner.id))
         (seq,) = NUMBER_NEW_JOB.one(runner_id=runner.id)
         timeout = agent.get("timeout") or 0
         job = Job(
@@ -210,7 +214,6 @@ def create_job(settings, caller, data):
         job.document = render(job)
         # Values from __data__: getattr on the runner foreign key would load the Runner row.
         INSERT_JOB.execute(**{field.name: job.__data__.get(field.name) for field in Job._meta.sorted_fields})
-        database.notify(("jobs", runner.id))
     log.info("job %s created for runner %s (agent %s)", job.id, runner.id, job.agent_name)
     return job
 

@@ -323,6 +323,10 @@ def test_rate_limits_count_refused_commands(make_app):
     submit(client, other, type="WriteFile", args={"path": "a"})
     submit(client, other, type="Exec", args={"command": "ls"})
     assert submit_raw(client, other, type="Exec", args={"command": "ls"}).json == WRITE_RATE_LIMITED
+    # A refused command leaves nothing behind: the runners get exactly the accepted ones.
+    assert [c["type"] for c in poll(client, runner_id, max_commands=20)] == [
+        "WriteFile", "Exec", "ReadFile", "ListFiles"]
+    assert [c["type"] for c in poll(client, other, max_commands=20)] == ["WriteFile", "Exec"]
 
 
 def test_rate_limit_is_checked_before_the_payload_size_and_oversized_commands_count(make_app):
