@@ -101,15 +101,14 @@ ACTIVE_ENDPOINT_RUNNER = Statement(
     .order_by(Runner.connected_at.desc())
     .limit(1),
 )
-PENDING_COUNT = Statement(
-    "pending job count",
-    lambda p: Job.select(fn.COUNT(Job.id)).where((Job.runner == p.runner_id) & (Job.status == PENDING)),
-)
+# The new job's number and, in the same statement, how many jobs already wait for the runner
+# (over the limit, the caller rolls the numbering back): a round trip less than a count first.
 NUMBER_NEW_JOB = Statement(
     "number a new job",
     lambda p: Runner.update(job_count=Runner.job_count + 1, last_seq=Runner.last_seq + 1)
     .where(Runner.id == p.runner_id)
-    .returning(Runner.last_seq),
+    .returning(Runner.last_seq,
+               Job.select(fn.COUNT(Job.id)).where((Job.runner == p.runner_id) & (Job.status == PENDING))),
 )
 INSERT_JOB = Statement("insert job", lambda p: Job.insert(columns(Job)))
 # A plain read first: an idle poll never takes the write lock.
@@ -194,14 +193,13 @@ def create_job(settings, caller, data):
         agent = runner.agents.get(data["agent_name"])
         if agent is None:
             raise error(400, f"Agent '{data['agent_name']}' is not registered on this runner")
-        (pending,) = PENDING_COUNT.one(runner_id=runner.id)
-        if pending >= settings.max_pending_jobs:
-            raise error(429, "Too many pending jobs for this runner")
         # The wake-up is sent at commit, wherever it is asked for; asked for before the runner's
         # row is locked (NUMBER_NEW_JOB), it keeps that lock one round trip shorter, and every
         # job created for the runner waits for it (PostgreSQL; SQLite holds one lock for all).
         database.notify(("jobs", runner.id))
-        (seq,) = NUMBER_NEW_JOB.one(runner_id=runner.id)
+        seq, pending = NUMBER_NEW_JOB.one(runner_id=runner.id)
+        if pending >= settings.max_pending_jobs:
+            raise error(429, "Too many pending jobs for this runner")  # atomic() rolls back the number
         timeout = agent.get("timeout") or 0
         job = Job(
             id=new_id(),

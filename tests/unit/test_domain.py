@@ -166,6 +166,9 @@ def test_create_beyond_the_pending_limit_is_429(domain):
     new_job(project_id)
     assert raises(429, new_job, project_id) == {"errors": ["Too many pending jobs for this runner"]}
     assert Job.select().count() == 2
+    # The refused job took no number: the runner's counters are those of the two it has.
+    runner = Runner.get_by_id(runner_id)
+    assert (runner.job_count, runner.last_seq) == (2, 2)
     jobs.claim_next_job(runner_id)  # running jobs do not count
     new_job(project_id)
     assert raises(429, new_job, project_id)["errors"] == ["Too many pending jobs for this runner"]
