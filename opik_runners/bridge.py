@@ -63,17 +63,19 @@ def submit_command(settings, caller, runner_id, request):
         now = now_us()
         # Written before it is counted: the count's row (per runner and minute) is locked until
         # the commit, and every command submitted to the runner waits for it (PostgreSQL), so the
-        # insert and the wake-up go first. A refused command is deleted again; its wake-up, sent
-        # anyway, finds nothing.
-        command = BridgeCommand.create(
-            runner=runner_id,
-            type=request["type"],
-            args=request["args"],
-            timeout_seconds=timeout,
-            submitted_at=now,
-            expires_at=now + (2 * timeout + 60) * SECOND,
-        )
-        database.notify(("bridge", runner_id))
+        # insert and the wake-up go first. A command refused by the count is deleted again (its
+        # wake-up, sent anyway, finds nothing); one too large for any answer but 400 is not written.
+        command = None
+        if size <= MAX_PAYLOAD_BYTES:
+            command = BridgeCommand.create(
+                runner=runner_id,
+                type=request["type"],
+                args=request["args"],
+                timeout_seconds=timeout,
+                submitted_at=now,
+                expires_at=now + (2 * timeout + 60) * SECOND,
+            )
+            database.notify(("bridge", runner_id))
         write = request["type"] in WRITE_TYPES
         counts = count_command(runner_id, write)
         # Refusals below are raised after the commit, so the counters keep them.
@@ -83,7 +85,7 @@ def submit_command(settings, caller, runner_id, request):
             rejection = error(429, "Write rate limit exceeded")
         elif size > MAX_PAYLOAD_BYTES:
             rejection = error(400, f"args payload too large: {size} bytes (max {MAX_PAYLOAD_BYTES})")
-        if rejection:
+        if rejection and command is not None:
             BridgeCommand.delete().where(BridgeCommand.id == command.id).execute()
     if rejection:
         raise rejection

@@ -71,7 +71,6 @@ def wait_for(key, attempt, timeout, release=None, interruptible=True, claims=Fal
     interruptions = _interruptions[0]
     deadline = time.monotonic() + timeout
     event = threading.Event()
-    found = None
     with _lock:
         _waiters[text][event] = claims
         someone_waits.set()
