@@ -51,6 +51,8 @@ def create_app(**overrides):
     app.teardown_request(yield_to_other_requests)
     app.register_error_handler(ApiError, render_api_error)
     app.register_error_handler(peewee.DatabaseError, render_database_error)
+    # Not a DatabaseError in peewee: a connection the database dropped ("connection already closed").
+    app.register_error_handler(peewee.InterfaceError, render_database_error)
     app.register_error_handler(sqlite3.DatabaseError, render_database_error)
     app.register_error_handler(HTTPException, render_http_error)
     app.register_error_handler(Exception, render_unexpected_error)

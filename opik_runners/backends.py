@@ -335,6 +335,14 @@ class PostgresBackend(Backend, PooledPostgresqlDatabase):
                 return True
         return False
 
+    def rollback(self):
+        # A connection the server dropped mid-transaction took the transaction with it; a ROLLBACK
+        # on it fails ("connection already closed") and hides the error that mattered (a 503).
+        conn = self._state.conn
+        if conn is not None and conn.closed:
+            return
+        super().rollback()
+
     def _execute_cursor(self, sql, params, **cursor_options):
         try:
             return super()._execute_cursor(sql, params, **cursor_options)

@@ -159,7 +159,7 @@ def test_postgresql_restarted_under_load_answers_503_then_serves_again_and_loses
             assert ended - started < 12, f"an answer took {ended - started:.1f} s"  # poll time-out 2 s
             statuses[answer.status_code] = statuses.get(answer.status_code, 0) + 1
             if answer.status_code >= 500:
-                assert answer.status_code == 503, answer.text
+                assert answer.status_code == 503, answer.text + "\n" + server.output()[-6000:]  # with the traceback
                 body = answer.json()
                 assert body["code"] == 503 and body["message"].startswith("The database is unavailable"), body
         assert statuses.get(503), f"no request met the outage: {statuses}"
