@@ -77,12 +77,6 @@ class Backend:
         self.stop_watcher()
         self.close_all()
 
-    def execute_rows(self, sql, rows):
-        # SQLite runs in this process: executemany is a loop in C.
-        cursor = self.cursor()
-        cursor.executemany(sql, rows)
-        return cursor
-
     def data_version(self):
         """A number that changes whenever anything is committed to the database, by any
         connection of any process; None where the store offers none (a read's answer then
@@ -204,6 +198,12 @@ class SqliteBackend(Backend, PooledSqliteDatabase):
         if not self.is_closed() and not self.connection().in_transaction:
             return
         super().rollback()
+
+    def execute_rows(self, sql, rows):
+        # SQLite runs in this process: executemany is a loop in C.
+        cursor = self.cursor()
+        cursor.executemany(sql, rows)
+        return cursor
 
     def _execute_cursor(self, sql, params, **cursor_options):
         if self.in_transaction():  # holds the write lock (IMMEDIATE): nothing to wait for

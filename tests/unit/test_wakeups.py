@@ -33,7 +33,7 @@ def test_by_default_the_deadline_gets_a_last_look():
 
 def test_a_wake_up_gets_an_attempt_even_without_the_last_look():
     box = []
-    calls, attempt = counting(lambda: box[0] if box else None)
+    _, attempt = counting(lambda: box[0] if box else None)
 
     def deliver():
         time.sleep(0.02)
