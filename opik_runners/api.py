@@ -23,7 +23,18 @@ def settings():
 
 def requested_workspace():
     """The workspace a request names: `Comet-Workspace`, else `workspace_name`, else `default`."""
-    return request.headers.get("Comet-Workspace") or request.args.get("workspace_name") or "default"
+    # From the environ: werkzeug's headers.get and args.get raise and catch a KeyError for
+    # each name a request lacks (nearly every request lacks both), and a held poll kept it.
+    environ = request.environ
+    workspace = environ.get("HTTP_COMET_WORKSPACE")
+    if not workspace and "workspace_name" in environ.get("QUERY_STRING", ""):
+        workspace = request.args.get("workspace_name")
+    return workspace or "default"
+
+
+def has_body(environ):
+    """Whether a request sends a body: `Content-Length: 0` (the CLI's polls) does not."""
+    return environ.get("CONTENT_LENGTH", "") not in ("", "0") or "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "")
 
 
 def respond(body, status=200, headers=None):
@@ -61,7 +72,7 @@ def inflate(raw):
 def read_json(required=True):
     """The request body as JSON; an empty body is None (Opik's POSTs without a body)."""
     raw = request.get_data()
-    if raw and request.headers.get("Content-Encoding", "").strip().lower() == "gzip":
+    if raw and request.environ.get("HTTP_CONTENT_ENCODING", "").strip().lower() == "gzip":
         raw = inflate(raw)
     if not raw.strip():
         if required:
