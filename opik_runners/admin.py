@@ -275,8 +275,8 @@ def drop_middleware(wsgi_app):
     as the client library would.
 
     A closure, not a class with __call__: calling an instance re-enters the interpreter in C,
-    and each held poll keeps that C stack (about 1 KB a poll with two such wrappers, measured
-    at 1,000 held polls)."""
+    and each held poll keeps that C stack (this and app.timed_requests as classes: 1.7 KB more
+    a held poll, measured at 4,000)."""
 
     def dropping_connections(environ, start_response):
         try:

@@ -34,7 +34,8 @@ def requested_workspace():
 
 def has_body(environ):
     """Whether a request sends a body: `Content-Length: 0` (the CLI's polls) does not."""
-    return environ.get("CONTENT_LENGTH", "") not in ("", "0") or "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "")
+    chunked = "chunked" in environ.get("HTTP_TRANSFER_ENCODING", "")
+    return environ.get("CONTENT_LENGTH", "") not in ("", "0") or chunked
 
 
 def respond(body, status=200, headers=None):
