@@ -25,9 +25,11 @@ def requested_workspace():
     """The workspace a request names: `Comet-Workspace`, else `workspace_name`, else `default`."""
     # From the environ: werkzeug's headers.get and args.get raise and catch a KeyError for
     # each name a request lacks (nearly every request lacks both), and a held poll kept it.
+    # The query is parsed only when it could name one: spelled out, or percent-encoded.
     environ = request.environ
     workspace = environ.get("HTTP_COMET_WORKSPACE")
-    if not workspace and "workspace_name" in environ.get("QUERY_STRING", ""):
+    query = environ.get("QUERY_STRING", "")
+    if not workspace and ("workspace_name" in query or "%" in query):
         workspace = request.args.get("workspace_name")
     return workspace or "default"
 

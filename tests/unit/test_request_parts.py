@@ -27,6 +27,8 @@ def test_has_body(environ, expected):
     ({}, "workspace_name=", "default"),
     ({}, "page=1&workspace_name=a%20b", "a b"),  # decoded as werkzeug decodes it
     ({}, "xworkspace_name=team", "default"),  # another parameter that merely contains the name
+    ({}, "workspace%5Fname=team", "team"),  # the name percent-encoded, as werkzeug decodes it
+    ({}, "page=%31", "default"),
 ])
 def test_requested_workspace(headers, query, expected):
     with Flask(__name__).test_request_context("/", headers=headers, query_string=query):
