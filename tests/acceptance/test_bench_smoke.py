@@ -39,3 +39,12 @@ def test_fleet_smoke_delivers_every_job_and_command_without_errors():
     [line] = [line for line in run.stdout.splitlines() if line.strip().startswith("N=")]
     # Timings are the benchmark's business; what must hold at any size is correctness.
     assert "errors 0," in line and "undelivered 0," in line, line
+
+
+@pytest.mark.skipif(bool(POSTGRES_URL), reason="no database in it: once per CI run is enough")
+@pytest.mark.timeout(120)
+def test_held_floor_smoke_holds_every_request():
+    # held_floor.py exits 1 when a variant answered instead of holding (it would measure nothing).
+    run = smoke("bench/held_floor.py", timeout=120)
+    rows = [line for line in run.stdout.splitlines() if line.startswith("| flask")]
+    assert len(rows) == 2 and all("| 50 of 50 |" in row for row in rows), run.stdout
