@@ -84,7 +84,6 @@ def test_each_piece_of_work_reaches_a_claimer_however_the_wake_ups_fall():
     threads = [threading.Thread(target=claimer) for _ in range(5)]
     for thread in threads:
         thread.start()
-    started = time.monotonic()
     for piece in range(5):
         with lock:
             work.append(piece)
@@ -92,5 +91,6 @@ def test_each_piece_of_work_reaches_a_claimer_however_the_wake_ups_fall():
         time.sleep(0.002)
     for thread in threads:
         thread.join(6)
+    # A lost wake-up leaves its claimer waiting out the deadline, which ends a claimer with no
+    # last attempt (claims=True): its piece stays unclaimed. So the count says it, with no clock.
     assert sorted(claimed) == [0, 1, 2, 3, 4]
-    assert time.monotonic() - started < 4  # none waited for its deadline
