@@ -7,7 +7,7 @@ from collections import namedtuple
 from peewee import fn
 
 from .errors import failure
-from .models import Job, Runner
+from .models import Job, Runner, database
 from .statements import Statement
 
 Caller = namedtuple("Caller", "workspace user")
@@ -32,6 +32,12 @@ def owns_job_runner(workspace, user):
 FIND_RUNNER = Statement(
     "find runner", lambda p: owned_runners(p.workspace, p.user).where(Runner.id == p.runner_id)
 )
+# The same, its row locked until the transaction ends (PostgreSQL): what a rule that counts
+# the runner's rows before adding one holds while it counts.
+FIND_RUNNER_LOCKED = Statement(
+    "find runner, locked",
+    lambda p: database.lock_rows(owned_runners(p.workspace, p.user).where(Runner.id == p.runner_id)),
+)
 # Lighter than FIND_RUNNER for the hot paths (listing, polls), which need no agents or
 # checklist (a file tree, often) parsed.
 RUNNER_COUNTERS = Statement(
@@ -48,8 +54,10 @@ def find_runner(caller, runner_id):
     return FIND_RUNNER.first(Runner, workspace=caller.workspace, user=caller.user, runner_id=runner_id)
 
 
-def get_runner(caller, runner_id):
-    runner = find_runner(caller, runner_id)
+def get_runner(caller, runner_id, locked=False):
+    """The caller's runner, or 404; `locked`: its row held until the transaction ends."""
+    statement = FIND_RUNNER_LOCKED if locked else FIND_RUNNER
+    runner = statement.first(Runner, workspace=caller.workspace, user=caller.user, runner_id=runner_id)
     if runner is None:
         raise failure(404, f"Runner not found: {runner_id}")
     return runner

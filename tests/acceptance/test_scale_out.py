@@ -2,7 +2,9 @@
 across worker processes (and across server instances sharing one PostgreSQL), wake-ups of
 held polls across processes, and a worker SIGKILLed under load (behaviour notes §2.2, §2.3,
 §3.2, §3.4)."""
+import asyncio
 import base64
+import json
 import os
 import re
 import signal
@@ -325,6 +327,62 @@ def test_bridge_commands_are_claimed_exactly_once_across_workers(start_server):
             )
             assert got.status_code == 200 and got.json()["status"] == "picked_up", got.text
     assert_clean_log(srv)
+
+
+# -- the pending caps hold when the writes come all at once
+
+
+def all_at_once(urls, path, body, headers, count):
+    """`count` POSTs to `path` sent at once, each on its own connection, spread over the servers at
+    `urls` (aiohttp: threads sending with requests reached the server too far apart to race);
+    [(status, json, Location)]."""
+    import aiohttp
+
+    async def send_all():
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
+            async def send(url):
+                async with session.post(f"{api_of(url)}{path}", json=body, headers=headers) as response:
+                    text = await response.text()  # a job's 201 has no body
+                    return response.status, json.loads(text) if text else None, response.headers.get("Location", "")
+            return await asyncio.gather(*(send(urls[n % len(urls)]) for n in range(count)))
+
+    return asyncio.run(send_all())
+
+
+@pytest.mark.parametrize("kind", ["jobs", "bridge commands"])
+def test_the_pending_cap_holds_when_writers_race(start_server, kind):
+    """200 writes at once, on 200 connections to 4 workers (two instances of two on PostgreSQL),
+    against a cap of 5: exactly 5 accepted, the rest 429. (On PostgreSQL each count read what was
+    committed before it waited for the runner's lock, and up to 19 were accepted.)"""
+    caps = {"OPIK_RUNNER_MAX_PENDING": "5", "OPIK_BRIDGE_MAX_PENDING": "5", "OPIK_BRIDGE_MAX_COMMANDS_PER_MINUTE": "100000"}
+    if POSTGRES_URL:
+        srv = start_server(OPIK_RUNNERS_WORKERS="2", **caps)
+        servers = [srv, start_server(srv.env["DATABASE_URL"], OPIK_RUNNERS_WORKERS="2", **caps)]
+    else:
+        srv = start_server(OPIK_RUNNERS_WORKERS="4", **caps)
+        servers = [srv]
+    if kind == "jobs":
+        runner = pair(srv.url, "caps", "laptop")
+        path, body = "/local-runners/jobs", {"agent_name": "answer", "project_id": runner["project_id"]}
+        refusal = "Too many pending jobs for this runner"
+    else:
+        runner = pair(srv.url, "caps", "daemon", runner_type="connect", capabilities=["bridge"])
+        path, body = f"/local-runners/{runner['runner_id']}/bridge/commands", {"type": "ReadFile", "args": {"path": "a"}}
+        refusal = "Too many pending commands"
+    responses = all_at_once([s.url for s in servers], path, body, runner["headers"], 200)
+
+    assert Counter(status for status, _, _ in responses) == {201: 5, 429: 195}, problems(srv)
+    assert all(answer == {"errors": [refusal]} for status, answer, _ in responses if status == 429)
+    # What is stored agrees: five waiting, each of them one of the acknowledged.
+    accepted = {location.rsplit("/", 1)[1] for status, _, location in responses if status == 201}
+    if kind == "jobs":
+        listed = list_jobs(srv.url, runner)
+        assert {job["id"] for job in listed["content"]} == accepted and listed["total"] == 5
+    else:
+        for command_id in accepted:
+            got = requests.get(f"{api_of(srv.url)}{path}/{command_id}", headers=runner["headers"], timeout=10)
+            assert got.json()["status"] == "pending", got.text
+    assert_clean_log(*servers)
 
 
 # -- 3. a job wakes the poll held for its runner, whichever worker holds it
