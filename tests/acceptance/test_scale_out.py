@@ -385,6 +385,42 @@ def test_the_pending_cap_holds_when_writers_race(start_server, kind):
     assert_clean_log(*servers)
 
 
+def test_activations_at_once_leave_one_runner_connected(start_server):
+    """Eight pairing sessions for one project, activated at once (over two instances on
+    PostgreSQL): each activation evicts the runner before it, so one stays connected. (On
+    PostgreSQL each read the runners to evict before the others committed: up to five stayed.)"""
+    import aiohttp
+
+    srv = start_server(OPIK_RUNNERS_WORKERS="2")
+    servers = [srv, start_server(srv.env["DATABASE_URL"], OPIK_RUNNERS_WORKERS="2")] if POSTGRES_URL else [srv]
+    headers = {"Comet-Workspace": "race"}
+    api = api_of(srv.url)
+    assert requests.post(f"{api}/projects", json={"name": "demo"}, headers=headers, timeout=10).status_code == 201
+    project_id = requests.post(f"{api}/projects/retrieve", json={"name": "demo"}, headers=headers, timeout=10).json()["id"]
+    sessions = []
+    for _ in range(8):
+        key = os.urandom(32)
+        made = requests.post(f"{api}/pairing/sessions", headers=headers, timeout=10, json={
+            "project_id": project_id, "activation_key": base64.b64encode(key).decode(), "type": "endpoint"})
+        sessions.append((made.json(), key))
+
+    async def activate_all():
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
+            async def activate(n, made, key):
+                url = f"{api_of(servers[n % len(servers)].url)}/pairing/sessions/{made['session_id']}/activate"
+                body = {"runner_name": f"laptop-{n}", "hmac": activation_hmac(made["session_id"], key, f"laptop-{n}")}
+                async with session.post(url, json=body, headers=headers) as response:
+                    return response.status
+            return await asyncio.gather(*(activate(n, made, key) for n, (made, key) in enumerate(sessions)))
+
+    assert asyncio.run(activate_all()) == [201] * 8
+    listed = requests.get(f"{api}/local-runners", params={"project_id": project_id}, headers=headers, timeout=10)
+    assert listed.json()["total"] == 1, listed.text
+    [runner] = listed.json()["content"]
+    assert runner["id"] in {made["runner_id"] for made, _ in sessions} and runner["status"] == "connected"
+    assert_clean_log(*servers)
+
+
 # -- 3. a job wakes the poll held for its runner, whichever worker holds it
 
 
