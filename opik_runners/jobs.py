@@ -102,11 +102,13 @@ ACTIVE_ENDPOINT_RUNNER = Statement(
     .limit(1),
 )
 # The new job's number. On PostgreSQL the UPDATE takes the runner's row lock, and every job
-# created for the runner waits for it until the commit.
+# created for the runner waits for it until the commit. No number for a runner detached (a new
+# pairing evicted it, a DELETE, a reset) since the job was routed to it: PostgreSQL re-checks
+# the condition on the row it waited for.
 NUMBER_NEW_JOB = Statement(
     "number a new job",
     lambda p: Runner.update(job_count=Runner.job_count + 1, last_seq=Runner.last_seq + 1)
-    .where(Runner.id == p.runner_id)
+    .where((Runner.id == p.runner_id) & Runner.detached_at.is_null())
     .returning(Runner.last_seq),
 )
 # The insert, made only while fewer than `max_pending` jobs wait for the runner: the limit is
@@ -193,24 +195,43 @@ def fail_open_jobs(runner_id, reason, now):
     return len(changed)
 
 
+NO_RUNNER = "No runner configured. Pair one from the Runners page."
+
+
+def route_job(caller, data):
+    """The caller's active endpoint runner for the project and the job's agent on it, or the
+    error upstream answers (checks in its order)."""
+    runner = ACTIVE_ENDPOINT_RUNNER.first(Runner, workspace=caller.workspace, user=caller.user,
+                                          project_id=data["project_id"])
+    if runner is None:
+        raise error(404, NO_RUNNER)
+    if runner.status != "connected":
+        raise error(409, "Your runner is not connected. Start it with: opik connect")
+    agent = runner.agents.get(data["agent_name"])
+    if agent is None:
+        raise error(400, f"Agent '{data['agent_name']}' is not registered on this runner")
+    return runner, agent
+
+
 def create_job(settings, caller, data):
     """Route a job to the caller's active endpoint runner for the project (checks in upstream order)."""
     with database.atomic():
-        runner = ACTIVE_ENDPOINT_RUNNER.first(
-            Runner, workspace=caller.workspace, user=caller.user, project_id=data["project_id"]
-        )
-        if runner is None:
-            raise error(404, "No runner configured. Pair one from the Runners page.")
-        if runner.status != "connected":
-            raise error(409, "Your runner is not connected. Start it with: opik connect")
-        agent = runner.agents.get(data["agent_name"])
-        if agent is None:
-            raise error(400, f"Agent '{data['agent_name']}' is not registered on this runner")
-        # The wake-up is sent at commit, wherever it is asked for; asked for before the runner's
-        # row is locked (NUMBER_NEW_JOB), it keeps that lock one round trip shorter, and every
-        # job created for the runner waits for it (PostgreSQL; SQLite holds one lock for all).
-        database.notify(("jobs", runner.id))
-        (seq,) = NUMBER_NEW_JOB.one(runner_id=runner.id)
+        # Routed again, once, if the runner was detached meanwhile (PostgreSQL: NUMBER_NEW_JOB);
+        # the second routing is a statement of its own, so it sees the detach and the runner
+        # paired in its place.
+        for _ in range(2):
+            runner, agent = route_job(caller, data)
+            # The wake-up is sent at commit, wherever it is asked for; asked for before the
+            # runner's row is locked (NUMBER_NEW_JOB), it keeps that lock one round trip shorter,
+            # and every job created for the runner waits for it (PostgreSQL; SQLite holds one
+            # lock for all).
+            database.notify(("jobs", runner.id))
+            numbered = NUMBER_NEW_JOB.one(runner_id=runner.id)
+            if numbered is not None:
+                break
+        else:
+            raise error(404, NO_RUNNER)
+        (seq,) = numbered
         timeout = agent.get("timeout") or 0
         job = Job(
             id=new_id(),

@@ -53,6 +53,15 @@ def detach_runner(runner_id, reason):
     commands, and hide the runner."""
     now = now_us()
     with database.atomic():
+        # The runner's row first, held to the commit (PostgreSQL): a job being created for it
+        # holds that row until its commit, so the open jobs are read after it and failed with
+        # the rest (read first, one could stay pending on a detached runner); and in the order
+        # renumber_jobs takes them, row then jobs, so the two cannot deadlock.
+        locked = database.lock_rows(
+            Runner.select(Runner.id).where((Runner.id == runner_id) & Runner.detached_at.is_null())
+        ).first()
+        if locked is None:
+            return  # detached already, or gone
         failed = jobs.fail_open_jobs(runner_id, "Runner disconnected", now)
         timed_out = bridge.time_out_commands(BridgeCommand.runner == runner_id)
         Runner.update(detached_at=now, heartbeat_expires_at=now).where(

@@ -421,6 +421,49 @@ def test_activations_at_once_leave_one_runner_connected(start_server):
     assert_clean_log(*servers)
 
 
+def test_jobs_created_while_the_runner_is_re_paired_are_never_left_pending_on_it(start_server):
+    """Jobs sent at once while a new pairing evicts their runner (over two instances on
+    PostgreSQL): each acknowledged job is on the live runner or failed with the old one; none
+    stays pending on a detached runner, and nobody gets a 5xx. (On PostgreSQL a job routed before
+    the eviction was numbered after it, and waited on the detached runner.)"""
+    import aiohttp
+
+    srv = start_server(OPIK_RUNNERS_WORKERS="2", OPIK_RUNNERS_ADMIN="on")
+    servers = [srv, start_server(srv.env["DATABASE_URL"], OPIK_RUNNERS_WORKERS="2")] if POSTGRES_URL else [srv]
+    for round_ in range(3):
+        old = pair(srv.url, "repair", f"laptop-{round_}")
+        key = os.urandom(32)
+        made = requests.post(f"{api_of(srv.url)}/pairing/sessions", headers=old["headers"], timeout=10, json={
+            "project_id": old["project_id"], "activation_key": base64.b64encode(key).decode(), "type": "endpoint"}).json()
+
+        async def race():
+            async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
+                async def create(n):
+                    url = f"{api_of(servers[n % len(servers)].url)}/local-runners/jobs"
+                    body = {"agent_name": "answer", "project_id": old["project_id"]}
+                    async with session.post(url, json=body, headers=old["headers"]) as response:
+                        return response.status
+
+                async def activate():
+                    await asyncio.sleep(0.01)  # among the creates, not before them
+                    url = f"{api_of(servers[-1].url)}/pairing/sessions/{made['session_id']}/activate"
+                    body = {"runner_name": "laptop-new", "hmac": activation_hmac(made["session_id"], key, "laptop-new")}
+                    async with session.post(url, json=body, headers=old["headers"]) as response:
+                        return response.status
+                return await asyncio.gather(activate(), *(create(n) for n in range(100)))
+
+        activated, *created = asyncio.run(race())
+        assert activated == 201
+        # The new runner has no agents yet: a job routed to it is a 400, as upstream answers.
+        assert set(created) <= {201, 400} and 201 in created, Counter(created)
+        state = requests.get(f"{srv.url}/_admin/state", params={"workspace": "repair"}, timeout=30).json()
+        detached = {r["id"] for r in state["runners"] if r.get("detached_at")}
+        assert old["runner_id"] in detached
+        stranded = [j for j in state["jobs"] if j["runner_id"] in detached and j["status"] in ("pending", "running")]
+        assert not stranded, f"{len(stranded)} of {Counter(created)[201]} jobs left open on a detached runner"
+    assert_clean_log(*servers)
+
+
 # -- 3. a job wakes the poll held for its runner, whichever worker holds it
 
 
