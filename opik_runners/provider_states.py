@@ -155,8 +155,16 @@ def project_for(settings, params):
     if found is not None:
         return found.id
     project_id = new_id()
-    load_state(settings, {"projects": [{"id": str(project_id), "workspace": params["workspace"],
-                                        "name": params["project"], "created_by": params["user"]}]})
+    try:
+        load_state(settings, {"projects": [{"id": str(project_id), "workspace": params["workspace"],
+                                            "name": params["project"], "created_by": params["user"]}]})
+    except StateError:
+        # Made meanwhile by a setup sent at the same time (on PostgreSQL both looked before
+        # either committed; eight at once over two instances refused three or four of them).
+        found = Project.get_or_none((Project.workspace == params["workspace"]) & (Project.name == params["project"]))
+        if found is None:
+            raise
+        return found.id
     return project_id
 
 

@@ -464,6 +464,40 @@ def test_jobs_created_while_the_runner_is_re_paired_are_never_left_pending_on_it
     assert_clean_log(*servers)
 
 
+@pytest.mark.parametrize("how", ["provider states", "seeds"])
+def test_control_plane_writes_at_once_share_the_project_they_name(start_server, how):
+    """Eight provider-state setups, or eight seeds, sent at once (over two instances on
+    PostgreSQL), each naming the same new project: each is loaded, all into one project. (On
+    PostgreSQL each looked for the project before the others committed, and 3-4 of 8 were
+    refused with a unique-key conflict.)"""
+    import aiohttp
+
+    srv = start_server(OPIK_RUNNERS_WORKERS="2", OPIK_RUNNERS_ADMIN="on")
+    servers = [srv, start_server(srv.env["DATABASE_URL"], OPIK_RUNNERS_WORKERS="2", OPIK_RUNNERS_ADMIN="on")] \
+        if POSTGRES_URL else [srv]
+
+    def request(n):
+        if how == "provider states":
+            return "/_admin/provider-states", {"action": "setup", "state": "a connected endpoint runner",
+                                               "params": {"workspace": "shared", "project": "new", "runner": f"r{n}"}}
+        return "/_admin/state", {"runners": [{"workspace": "shared", "project": "new", "name": f"r{n}"}]}
+
+    async def send_all():
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
+            async def send(n):
+                path, body = request(n)
+                async with session.post(servers[n % len(servers)].url + path, json=body) as response:
+                    return response.status, await response.text()
+            return await asyncio.gather(*(send(n) for n in range(8)))
+
+    answers = asyncio.run(send_all())
+    assert [status for status, _ in answers] == [200] * 8, [text for status, text in answers if status != 200][:1]
+    state = requests.get(f"{srv.url}/_admin/state", params={"workspace": "shared"}, timeout=30).json()
+    [project] = [p for p in state["projects"] if p["name"] == "new"]
+    assert sorted(r["name"] for r in state["runners"] if r["project_id"] == project["id"]) == [f"r{n}" for n in range(8)]
+    assert_clean_log(*servers)
+
+
 # -- 3. a job wakes the poll held for its runner, whichever worker holds it
 
 
