@@ -102,18 +102,10 @@ if os.environ.get("HELD_VARIANT"):
 # -- the measurement
 
 
-def rss_tree_mib(pid):
-    children = subprocess.run(["pgrep", "-P", str(pid)], capture_output=True, text=True).stdout.split()
-    total = 0
-    for process in [pid, *map(int, children)]:
-        for line in open(f"/proc/{process}/status"):
-            if line.startswith("VmRSS"):
-                total += int(line.split()[1])
-    return total / 1024
-
-
 def measure(variant, held, settle):
     import aiohttp
+
+    from run import rss_tree_mib  # beside this script; not imported by the workers, which import this module
 
     env = dict(os.environ, HELD_VARIANT=variant, PYTHONPATH=str(ROOT / "bench"))
     server = subprocess.Popen(

@@ -49,15 +49,14 @@ RUNNER_COUNTERS = Statement(
 GET_JOB = Statement("get job", lambda p: Job.select().where((Job.id == p.job_id) & owns_job_runner(p.workspace, p.user)))
 
 
-def find_runner(caller, runner_id):
-    """The caller's runner, or None."""
-    return FIND_RUNNER.first(Runner, workspace=caller.workspace, user=caller.user, runner_id=runner_id)
+def find_runner(caller, runner_id, locked=False):
+    """The caller's runner, or None; `locked`: its row held until the transaction ends."""
+    statement = FIND_RUNNER_LOCKED if locked else FIND_RUNNER
+    return statement.first(Runner, workspace=caller.workspace, user=caller.user, runner_id=runner_id)
 
 
 def get_runner(caller, runner_id, locked=False):
-    """The caller's runner, or 404; `locked`: its row held until the transaction ends."""
-    statement = FIND_RUNNER_LOCKED if locked else FIND_RUNNER
-    runner = statement.first(Runner, workspace=caller.workspace, user=caller.user, runner_id=runner_id)
+    runner = find_runner(caller, runner_id, locked)
     if runner is None:
         raise failure(404, f"Runner not found: {runner_id}")
     return runner
