@@ -159,8 +159,9 @@ def project_for(settings, params):
         load_state(settings, {"projects": [{"id": str(project_id), "workspace": params["workspace"],
                                             "name": params["project"], "created_by": params["user"]}]})
     except StateError:
-        # Made meanwhile by a setup sent at the same time (on PostgreSQL both looked before
-        # either committed; eight at once over two instances refused three or four of them).
+        # Made meanwhile by a setup sent at the same time: on PostgreSQL both looked before either
+        # committed, and load_state's second try then finds the name taken. (Eight "no runners"
+        # setups at once over two instances refused one or more; test_scale_out.py.)
         found = Project.get_or_none((Project.workspace == params["workspace"]) & (Project.name == params["project"]))
         if found is None:
             raise

@@ -464,12 +464,13 @@ def test_jobs_created_while_the_runner_is_re_paired_are_never_left_pending_on_it
     assert_clean_log(*servers)
 
 
-@pytest.mark.parametrize("how", ["provider states", "seeds"])
+@pytest.mark.parametrize("how", ["provider states", "seeds", "no-runners states"])
 def test_control_plane_writes_at_once_share_the_project_they_name(start_server, how):
     """Eight provider-state setups, or eight seeds, sent at once (over two instances on
     PostgreSQL), each naming the same new project: each is loaded, all into one project. (On
     PostgreSQL each looked for the project before the others committed, and 3-4 of 8 were
-    refused with a unique-key conflict.)"""
+    refused with a unique-key conflict.) "no runners" makes its project itself
+    (provider_states.project_for): each of the eight answers the same project."""
     import aiohttp
 
     srv = start_server(OPIK_RUNNERS_WORKERS="2", OPIK_RUNNERS_ADMIN="on")
@@ -480,6 +481,9 @@ def test_control_plane_writes_at_once_share_the_project_they_name(start_server, 
         if how == "provider states":
             return "/_admin/provider-states", {"action": "setup", "state": "a connected endpoint runner",
                                                "params": {"workspace": "shared", "project": "new", "runner": f"r{n}"}}
+        if how == "no-runners states":
+            return "/_admin/provider-states", {"action": "setup", "state": "no runners",
+                                               "params": {"workspace": "shared", "project": "new"}}
         return "/_admin/state", {"runners": [{"workspace": "shared", "project": "new", "name": f"r{n}"}]}
 
     async def send_all():
@@ -494,7 +498,10 @@ def test_control_plane_writes_at_once_share_the_project_they_name(start_server, 
     assert [status for status, _ in answers] == [200] * 8, [text for status, text in answers if status != 200][:1]
     state = requests.get(f"{srv.url}/_admin/state", params={"workspace": "shared"}, timeout=30).json()
     [project] = [p for p in state["projects"] if p["name"] == "new"]
-    assert sorted(r["name"] for r in state["runners"] if r["project_id"] == project["id"]) == [f"r{n}" for n in range(8)]
+    if how == "no-runners states":
+        assert {json.loads(text)["project_id"] for _, text in answers} == {project["id"]}
+    else:
+        assert sorted(r["name"] for r in state["runners"] if r["project_id"] == project["id"]) == [f"r{n}" for n in range(8)]
     assert_clean_log(*servers)
 
 
