@@ -708,7 +708,13 @@ def row_of(instance):
 
 def remove_runners(runner_ids):
     """Delete runners (a query of their ids) with their jobs, logs, bridge commands and rate
-    counters, in bulk; the runners' number. Call inside a transaction."""
+    counters, in bulk; the runners' number. Call inside a transaction.
+
+    The runners' rows are locked before their children are deleted (PostgreSQL): every other
+    write takes a runner's row before its jobs', commands' or counters' (a job's numbering, a
+    bridge submission, a heartbeat). Deleting the children first deadlocked with those: of 15
+    resets, each sent among 160 such writes, 2 failed, and 247 of the writes with them (503)."""
+    list(database.lock_rows(Runner.select(Runner.id).where(Runner.id.in_(runner_ids)).order_by(Runner.id)))
     job_ids = Job.select(Job.id).where(Job.runner.in_(runner_ids))
     JobLog.delete().where(JobLog.job.in_(job_ids)).execute()
     Job.delete().where(Job.runner.in_(runner_ids)).execute()
@@ -722,17 +728,22 @@ def wipe(workspace=None):
     their rate counters, pairing sessions, traces, spans), or one workspace's, in one
     transaction of bulk deletes. The control plane's own tables are left alone. Call with a
     connection open."""
+    def scoped(query, model):
+        return query if workspace is None else query.where(model.workspace == workspace)
+
     with database.atomic():
+        # Rows are locked in the order an activation takes them, its session, then the project,
+        # then the runners (whose children every other write takes after them: remove_runners),
+        # so a reset waits for the writes in flight instead of deadlocking with them (PostgreSQL).
+        for model in (PairingSession, Project, Runner):
+            list(database.lock_rows(scoped(model.select(model.id), model).order_by(model.id)))
         if workspace is None:
             # Children first: SQLite checks each foreign key of a deleted parent row.
             for model in (JobLog, Job, BridgeRate, BridgeCommand):
                 model.delete().execute()
             removed = Runner.delete().execute()
         else:
-            removed = remove_runners(Runner.select(Runner.id).where(Runner.workspace == workspace))
+            removed = remove_runners(scoped(Runner.select(Runner.id), Runner))
         for model in (PairingSession, Span, Trace, Project):
-            query = model.delete()
-            if workspace is not None:
-                query = query.where(model.workspace == workspace)
-            query.execute()
+            scoped(model.delete(), model).execute()
     log.info("wiped %s (%d runners)", "every workspace" if workspace is None else f"workspace {workspace!r}", removed)

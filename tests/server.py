@@ -28,6 +28,16 @@ def fresh_database_url(tmp_path, name="test"):
     return POSTGRES_URL
 
 
+def waiting_on_locks(database_url):
+    """How many sessions of the test database wait for a lock now (on a connection of its own:
+    a transaction sees pg_stat_activity as it first read it)."""
+    import psycopg2
+
+    with psycopg2.connect(database_url) as conn, conn.cursor() as cur:
+        cur.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'")
+        return cur.fetchone()[0]
+
+
 def wait_until(check, timeout=30, interval=0.1):
     """Poll `check()` until it returns something truthy; fail after `timeout` seconds."""
     deadline = time.monotonic() + timeout

@@ -17,7 +17,7 @@ import pytest
 import requests
 
 from helpers import AGENT, activation_hmac
-from server import POSTGRES_URL, Server, child_pids, fresh_database_url
+from server import POSTGRES_URL, Server, child_pids, fresh_database_url, wait_until, waiting_on_locks
 from threads import Task, join_all, run_all
 
 # Every server here: runners stay connected for the whole test, queues never hit their cap.
@@ -503,6 +503,63 @@ def test_control_plane_writes_at_once_share_the_project_they_name(start_server, 
     else:
         assert sorted(r["name"] for r in state["runners"] if r["project_id"] == project["id"]) == [f"r{n}" for n in range(8)]
     assert_clean_log(*servers)
+
+
+# -- a reset waits for the writes in flight (PostgreSQL's row locks)
+
+
+@pytest.mark.skipif(not POSTGRES_URL, reason="row locks: SQLite's one write lock orders every write")
+@pytest.mark.parametrize("write", ["bridge submission", "activation"])
+def test_a_reset_waits_for_a_write_in_flight_instead_of_deadlocking(start_server, write):
+    """A write that holds a runner's row, and a reset, both in flight: the reset waits for the
+    write, and both succeed. The runner's row is held from outside until both wait on it, so
+    the write takes it first: the reset that deleted the runner's children before taking its row
+    deadlocked with a bridge submission (its rate counter) and with an activation evicting a
+    runner with pending jobs; PostgreSQL failed one of the two with a 503 every time."""
+    import psycopg2
+
+    srv = start_server(OPIK_RUNNERS_ADMIN="on", OPIK_BRIDGE_MAX_COMMANDS_PER_MINUTE="100000")
+    with requests.Session() as http:
+        if write == "bridge submission":
+            runner = pair(srv.url, "w", "daemon", runner_type="connect", capabilities=["bridge"])
+            submit_command(http, srv.url, runner)  # this minute's rate counter exists: the reset deletes it
+            path = f"/local-runners/{runner['runner_id']}/bridge/commands"
+            body, expected = {"type": "ReadFile", "args": {"path": "a"}}, 201
+        else:
+            runner = pair(srv.url, "w", "laptop")
+            assert create_job(http, srv.url, runner).status_code == 201  # pending: the eviction fails it
+            key = os.urandom(32)
+            made = http.post(f"{api_of(srv.url)}/pairing/sessions", headers=runner["headers"], timeout=10, json={
+                "project_id": runner["project_id"], "activation_key": base64.b64encode(key).decode(),
+                "type": "endpoint"}).json()
+            path = f"/pairing/sessions/{made['session_id']}/activate"
+            body, expected = {"runner_name": "new", "hmac": activation_hmac(made["session_id"], key, "new")}, 201
+
+    holder = psycopg2.connect(srv.env["DATABASE_URL"])
+    answers = {}
+
+    def send(name, url, json_body=None):
+        answers[name] = requests.post(url, json=json_body, headers=runner["headers"], timeout=60)
+
+    try:
+        with holder.cursor() as cur:
+            cur.execute("SELECT 1 FROM runner WHERE id = %s FOR UPDATE", (runner["runner_id"],))
+            assert cur.rowcount == 1
+        first = Task(send, "write", f"{api_of(srv.url)}{path}", body)
+        first.start()
+        wait_until(lambda: waiting_on_locks(srv.env["DATABASE_URL"]) >= 1)
+        second = Task(send, "reset", f"{srv.url}/_admin/reset")
+        second.start()
+        wait_until(lambda: waiting_on_locks(srv.env["DATABASE_URL"]) >= 2)
+    finally:
+        holder.commit()
+        holder.close()
+    join_all([first, second], timeout=60)
+    assert (answers["write"].status_code, answers["reset"].status_code) == (expected, 204), \
+        (answers["write"].text, answers["reset"].text)
+    state = requests.get(f"{srv.url}/_admin/state", timeout=30).json()
+    assert state["runners"] == [] and state["jobs"] == [] and state["bridge_commands"] == [], state
+    assert_clean_log(srv)
 
 
 # -- 3. a job wakes the poll held for its runner, whichever worker holds it

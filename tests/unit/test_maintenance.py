@@ -11,13 +11,13 @@ import time
 
 import pytest
 
-from opik_runners import db, maintenance
+from opik_runners import db, jobs, maintenance, state
 from opik_runners.maintenance import REAPER
 from helpers import running_job
 from opik_runners.models import Job, MaintenanceTask, database
 from opik_runners.settings import load_settings
-from server import fresh_database_url, wait_until
-from threads import Task, run_all
+from server import POSTGRES_URL, fresh_database_url, wait_until, waiting_on_locks
+from threads import Task, join_all, run_all
 
 # A process that takes the reaper's lock through the backend, says so, and waits to be killed.
 HOLDER = """
@@ -111,3 +111,41 @@ def test_the_background_reaper_acts_with_nothing_else_running(settings):
 
 def test_interval_0_runs_no_background_reaper(settings):
     assert maintenance.start(settings._replace(reaper_interval=0)) is None
+
+
+@pytest.mark.skipif(not POSTGRES_URL, reason="row locks: SQLite's one write lock orders every write")
+def test_the_expiry_and_a_reset_take_a_runner_in_one_order(settings):
+    """A reset waiting for a runner's row and the reaper's expiry of that runner's finished jobs:
+    the expiry takes the runner's row before it deletes the jobs, as the reset does, so it waits
+    behind the reset. (It deleted the jobs first, then updated the runner's count: the reset,
+    given the row, then waited for those jobs, and PostgreSQL failed one of the two.)"""
+    import psycopg2
+
+    job_id = running_job(timeout=0, started_ago=5)
+    Job.update(status="completed", completed_at=1).where(Job.id == job_id).execute()
+    runner_id = Job.get_by_id(job_id).runner_id
+    holder = psycopg2.connect(settings.database_url)  # holds the runner's row until both wait for it
+    with holder.cursor() as cur:
+        cur.execute("SELECT 1 FROM runner WHERE id = %s FOR UPDATE", (str(runner_id),))
+    outcomes = {}
+
+    def run(name, call):
+        with database.connection_context():
+            try:
+                outcomes[name] = call()
+            except Exception as exc:
+                outcomes[name] = exc
+
+    try:
+        reset = Task(run, "reset", state.wipe)
+        reset.start()
+        wait_until(lambda: waiting_on_locks(settings.database_url) >= 1)
+        expiry = Task(run, "expiry", lambda: jobs.expire_finished_jobs(2))
+        expiry.start()
+        wait_until(lambda: waiting_on_locks(settings.database_url) >= 2, timeout=10)
+    finally:
+        holder.rollback()
+        holder.close()
+    join_all([reset, expiry], timeout=30)
+    assert outcomes == {"reset": None, "expiry": 0}  # the reset deleted the job first
+    assert Job.select().count() == 0
