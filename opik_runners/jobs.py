@@ -4,7 +4,7 @@ need and raise ApiError, so they run without HTTP; api.py only parses and dumps.
 import json
 import logging
 
-from peewee import JOIN, SQL, NodeList, Select, fn
+from peewee import JOIN, SQL, IntegrityError, NodeList, Select, fn
 
 from . import metrics, wakeups
 from .errors import error, failure
@@ -335,8 +335,11 @@ def append_job_logs(caller, job_id, entries):
         raise error(400, f"Too many log entries. Maximum per batch is {MAX_LOG_ENTRIES_PER_BATCH}")
     job = get_job(caller, job_id)
     if entries:
-        with database.atomic():
-            JobLog.insert_many([{"job": job.id, **entry} for entry in entries]).execute()
+        try:
+            with database.atomic():
+                JobLog.insert_many([{"job": job.id, **entry} for entry in entries]).execute()
+        except IntegrityError:  # the job's foreign key: deleted since it was read (expired, reset)
+            raise failure(404, f"Job not found: '{job_id}'") from None
 
 
 # -- the listing

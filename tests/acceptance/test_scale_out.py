@@ -505,6 +505,30 @@ def test_control_plane_writes_at_once_share_the_project_they_name(start_server, 
     assert_clean_log(*servers)
 
 
+def test_checklist_patches_at_once_are_all_merged(start_server):
+    """Twenty PATCHes of a runner's checklist sent at once (over two instances on PostgreSQL),
+    each adding its own key: the checklist holds all twenty."""
+    import aiohttp
+
+    srv = start_server(OPIK_RUNNERS_WORKERS="2")
+    servers = [srv, start_server(srv.env["DATABASE_URL"], OPIK_RUNNERS_WORKERS="2")] if POSTGRES_URL else [srv]
+    runner = pair(srv.url, "merge", "laptop")
+    path = f"/local-runners/{runner['runner_id']}/checklist"
+
+    async def patch_all():
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
+            async def patch(n):
+                url = f"{api_of(servers[n % len(servers)].url)}{path}"
+                async with session.patch(url, json={"steps": {f"step-{n}": "done"}}, headers=runner["headers"]) as r:
+                    return r.status
+            return await asyncio.gather(*(patch(n) for n in range(20)))
+
+    assert asyncio.run(patch_all()) == [204] * 20
+    got = requests.get(f"{api_of(srv.url)}/local-runners/{runner['runner_id']}", headers=runner["headers"], timeout=10)
+    assert sorted(got.json()["checklist"]["steps"]) == sorted(f"step-{n}" for n in range(20)), got.text
+    assert_clean_log(*servers)
+
+
 # -- a reset waits for the writes in flight (PostgreSQL's row locks)
 
 
@@ -559,6 +583,40 @@ def test_a_reset_waits_for_a_write_in_flight_instead_of_deadlocking(start_server
         (answers["write"].text, answers["reset"].text)
     state = requests.get(f"{srv.url}/_admin/state", timeout=30).json()
     assert state["runners"] == [] and state["jobs"] == [] and state["bridge_commands"] == [], state
+    assert_clean_log(srv)
+
+
+@pytest.mark.skipif(not POSTGRES_URL, reason="row locks: SQLite's one write lock orders every write")
+def test_logs_for_a_job_deleted_while_they_are_written_are_a_404(start_server):
+    """A job deleted (expired, reset) between the log batch's read of it and its insert: the batch
+    is a 404, as for a job already gone, not a 503. The deletion is held open from outside until
+    the insert waits for it."""
+    import psycopg2
+
+    srv = start_server()
+    runner = pair(srv.url, "w", "laptop")
+    with requests.Session() as http:
+        job_id = job_id_of(create_job(http, srv.url, runner))
+    holder = psycopg2.connect(srv.env["DATABASE_URL"])
+    answers = {}
+
+    def send():
+        answers["logs"] = requests.post(f"{api_of(srv.url)}/local-runners/jobs/{job_id}/logs", timeout=60,
+                                        json=[{"stream": "stdout", "text": "hi"}], headers=runner["headers"])
+
+    try:
+        with holder.cursor() as cur:
+            cur.execute("DELETE FROM job WHERE id = %s", (job_id,))
+            assert cur.rowcount == 1
+        writer = Task(send)
+        writer.start()
+        wait_until(lambda: waiting_on_locks(srv.env["DATABASE_URL"]) >= 1)
+    finally:
+        holder.commit()
+        holder.close()
+    join_all([writer], timeout=60)
+    assert answers["logs"].status_code == 404, answers["logs"].text
+    assert answers["logs"].json() == {"code": 404, "message": f"Job not found: '{job_id}'"}
     assert_clean_log(srv)
 
 

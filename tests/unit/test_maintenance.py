@@ -11,10 +11,10 @@ import time
 
 import pytest
 
-from opik_runners import db, jobs, maintenance, state
+from opik_runners import db, jobs, maintenance, runners, state
 from opik_runners.maintenance import REAPER
 from helpers import running_job
-from opik_runners.models import Job, MaintenanceTask, database
+from opik_runners.models import SECOND, Job, MaintenanceTask, Runner, database, now_us
 from opik_runners.settings import load_settings
 from server import POSTGRES_URL, fresh_database_url, wait_until, waiting_on_locks
 from threads import Task, join_all, run_all
@@ -149,3 +149,35 @@ def test_the_expiry_and_a_reset_take_a_runner_in_one_order(settings):
     join_all([reset, expiry], timeout=30)
     assert outcomes == {"reset": None, "expiry": 0}  # the reset deleted the job first
     assert Job.select().count() == 0
+
+
+@pytest.mark.skipif(not POSTGRES_URL, reason="row locks: SQLite's one write lock orders every write")
+def test_a_heartbeat_committed_while_the_purge_waits_keeps_its_runner(settings):
+    """The purge reads the dead runners, then detaches each under its row's lock: a runner whose
+    heartbeat commits in between is alive again and stays. (Detached on the stale read, it lost
+    its jobs and its pairing though it had just beaten.)"""
+    import psycopg2
+
+    runner_id = Job.get_by_id(running_job(timeout=0, started_ago=0)).runner_id
+    long_dead = now_us() - int((settings.dead_runner_purge + 60) * SECOND)
+    Runner.update(heartbeat_expires_at=long_dead).where(Runner.id == runner_id).execute()
+    holder = psycopg2.connect(settings.database_url)  # the heartbeat, committed once the purge waits for it
+    with holder.cursor() as cur:
+        cur.execute("UPDATE runner SET heartbeat_expires_at = %s WHERE id = %s", (now_us() + 600 * SECOND, str(runner_id)))
+    outcomes = {}
+
+    def purge():
+        with database.connection_context():
+            outcomes["purged"] = runners.purge_dead_runners(settings, now_us())
+
+    try:
+        purger = Task(purge)
+        purger.start()
+        wait_until(lambda: waiting_on_locks(settings.database_url) >= 1, timeout=10)
+    finally:
+        holder.commit()
+        holder.close()
+    join_all([purger], timeout=30)
+    assert outcomes == {"purged": 0}
+    assert Runner.get_by_id(runner_id).detached_at is None
+    assert Job.get(Job.runner == runner_id).status == "running"
