@@ -28,22 +28,28 @@ def project_id_for(caller, name, cache):
 
 
 def store(model, caller, documents, **columns_of):
-    """Upsert each document by id, merged over a stored one of the same workspace."""
+    """Upsert each document by id, merged over a stored one of the same workspace.
+
+    Each row is made if missing, then read locked (PostgreSQL), so writes of one id at once
+    merge one over the other: read unlocked, a batch and a PATCH of one trace sent at once kept
+    only one's fields. Ids are taken in order, so two batches of the same ids never wait for
+    each other's rows crosswise; a batch naming an id twice merges its documents in the order
+    sent (the sort is stable)."""
     projects = {}
     with database.atomic():
-        for document in documents:
-            row = model.get_or_none(model.id == document["id"])
-            if row is not None and row.workspace != caller.workspace:
+        for document in sorted(documents, key=lambda d: str(d["id"])):
+            model.insert(id=document["id"], workspace=caller.workspace, data={}).on_conflict_ignore().execute()
+            row = database.lock_rows(model.select().where(model.id == document["id"])).get()
+            if row.workspace != caller.workspace:
                 raise failure(409, f"{model.__name__} {document['id']} belongs to another workspace")
-            data = {**(row.data if row else {}), **document}
+            data = {**row.data, **document}
             values = {
                 "data": data,
                 "project_id": project_id_for(caller, data.get("project_name"), projects),
                 **{name: pick(data) for name, pick in columns_of.items()},
             }
-            model.insert(id=document["id"], workspace=caller.workspace, **values).on_conflict(
-                conflict_target=[model.id], update={getattr(model, name): value for name, value in values.items()}
-            ).execute()
+            model.update({getattr(model, name): value for name, value in values.items()}).where(
+                model.id == document["id"]).execute()
 
 
 def store_traces(caller, traces):

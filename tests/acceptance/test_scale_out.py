@@ -10,6 +10,7 @@ import re
 import signal
 import threading
 import time
+import uuid
 from collections import Counter
 from datetime import datetime
 
@@ -526,6 +527,40 @@ def test_checklist_patches_at_once_are_all_merged(start_server):
     assert asyncio.run(patch_all()) == [204] * 20
     got = requests.get(f"{api_of(srv.url)}/local-runners/{runner['runner_id']}", headers=runner["headers"], timeout=10)
     assert sorted(got.json()["checklist"]["steps"]) == sorted(f"step-{n}" for n in range(20)), got.text
+    assert_clean_log(*servers)
+
+
+def test_trace_writes_at_once_are_all_merged(start_server):
+    """Twenty PATCHes of one new trace, each with its own field, and batches naming the same ten
+    traces in opposite orders, all sent at once (over two instances on PostgreSQL): every field
+    is kept, and no batch fails."""
+    import aiohttp
+
+    srv = start_server(OPIK_RUNNERS_WORKERS="2")
+    servers = [srv, start_server(srv.env["DATABASE_URL"], OPIK_RUNNERS_WORKERS="2")] if POSTGRES_URL else [srv]
+    headers = {"Comet-Workspace": "traces"}
+    patched = str(uuid.uuid4())
+    batched = [str(uuid.uuid4()) for _ in range(10)]
+
+    async def send_all():
+        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
+            async def send(n, method, path, body):
+                url = f"{api_of(servers[n % len(servers)].url)}{path}"
+                async with session.request(method, url, json=body, headers=headers) as r:
+                    return r.status
+            patches = [send(n, "PATCH", f"/traces/{patched}", {f"field_{n}": n}) for n in range(20)]
+            batches = [send(n, "POST", "/traces/batch", {"traces": [
+                {"id": trace_id, f"from_{n}": True} for trace_id in (batched if n % 2 else batched[::-1])]})
+                for n in range(10)]
+            return await asyncio.gather(*patches, *batches)
+
+    statuses = asyncio.run(send_all())
+    assert statuses == [204] * 30, (Counter(statuses[:20]), Counter(statuses[20:]), problems(*servers))
+    got = requests.get(f"{api_of(srv.url)}/traces/{patched}", headers=headers, timeout=10).json()
+    assert {key for key in got if key.startswith("field_")} == {f"field_{n}" for n in range(20)}, got
+    for trace_id in batched:
+        got = requests.get(f"{api_of(srv.url)}/traces/{trace_id}", headers=headers, timeout=10).json()
+        assert {key for key in got if key.startswith("from_")} == {f"from_{n}" for n in range(10)}, got
     assert_clean_log(*servers)
 
 
