@@ -6,6 +6,9 @@ between the two, behind one interface the domain calls without asking which it h
 - `lock_rows(query)`: the rows a transaction is about to change, locked against
   concurrent changes (SQLite: BEGIN IMMEDIATE already holds the one write lock);
 - `claim_rows(query)`: the same, skipping rows another claim holds (exactly-once claims);
+- `hold_rows(query)`: lock the rows of `query` now, in primary-key order, until the
+  transaction ends: what a write takes before it deletes many rows, so it takes them in the
+  order every other write does (PostgreSQL; nothing to do on SQLite);
 - `notify(key)`: wake the long polls waiting on `key`, in every process, once the
   caller's transaction commits (a `wakeup` row, or `pg_notify`), and `start_watcher()`
   to pass other processes' wake-ups on to this one's waiters (wakeups.py); a key in
@@ -220,6 +223,9 @@ class SqliteBackend(Backend, PooledSqliteDatabase):
     def claim_rows(self, query):
         return query
 
+    def hold_rows(self, query):
+        pass  # BEGIN IMMEDIATE holds every row
+
     def notify(self, key):
         text = wakeups.key_text(key)
         if text not in wakeups.ON_EVERY_COMMIT:
@@ -315,6 +321,11 @@ class PostgresBackend(Backend, PooledPostgresqlDatabase):
     def claim_rows(self, query):
         # A concurrent claim skips the rows this one holds instead of waiting for them.
         return query.for_update("FOR UPDATE SKIP LOCKED")
+
+    def hold_rows(self, query):
+        # In key order: two writes locking overlapping sets one row at a time each wait for the
+        # other's next row only if they go in different orders.
+        query.order_by(query.model._meta.primary_key).for_update().execute()
 
     def _is_closed(self, conn):
         # The pool's check on every checkout. peewee's sends `SELECT 1` when the connection looks

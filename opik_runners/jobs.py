@@ -449,12 +449,10 @@ def expire_finished_jobs(before):
     """Delete jobs (and their logs) finished before `before`, keeping the runners' counts; their number."""
     finished = Job.status.in_(FINISHED) & (Job.completed_at < before)
     with database.atomic():
-        # Their runners' rows first, as every other write takes a runner's before its jobs'
-        # (state.remove_runners); a reset takes them, then deletes their jobs (PostgreSQL).
-        runner_ids = [runner.id for runner in database.lock_rows(
-            Runner.select(Runner.id).where(Runner.id.in_(Job.select(Job.runner).where(finished))).order_by(Runner.id)
-        )]
-        expired = Job.delete().where(finished & Job.runner.in_(runner_ids))
+        # Their runners' rows first, as a reset takes them before their jobs (state.remove_runners;
+        # PostgreSQL). A job finished since is not old enough to match: completed_at is now.
+        database.hold_rows(Runner.select(Runner.id).where(Runner.id.in_(Job.select(Job.runner).where(finished))))
+        expired = Job.delete().where(finished)
         per_runner = {}
         for row in expired.returning(Job.runner).execute():
             per_runner[row.runner_id] = per_runner.get(row.runner_id, 0) + 1

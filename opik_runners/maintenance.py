@@ -51,11 +51,12 @@ def reap(settings):
     purged = runners.purge_dead_runners(settings, now)
     commands = bridge.reap_commands(now)
     expire_before = now - int(settings.completed_job_ttl * SECOND)
-    with database.atomic():
-        expired = jobs.expire_finished_jobs(expire_before)
-        dropped = runners.drop_detached_runners(expire_before)
-        sessions = pairing.drop_expired_sessions(now)
-        database.prune_wakeups()
+    # One transaction each: together, the sessions would be taken after the runners, against
+    # the order a reset takes them (PostgreSQL).
+    expired = jobs.expire_finished_jobs(expire_before)
+    dropped = runners.drop_detached_runners(expire_before)
+    sessions = pairing.drop_expired_sessions(now)
+    database.prune_wakeups()
     jobs.renumber_gapped_runners()
     return Report(timed_out, purged, commands, expired, dropped, sessions)
 

@@ -107,5 +107,9 @@ def activate_session(settings, caller, session_id, runner_name, hmac_text):
 
 
 def drop_expired_sessions(now):
-    """Pairing sessions past their TTL (the reaper); their number."""
-    return PairingSession.delete().where(PairingSession.expires_at < now).execute()
+    """Pairing sessions past their TTL (the reaper); their number. The rows are locked in key
+    order first, as a reset takes them (PostgreSQL)."""
+    expired = PairingSession.expires_at < now
+    with database.atomic():
+        database.hold_rows(PairingSession.select(PairingSession.id).where(expired))
+        return PairingSession.delete().where(expired).execute()

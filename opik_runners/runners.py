@@ -142,5 +142,9 @@ def purge_dead_runners(settings, now):
 
 
 def drop_detached_runners(before):
-    """A detached runner's jobs are invisible already; drop the row once they would have expired."""
-    return Runner.delete().where(Runner.detached_at < before).execute()
+    """A detached runner's jobs are invisible already; drop the row once they would have expired.
+    The rows are locked in key order first, as a reset takes them (PostgreSQL)."""
+    detached_long_ago = Runner.detached_at < before
+    with database.atomic():
+        database.hold_rows(Runner.select(Runner.id).where(detached_long_ago))
+        return Runner.delete().where(detached_long_ago).execute()

@@ -407,6 +407,12 @@ class Loader:
         d = self.data
         for kind in ("projects", "runners", "jobs", "pairing_sessions", "bridge_commands", "traces", "spans"):
             self.refuse_duplicates(kind)
+        # The stored runners that jobs and commands name, locked at once in key order, as a reset
+        # takes them (PostgreSQL); find_runner, one at a time in the document's order, could take
+        # them crosswise with it.
+        named = {item["runner_id"] for kind in ("jobs", "bridge_commands") for item in d[kind]}
+        for chunk in chunks(sorted(named - {item.get("id") for item in d["runners"]})):
+            database.hold_rows(Runner.select(Runner.id).where(Runner.id.in_(chunk)))
         projects = [self.project(i, item) for i, item in enumerate(d["projects"])]
         runners = [self.runner(i, item) for i, item in enumerate(d["runners"])]
         jobs_, logs = self.jobs()
@@ -710,11 +716,12 @@ def remove_runners(runner_ids):
     """Delete runners (a query of their ids) with their jobs, logs, bridge commands and rate
     counters, in bulk; the runners' number. Call inside a transaction.
 
-    The runners' rows are locked before their children are deleted (PostgreSQL): every other
-    write takes a runner's row before its jobs', commands' or counters' (a job's numbering, a
-    bridge submission, a heartbeat). Deleting the children first deadlocked with those: of 15
-    resets, each sent among 166 such writes, 2 failed, and 247 of the writes with them (503)."""
-    list(database.lock_rows(Runner.select(Runner.id).where(Runner.id.in_(runner_ids)).order_by(Runner.id)))
+    The runners' rows are locked before their children are deleted (PostgreSQL): every write
+    that takes both takes a runner's row before its jobs', commands' or counters' (a job's
+    numbering, a bridge submission, an activation's eviction). Deleting the children first
+    deadlocked with those: of 15 resets, each sent among 166 writes, 2 failed, and 247 of the
+    writes with them (503)."""
+    database.hold_rows(Runner.select(Runner.id).where(Runner.id.in_(runner_ids)))
     job_ids = Job.select(Job.id).where(Job.runner.in_(runner_ids))
     JobLog.delete().where(JobLog.job.in_(job_ids)).execute()
     Job.delete().where(Job.runner.in_(runner_ids)).execute()
@@ -736,7 +743,7 @@ def wipe(workspace=None):
         # then the runners (whose children every other write takes after them: remove_runners),
         # so a reset waits for the writes in flight instead of deadlocking with them (PostgreSQL).
         for model in (PairingSession, Project, Runner):
-            list(database.lock_rows(scoped(model.select(model.id), model).order_by(model.id)))
+            database.hold_rows(scoped(model.select(model.id), model))
         if workspace is None:
             # Children first: SQLite checks each foreign key of a deleted parent row.
             for model in (JobLog, Job, BridgeRate, BridgeCommand):

@@ -28,13 +28,14 @@ def fresh_database_url(tmp_path, name="test"):
     return POSTGRES_URL
 
 
-def waiting_on_locks(database_url):
-    """How many sessions of the test database wait for a lock now (on a connection of its own:
-    a transaction sees pg_stat_activity as it first read it)."""
+def waiting_on_locks(database_url, like="%"):
+    """How many sessions of the test database wait for a lock now in a statement LIKE `like` (on
+    a connection of its own: a transaction sees pg_stat_activity as it first read it)."""
     import psycopg2
 
     with psycopg2.connect(database_url) as conn, conn.cursor() as cur:
-        cur.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND wait_event_type = 'Lock'")
+        cur.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                    "AND wait_event_type = 'Lock' AND query LIKE %s", (like,))
         return cur.fetchone()[0]
 
 

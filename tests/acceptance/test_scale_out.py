@@ -571,10 +571,11 @@ def test_trace_writes_at_once_are_all_merged(start_server):
 @pytest.mark.parametrize("write", ["bridge submission", "activation"])
 def test_a_reset_waits_for_a_write_in_flight_instead_of_deadlocking(start_server, write):
     """A write that holds a runner's row, and a reset, both in flight: the reset waits for the
-    write, and both succeed. The runner's row is held from outside until both wait on it, so
-    the write takes it first: the reset that deleted the runner's children before taking its row
-    deadlocked with a bridge submission (its rate counter) and with an activation evicting a
-    runner with pending jobs; PostgreSQL failed one of the two with a 503 every time."""
+    write, and both succeed. The runner's row is held from outside until the write waits for it
+    and the reset waits too, so the write goes first: the reset that deleted the runner's
+    children before taking its row deadlocked with a bridge submission (its rate counter) and
+    with an activation evicting a runner with pending jobs; PostgreSQL failed one of the two
+    with a 503 every time."""
     import psycopg2
 
     srv = start_server(OPIK_RUNNERS_ADMIN="on", OPIK_BRIDGE_MAX_COMMANDS_PER_MINUTE="100000")
@@ -606,7 +607,7 @@ def test_a_reset_waits_for_a_write_in_flight_instead_of_deadlocking(start_server
             assert cur.rowcount == 1
         first = Task(send, "write", f"{api_of(srv.url)}{path}", body)
         first.start()
-        wait_until(lambda: waiting_on_locks(srv.env["DATABASE_URL"]) >= 1)
+        wait_until(lambda: waiting_on_locks(srv.env["DATABASE_URL"], '%FROM "runner"%FOR UPDATE%') >= 1)
         second = Task(send, "reset", f"{srv.url}/_admin/reset")
         second.start()
         wait_until(lambda: waiting_on_locks(srv.env["DATABASE_URL"]) >= 2)
@@ -618,6 +619,46 @@ def test_a_reset_waits_for_a_write_in_flight_instead_of_deadlocking(start_server
         (answers["write"].text, answers["reset"].text)
     state = requests.get(f"{srv.url}/_admin/state", timeout=30).json()
     assert state["runners"] == [] and state["jobs"] == [] and state["bridge_commands"] == [], state
+    assert_clean_log(srv)
+
+
+@pytest.mark.skipif(not POSTGRES_URL, reason="row locks: SQLite's one write lock orders every write")
+def test_a_seed_naming_stored_runners_and_a_reset_take_them_in_one_order(start_server):
+    """A seed whose jobs name two stored runners, the higher id first, and a reset, both in
+    flight: the seed takes the runners in key order, as the reset does, and both succeed. The
+    higher runner's row is held from outside until both wait. (Taken in the document's order,
+    the seed held the higher and waited for the lower, which the reset held while it waited for
+    the higher.)"""
+    import psycopg2
+
+    srv = start_server(OPIK_RUNNERS_ADMIN="on")
+    seeded = requests.post(f"{srv.url}/_admin/state", timeout=30, json={"runners": [
+        {"workspace": "w", "project": "one", "name": "a"}, {"workspace": "w", "project": "two", "name": "b"}]})
+    assert seeded.status_code == 200, seeded.text
+    low, high = sorted(r["id"] for r in requests.get(f"{srv.url}/_admin/state", timeout=30).json()["runners"])
+    document = {"jobs": [{"runner_id": high, "agent_name": "answer"}, {"runner_id": low, "agent_name": "answer"}]}
+    holder = psycopg2.connect(srv.env["DATABASE_URL"])
+    answers = {}
+
+    def send(name, url, body=None):
+        answers[name] = requests.post(url, json=body, timeout=60)
+
+    try:
+        with holder.cursor() as cur:
+            cur.execute("SELECT 1 FROM runner WHERE id = %s FOR UPDATE", (high,))
+        load = Task(send, "load", f"{srv.url}/_admin/state", document)
+        load.start()
+        wait_until(lambda: waiting_on_locks(srv.env["DATABASE_URL"], '%FROM "runner"%FOR UPDATE%') >= 1)
+        reset = Task(send, "reset", f"{srv.url}/_admin/reset")
+        reset.start()
+        wait_until(lambda: waiting_on_locks(srv.env["DATABASE_URL"]) >= 2)
+    finally:
+        holder.commit()
+        holder.close()
+    join_all([load, reset], timeout=60)
+    assert (answers["load"].status_code, answers["reset"].status_code) == (200, 204), \
+        (answers["load"].text, answers["reset"].text)
+    assert requests.get(f"{srv.url}/_admin/state", timeout=30).json()["jobs"] == []  # the reset came second
     assert_clean_log(srv)
 
 
@@ -645,7 +686,7 @@ def test_logs_for_a_job_deleted_while_they_are_written_are_a_404(start_server):
             assert cur.rowcount == 1
         writer = Task(send)
         writer.start()
-        wait_until(lambda: waiting_on_locks(srv.env["DATABASE_URL"]) >= 1)
+        wait_until(lambda: waiting_on_locks(srv.env["DATABASE_URL"], '%INSERT INTO "job_log"%') >= 1)
     finally:
         holder.commit()
         holder.close()

@@ -14,7 +14,7 @@ import pytest
 from opik_runners import db, jobs, maintenance, runners, state
 from opik_runners.maintenance import REAPER
 from helpers import running_job
-from opik_runners.models import SECOND, Job, MaintenanceTask, Runner, database, now_us
+from opik_runners.models import SECOND, Job, MaintenanceTask, PairingSession, Runner, database, now_us
 from opik_runners.settings import load_settings
 from server import POSTGRES_URL, fresh_database_url, wait_until, waiting_on_locks
 from threads import Task, join_all, run_all
@@ -39,6 +39,10 @@ def settings(tmp_path):
         yield load_settings({}, DATABASE_URL=url, OPIK_RUNNER_REAPER_INTERVAL="60")
     maintenance.stop()
     backend.shut()
+
+
+# A statement waiting for a runner's row lock (PostgreSQL's pg_stat_activity.query).
+RUNNER_LOCKED = '%FROM "runner"%FOR UPDATE%'
 
 
 def task():
@@ -139,7 +143,7 @@ def test_the_expiry_and_a_reset_take_a_runner_in_one_order(settings):
     try:
         reset = Task(run, "reset", state.wipe)
         reset.start()
-        wait_until(lambda: waiting_on_locks(settings.database_url) >= 1)
+        wait_until(lambda: waiting_on_locks(settings.database_url, RUNNER_LOCKED) >= 1)
         expiry = Task(run, "expiry", lambda: jobs.expire_finished_jobs(2))
         expiry.start()
         wait_until(lambda: waiting_on_locks(settings.database_url) >= 2, timeout=10)
@@ -173,7 +177,7 @@ def test_a_heartbeat_committed_while_the_purge_waits_keeps_its_runner(settings):
     try:
         purger = Task(purge)
         purger.start()
-        wait_until(lambda: waiting_on_locks(settings.database_url) >= 1, timeout=10)
+        wait_until(lambda: waiting_on_locks(settings.database_url, RUNNER_LOCKED) >= 1, timeout=10)
     finally:
         holder.commit()
         holder.close()
@@ -181,3 +185,44 @@ def test_a_heartbeat_committed_while_the_purge_waits_keeps_its_runner(settings):
     assert outcomes == {"purged": 0}
     assert Runner.get_by_id(runner_id).detached_at is None
     assert Job.get(Job.runner == runner_id).status == "running"
+
+
+@pytest.mark.skipif(not POSTGRES_URL, reason="row locks: SQLite's one write lock orders every write")
+def test_a_reaper_cycle_and_a_reset_take_rows_in_one_order(settings):
+    """A reaper cycle waiting for a runner's row (to expire its finished jobs), then a reset:
+    the cycle drops expired pairing sessions in a transaction of its own, after the runner's, so
+    it waits for the reset's sessions without holding the runner. (In one transaction, the cycle
+    held the runner and waited for a session the reset held, which waited for the runner.)"""
+    import psycopg2
+
+    job = Job.get_by_id(running_job(timeout=0, started_ago=5))
+    Job.update(status="completed", completed_at=1).where(Job.id == job.id).execute()  # long expired
+    PairingSession.create(workspace="w", user_name="u", project_id=job.project_id, type="endpoint",
+                          activation_key="k", expires_at=1)
+    holder = psycopg2.connect(settings.database_url)  # holds the runner's row until both wait
+    with holder.cursor() as cur:
+        cur.execute("SELECT 1 FROM runner WHERE id = %s FOR UPDATE", (str(job.runner_id),))
+    outcomes = {}
+
+    def run(name, call):
+        with database.connection_context():
+            try:
+                outcomes[name] = call()
+            except Exception as exc:
+                outcomes[name] = exc
+
+    try:
+        cycle = Task(run, "cycle", lambda: maintenance.reap(settings))
+        cycle.start()
+        wait_until(lambda: waiting_on_locks(settings.database_url, '%"runner"%') >= 1, timeout=10)
+        reset = Task(run, "reset", state.wipe)
+        reset.start()
+        wait_until(lambda: waiting_on_locks(settings.database_url) >= 2, timeout=10)
+    finally:
+        holder.rollback()
+        holder.close()
+    join_all([cycle, reset], timeout=30)
+    assert outcomes["reset"] is None, outcomes
+    assert not isinstance(outcomes["cycle"], Exception), outcomes
+    assert (outcomes["cycle"].jobs_expired, outcomes["cycle"].sessions_expired) == (1, 0)  # the reset took the session
+    assert Job.select().count() == 0 and PairingSession.select().count() == 0
