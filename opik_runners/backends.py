@@ -9,6 +9,9 @@ between the two, behind one interface the domain calls without asking which it h
 - `hold_rows(query)`: lock the rows of `query` now, in primary-key order, until the
   transaction ends: what a write takes before it deletes many rows, so it takes them in the
   order every other write does (PostgreSQL; nothing to do on SQLite);
+- `retrying_deadlocks(transaction)`: run `transaction()` (a function that opens and
+  commits its own), again if PostgreSQL aborts it as one side of a deadlock; for writes
+  that are safe to run twice and must not fail for that (a reset);
 - `notify(key)`: wake the long polls waiting on `key`, in every process, once the
   caller's transaction commits (a `wakeup` row, or `pg_notify`), and `start_watcher()`
   to pass other processes' wake-ups on to this one's waiters (wakeups.py); a key in
@@ -226,6 +229,9 @@ class SqliteBackend(Backend, PooledSqliteDatabase):
     def hold_rows(self, query):
         pass  # BEGIN IMMEDIATE holds every row
 
+    def retrying_deadlocks(self, transaction):
+        return transaction()  # one writer at a time: no deadlocks
+
     def notify(self, key):
         text = wakeups.key_text(key)
         if text not in wakeups.ON_EVERY_COMMIT:
@@ -326,6 +332,21 @@ class PostgresBackend(Backend, PooledPostgresqlDatabase):
         # In key order: two writes locking overlapping sets one row at a time each wait for the
         # other's next row only if they go in different orders.
         query.order_by(query.model._meta.primary_key).for_update().execute()
+
+    DEADLOCK_ATTEMPTS = 3
+
+    def retrying_deadlocks(self, transaction):
+        from psycopg2.errors import DeadlockDetected
+
+        for attempt in range(1, self.DEADLOCK_ATTEMPTS + 1):
+            try:
+                return transaction()
+            except pw.OperationalError as exc:  # raised by peewee while it handles the driver's error
+                if not isinstance(exc.__context__, DeadlockDetected) or attempt == self.DEADLOCK_ATTEMPTS:
+                    raise
+                metrics.DATABASE_RETRIES.inc()
+                log.warning("deadlock, the transaction runs again (attempt %d of %d)", attempt + 1,
+                            self.DEADLOCK_ATTEMPTS)
 
     def _is_closed(self, conn):
         # The pool's check on every checkout. peewee's sends `SELECT 1` when the connection looks

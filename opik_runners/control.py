@@ -117,10 +117,15 @@ def mark_seen():
 
 def change(write):
     """Run `write()` in one transaction that bumps the generation, take the change here, and
-    wait until every other live process has taken it. Returns what `write()` returned."""
-    with database.atomic():
-        result = write()
-        generation = bump("generation")
+    wait until every other live process has taken it. Returns what `write()` returned.
+
+    Run again if PostgreSQL aborts it in a deadlock: a reset deletes many rows of several
+    tables, and a test's fixture must not fail because a write was in flight."""
+    def transaction():
+        with database.atomic():
+            return write(), bump("generation")
+
+    result, generation = database.retrying_deadlocks(transaction)
     refresh()
     mark_seen()
     wait_until_taken(generation)

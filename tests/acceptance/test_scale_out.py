@@ -623,6 +623,45 @@ def test_a_reset_waits_for_a_write_in_flight_instead_of_deadlocking(start_server
 
 
 @pytest.mark.skipif(not POSTGRES_URL, reason="row locks: SQLite's one write lock orders every write")
+def test_a_reset_that_loses_a_deadlock_runs_again(start_server):
+    """A write that takes rows against the reset's order (from outside: a bridge command's row,
+    then its runner's) deadlocks with a reset; PostgreSQL aborts the reset, which waited first,
+    and the reset runs again instead of answering 503."""
+    import psycopg2
+
+    srv = start_server(OPIK_RUNNERS_ADMIN="on")
+    runner = pair(srv.url, "w", "daemon", runner_type="connect", capabilities=["bridge"])
+    with requests.Session() as http:
+        command_id = submit_command(http, srv.url, runner)
+    holder = psycopg2.connect(srv.env["DATABASE_URL"])
+    answers = {}
+
+    def reset():
+        answers["reset"] = requests.post(f"{srv.url}/_admin/reset", timeout=60)
+
+    def take_the_runner():  # waits for the reset, which holds the runner: the deadlock
+        with holder.cursor() as cur:
+            cur.execute("SELECT 1 FROM runner WHERE id = %s FOR UPDATE", (runner["runner_id"],))
+        holder.commit()
+
+    try:
+        with holder.cursor() as cur:
+            cur.execute("SELECT 1 FROM bridge_command WHERE id = %s FOR UPDATE", (command_id,))
+        resetting = Task(reset)
+        resetting.start()
+        wait_until(lambda: waiting_on_locks(srv.env["DATABASE_URL"], '%DELETE FROM "bridge_command"%') >= 1)
+        time.sleep(0.5)  # half PostgreSQL's deadlock_timeout: the reset's check comes first and finds the cycle
+        outside = Task(take_the_runner)
+        outside.start()
+        join_all([outside, resetting], timeout=60)
+    finally:
+        holder.close()
+    assert answers["reset"].status_code == 204, (answers["reset"].text, srv.output()[-3000:])
+    assert requests.get(f"{srv.url}/_admin/state", timeout=30).json()["runners"] == []
+    assert "deadlock, the transaction runs again (attempt 2 of 3)" in srv.output()
+
+
+@pytest.mark.skipif(not POSTGRES_URL, reason="row locks: SQLite's one write lock orders every write")
 def test_a_seed_naming_stored_runners_and_a_reset_take_them_in_one_order(start_server):
     """A seed whose jobs name two stored runners, the higher id first, and a reset, both in
     flight: the seed takes the runners in key order, as the reset does, and both succeed. The
