@@ -338,11 +338,14 @@ class PostgresBackend(Backend, PooledPostgresqlDatabase):
     def retrying_deadlocks(self, transaction):
         from psycopg2.errors import DeadlockDetected
 
+        # Inside another transaction the attempt would be a savepoint, and the outer one would keep
+        # the locks that deadlocked.
+        assert not self.in_transaction(), "retrying_deadlocks opens the transaction itself"
         for attempt in range(1, self.DEADLOCK_ATTEMPTS + 1):
             try:
                 return transaction()
-            except pw.OperationalError as exc:  # raised by peewee while it handles the driver's error
-                if not isinstance(exc.__context__, DeadlockDetected) or attempt == self.DEADLOCK_ATTEMPTS:
+            except pw.OperationalError as exc:  # peewee's, holding the driver's as `orig`
+                if not isinstance(getattr(exc, "orig", None), DeadlockDetected) or attempt == self.DEADLOCK_ATTEMPTS:
                     raise
                 metrics.DATABASE_RETRIES.inc()
                 log.warning("deadlock, the transaction runs again (attempt %d of %d)", attempt + 1,

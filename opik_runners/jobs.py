@@ -445,17 +445,24 @@ def time_out_running_jobs(now):
     return timed_out
 
 
+EXPIRE_RUNNERS_PER_DELETE = 500  # well under SQLite's bound parameters per statement (32,766)
+
+
 def expire_finished_jobs(before):
     """Delete jobs (and their logs) finished before `before`, keeping the runners' counts; their number."""
     finished = Job.status.in_(FINISHED) & (Job.completed_at < before)
     with database.atomic():
-        # Their runners' rows first, as a reset takes them before their jobs (state.remove_runners;
-        # PostgreSQL). A job finished since is not old enough to match: completed_at is now.
-        database.hold_rows(Runner.select(Runner.id).where(Runner.id.in_(Job.select(Job.runner).where(finished))))
-        expired = Job.delete().where(finished)
+        # Their runners' rows first, in key order, as a reset takes them before their jobs
+        # (state.remove_runners; PostgreSQL). The deletes name the runners locked: a job that
+        # matches only now (a seed's old completed_at, the clock moved back) waits for a cycle.
+        runner_ids = [runner.id for runner in database.lock_rows(
+            Runner.select(Runner.id).where(Runner.id.in_(Job.select(Job.runner).where(finished))).order_by(Runner.id)
+        )]
         per_runner = {}
-        for row in expired.returning(Job.runner).execute():
-            per_runner[row.runner_id] = per_runner.get(row.runner_id, 0) + 1
+        for start in range(0, len(runner_ids), EXPIRE_RUNNERS_PER_DELETE):
+            expired = Job.delete().where(finished & Job.runner.in_(runner_ids[start:start + EXPIRE_RUNNERS_PER_DELETE]))
+            for row in expired.returning(Job.runner).execute():
+                per_runner[row.runner_id] = per_runner.get(row.runner_id, 0) + 1
         for runner_id, count in per_runner.items():
             Runner.update(job_count=Runner.job_count - count).where(Runner.id == runner_id).execute()
     return sum(per_runner.values())

@@ -70,9 +70,14 @@ def problems(*servers):
     return "\n".join(lines[-40:]) or "(no error lines in the server log)"
 
 
+DEADLOCK_RETRIED = "deadlock, the transaction runs again"
+
+
 def assert_clean_log(*servers):
-    """No [ERROR] line at all: a 500 answered, or a wake-up watcher that died quietly."""
-    errors = [line for srv in servers for line in log_lines(srv) if "[ERROR]" in line]
+    """No [ERROR] line at all (a 500 answered, or a wake-up watcher that died quietly), and no
+    control-plane change run again after a deadlock: it answers as if nothing happened, but a
+    deadlock means two writes took rows in different orders."""
+    errors = [line for srv in servers for line in log_lines(srv) if "[ERROR]" in line or DEADLOCK_RETRIED in line]
     assert not errors, problems(*servers)
 
 
@@ -649,8 +654,10 @@ def test_a_reset_that_loses_a_deadlock_runs_again(start_server):
             cur.execute("SELECT 1 FROM bridge_command WHERE id = %s FOR UPDATE", (command_id,))
         resetting = Task(reset)
         resetting.start()
-        wait_until(lambda: waiting_on_locks(srv.env["DATABASE_URL"], '%DELETE FROM "bridge_command"%') >= 1)
-        time.sleep(0.5)  # half PostgreSQL's deadlock_timeout: the reset's check comes first and finds the cycle
+        # At once: the reset waited first, so its one deadlock check (deadlock_timeout, 1 s, after
+        # it began to wait) comes first and finds the cycle, if the outside wait has begun by then.
+        wait_until(lambda: waiting_on_locks(srv.env["DATABASE_URL"], '%DELETE FROM "bridge_command"%') >= 1,
+                   interval=0.01)
         outside = Task(take_the_runner)
         outside.start()
         join_all([outside, resetting], timeout=60)
@@ -658,7 +665,7 @@ def test_a_reset_that_loses_a_deadlock_runs_again(start_server):
         holder.close()
     assert answers["reset"].status_code == 204, (answers["reset"].text, srv.output()[-3000:])
     assert requests.get(f"{srv.url}/_admin/state", timeout=30).json()["runners"] == []
-    assert "deadlock, the transaction runs again (attempt 2 of 3)" in srv.output()
+    assert f"{DEADLOCK_RETRIED} (attempt 2 of 3)" in srv.output()
 
 
 @pytest.mark.skipif(not POSTGRES_URL, reason="row locks: SQLite's one write lock orders every write")
