@@ -572,6 +572,35 @@ def test_trace_writes_at_once_are_all_merged(start_server):
 # -- a reset waits for the writes in flight (PostgreSQL's row locks)
 
 
+def send_behind_a_held_runner(srv, runner_id, write, headers=None):
+    """Hold the runner's row from outside, send `write` (url, JSON body) and wait until it waits
+    for a runner's row, then send a reset and wait until it waits too; let the row go. The
+    write's response and the reset's."""
+    import psycopg2
+
+    holder = psycopg2.connect(srv.env["DATABASE_URL"])
+    answers = {}
+
+    def send(url, body=None):
+        answers[url] = requests.post(url, json=body, headers=headers, timeout=60)
+
+    tasks = []
+    try:
+        with holder.cursor() as cur:
+            cur.execute("SELECT 1 FROM runner WHERE id = %s FOR UPDATE", (runner_id,))
+            assert cur.rowcount == 1
+        for request, waiting, like in ((write, 1, '%FROM "runner"%FOR UPDATE%'),
+                                       ((f"{srv.url}/_admin/reset",), 2, "%")):
+            tasks.append(Task(send, *request))
+            tasks[-1].start()
+            wait_until(lambda: waiting_on_locks(srv.env["DATABASE_URL"], like) >= waiting)
+    finally:
+        holder.commit()
+        holder.close()
+    join_all(tasks, timeout=60)
+    return answers[write[0]], answers[f"{srv.url}/_admin/reset"]
+
+
 @pytest.mark.skipif(not POSTGRES_URL, reason="row locks: SQLite's one write lock orders every write")
 @pytest.mark.parametrize("write", ["bridge submission", "activation"])
 def test_a_reset_waits_for_a_write_in_flight_instead_of_deadlocking(start_server, write):
@@ -581,8 +610,6 @@ def test_a_reset_waits_for_a_write_in_flight_instead_of_deadlocking(start_server
     children before taking its row deadlocked with a bridge submission (its rate counter) and
     with an activation evicting a runner with pending jobs; PostgreSQL failed one of the two
     with a 503 every time."""
-    import psycopg2
-
     srv = start_server(OPIK_RUNNERS_ADMIN="on", OPIK_BRIDGE_MAX_COMMANDS_PER_MINUTE="100000")
     with requests.Session() as http:
         if write == "bridge submission":
@@ -600,28 +627,9 @@ def test_a_reset_waits_for_a_write_in_flight_instead_of_deadlocking(start_server
             path = f"/pairing/sessions/{made['session_id']}/activate"
             body, expected = {"runner_name": "new", "hmac": activation_hmac(made["session_id"], key, "new")}, 201
 
-    holder = psycopg2.connect(srv.env["DATABASE_URL"])
-    answers = {}
-
-    def send(name, url, json_body=None):
-        answers[name] = requests.post(url, json=json_body, headers=runner["headers"], timeout=60)
-
-    try:
-        with holder.cursor() as cur:
-            cur.execute("SELECT 1 FROM runner WHERE id = %s FOR UPDATE", (runner["runner_id"],))
-            assert cur.rowcount == 1
-        first = Task(send, "write", f"{api_of(srv.url)}{path}", body)
-        first.start()
-        wait_until(lambda: waiting_on_locks(srv.env["DATABASE_URL"], '%FROM "runner"%FOR UPDATE%') >= 1)
-        second = Task(send, "reset", f"{srv.url}/_admin/reset")
-        second.start()
-        wait_until(lambda: waiting_on_locks(srv.env["DATABASE_URL"]) >= 2)
-    finally:
-        holder.commit()
-        holder.close()
-    join_all([first, second], timeout=60)
-    assert (answers["write"].status_code, answers["reset"].status_code) == (expected, 204), \
-        (answers["write"].text, answers["reset"].text)
+    written, reset = send_behind_a_held_runner(srv, runner["runner_id"], (f"{api_of(srv.url)}{path}", body),
+                                               runner["headers"])
+    assert (written.status_code, reset.status_code) == (expected, 204), (written.text, reset.text)
     state = requests.get(f"{srv.url}/_admin/state", timeout=30).json()
     assert state["runners"] == [] and state["jobs"] == [] and state["bridge_commands"] == [], state
     assert_clean_log(srv)
@@ -675,35 +683,14 @@ def test_a_seed_naming_stored_runners_and_a_reset_take_them_in_one_order(start_s
     higher runner's row is held from outside until both wait. (Taken in the document's order,
     the seed held the higher and waited for the lower, which the reset held while it waited for
     the higher.)"""
-    import psycopg2
-
     srv = start_server(OPIK_RUNNERS_ADMIN="on")
     seeded = requests.post(f"{srv.url}/_admin/state", timeout=30, json={"runners": [
         {"workspace": "w", "project": "one", "name": "a"}, {"workspace": "w", "project": "two", "name": "b"}]})
     assert seeded.status_code == 200, seeded.text
     low, high = sorted(r["id"] for r in requests.get(f"{srv.url}/_admin/state", timeout=30).json()["runners"])
     document = {"jobs": [{"runner_id": high, "agent_name": "answer"}, {"runner_id": low, "agent_name": "answer"}]}
-    holder = psycopg2.connect(srv.env["DATABASE_URL"])
-    answers = {}
-
-    def send(name, url, body=None):
-        answers[name] = requests.post(url, json=body, timeout=60)
-
-    try:
-        with holder.cursor() as cur:
-            cur.execute("SELECT 1 FROM runner WHERE id = %s FOR UPDATE", (high,))
-        load = Task(send, "load", f"{srv.url}/_admin/state", document)
-        load.start()
-        wait_until(lambda: waiting_on_locks(srv.env["DATABASE_URL"], '%FROM "runner"%FOR UPDATE%') >= 1)
-        reset = Task(send, "reset", f"{srv.url}/_admin/reset")
-        reset.start()
-        wait_until(lambda: waiting_on_locks(srv.env["DATABASE_URL"]) >= 2)
-    finally:
-        holder.commit()
-        holder.close()
-    join_all([load, reset], timeout=60)
-    assert (answers["load"].status_code, answers["reset"].status_code) == (200, 204), \
-        (answers["load"].text, answers["reset"].text)
+    loaded, reset = send_behind_a_held_runner(srv, high, (f"{srv.url}/_admin/state", document))
+    assert (loaded.status_code, reset.status_code) == (200, 204), (loaded.text, reset.text)
     assert requests.get(f"{srv.url}/_admin/state", timeout=30).json()["jobs"] == []  # the reset came second
     assert_clean_log(srv)
 

@@ -117,18 +117,13 @@ def test_interval_0_runs_no_background_reaper(settings):
     assert maintenance.start(settings._replace(reaper_interval=0)) is None
 
 
-@pytest.mark.skipif(not POSTGRES_URL, reason="row locks: SQLite's one write lock orders every write")
-def test_the_expiry_and_a_reset_take_a_runner_in_one_order(settings):
-    """A reset waiting for a runner's row and the reaper's expiry of that runner's finished jobs:
-    the expiry takes the runner's row before it deletes the jobs, as the reset does, so it waits
-    behind the reset. (It deleted the jobs first, then updated the runner's count: the reset,
-    given the row, then waited for those jobs, and PostgreSQL failed one of the two.)"""
+def run_behind_a_held_runner(settings, runner_id, first, second, first_waits_in=RUNNER_LOCKED):
+    """Hold the runner's row from outside, start `first` (name, call) and wait until it waits in a
+    statement LIKE `first_waits_in`, then start `second` and wait until it waits too; let the row
+    go. Each call runs on its own connection; {name: what it returned, or what it raised}."""
     import psycopg2
 
-    job_id = running_job(timeout=0, started_ago=5)
-    Job.update(status="completed", completed_at=1).where(Job.id == job_id).execute()
-    runner_id = Job.get_by_id(job_id).runner_id
-    holder = psycopg2.connect(settings.database_url)  # holds the runner's row until both wait for it
+    holder = psycopg2.connect(settings.database_url)
     with holder.cursor() as cur:
         cur.execute("SELECT 1 FROM runner WHERE id = %s FOR UPDATE", (str(runner_id),))
     outcomes = {}
@@ -140,17 +135,29 @@ def test_the_expiry_and_a_reset_take_a_runner_in_one_order(settings):
             except Exception as exc:
                 outcomes[name] = exc
 
+    tasks = []
     try:
-        reset = Task(run, "reset", state.wipe)
-        reset.start()
-        wait_until(lambda: waiting_on_locks(settings.database_url, RUNNER_LOCKED) >= 1)
-        expiry = Task(run, "expiry", lambda: jobs.expire_finished_jobs(2))
-        expiry.start()
-        wait_until(lambda: waiting_on_locks(settings.database_url) >= 2, timeout=10)
+        for (name, call), waiting, like in ((first, 1, first_waits_in), (second, 2, "%")):
+            tasks.append(Task(run, name, call))
+            tasks[-1].start()
+            wait_until(lambda: waiting_on_locks(settings.database_url, like) >= waiting, timeout=10)
     finally:
         holder.rollback()
         holder.close()
-    join_all([reset, expiry], timeout=30)
+    join_all(tasks, timeout=30)
+    return outcomes
+
+
+@pytest.mark.skipif(not POSTGRES_URL, reason="row locks: SQLite's one write lock orders every write")
+def test_the_expiry_and_a_reset_take_a_runner_in_one_order(settings):
+    """A reset waiting for a runner's row and the reaper's expiry of that runner's finished jobs:
+    the expiry takes the runner's row before it deletes the jobs, as the reset does, so it waits
+    behind the reset. (It deleted the jobs first, then updated the runner's count: the reset,
+    given the row, then waited for those jobs, and PostgreSQL failed one of the two.)"""
+    job_id = running_job(timeout=0, started_ago=5)
+    Job.update(status="completed", completed_at=1).where(Job.id == job_id).execute()
+    outcomes = run_behind_a_held_runner(settings, Job.get_by_id(job_id).runner_id, ("reset", state.wipe),
+                                        ("expiry", lambda: jobs.expire_finished_jobs(2)))
     assert outcomes == {"reset": None, "expiry": 0}  # the reset deleted the job first
     assert Job.select().count() == 0
 
@@ -193,35 +200,12 @@ def test_a_reaper_cycle_and_a_reset_take_rows_in_one_order(settings):
     the cycle drops expired pairing sessions in a transaction of its own, after the runner's, so
     it waits for the reset's sessions without holding the runner. (In one transaction, the cycle
     held the runner and waited for a session the reset held, which waited for the runner.)"""
-    import psycopg2
-
     job = Job.get_by_id(running_job(timeout=0, started_ago=5))
     Job.update(status="completed", completed_at=1).where(Job.id == job.id).execute()  # long expired
     PairingSession.create(workspace="w", user_name="u", project_id=job.project_id, type="endpoint",
                           activation_key="k", expires_at=1)
-    holder = psycopg2.connect(settings.database_url)  # holds the runner's row until both wait
-    with holder.cursor() as cur:
-        cur.execute("SELECT 1 FROM runner WHERE id = %s FOR UPDATE", (str(job.runner_id),))
-    outcomes = {}
-
-    def run(name, call):
-        with database.connection_context():
-            try:
-                outcomes[name] = call()
-            except Exception as exc:
-                outcomes[name] = exc
-
-    try:
-        cycle = Task(run, "cycle", lambda: maintenance.reap(settings))
-        cycle.start()
-        wait_until(lambda: waiting_on_locks(settings.database_url, '%"runner"%') >= 1, timeout=10)
-        reset = Task(run, "reset", state.wipe)
-        reset.start()
-        wait_until(lambda: waiting_on_locks(settings.database_url) >= 2, timeout=10)
-    finally:
-        holder.rollback()
-        holder.close()
-    join_all([cycle, reset], timeout=30)
+    outcomes = run_behind_a_held_runner(settings, job.runner_id, ("cycle", lambda: maintenance.reap(settings)),
+                                        ("reset", state.wipe), first_waits_in='%"runner"%')
     assert outcomes["reset"] is None, outcomes
     assert not isinstance(outcomes["cycle"], Exception), outcomes
     assert (outcomes["cycle"].jobs_expired, outcomes["cycle"].sessions_expired) == (1, 0)  # the reset took the session
