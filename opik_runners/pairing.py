@@ -86,7 +86,7 @@ def activate_session(settings, caller, session_id, runner_name, hmac_text):
         # Activations for one project take turns: its row is held to the commit (PostgreSQL), so
         # the runners to evict are read after every earlier activation committed its own. (Read
         # without it, eight activations at once left up to five runners connected.)
-        list(database.lock_rows(Project.select(Project.id).where(Project.id == session.project_id)))
+        database.hold_rows(Project.select(Project.id).where(Project.id == session.project_id))
         previous = owned_runners(caller.workspace, caller.user).where(
             (Runner.project_id == session.project_id) & (Runner.type == session.type)
         )

@@ -742,9 +742,10 @@ def wipe(workspace=None):
         # Rows are locked in the order an activation takes them, its session, then the project,
         # then the runners (whose children every other write takes after them: remove_runners),
         # so a reset waits for the writes in flight instead of deadlocking with them (PostgreSQL).
-        for model in (PairingSession, Project, Runner):
+        for model in (PairingSession, Project):
             database.hold_rows(scoped(model.select(model.id), model))
         if workspace is None:
+            database.hold_rows(Runner.select(Runner.id))  # remove_runners does, for a workspace's
             # Children first: SQLite checks each foreign key of a deleted parent row.
             for model in (JobLog, Job, BridgeRate, BridgeCommand):
                 model.delete().execute()
