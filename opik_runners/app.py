@@ -2,10 +2,14 @@
 background reaper, and the blueprint served twice, at the root and under /api, as Opik
 serves it."""
 import logging
+import re
 import sqlite3
 import time
+import uuid
 
 from flask import Flask, Response, current_app, g, request
+from flask.globals import request_ctx
+from flask.sessions import NullSession, SessionInterface
 from werkzeug.exceptions import HTTPException
 
 import peewee
@@ -28,7 +32,7 @@ def create_app(**overrides):
     name, as OPIK_RUNNER_HEARTBEAT_TTL="1") win over it."""
     settings = load_settings(**overrides)
     configure_logging(settings)
-    app = Flask(__name__)
+    app = App(__name__)
     app.extensions["opik_runners"] = settings
     app.config["MAX_CONTENT_LENGTH"] = MAX_REQUEST_BYTES
     app.json.sort_keys = False
@@ -56,7 +60,73 @@ def create_app(**overrides):
     app.register_error_handler(sqlite3.DatabaseError, render_database_error)
     app.register_error_handler(HTTPException, render_http_error)
     app.register_error_handler(Exception, render_unexpected_error)
+    app.match_polls_first()
     return app
+
+
+class NoSessions(SessionInterface):
+    """The API keeps no cookie sessions: every request shares one empty, read-only session.
+    (Flask's default makes a NullSession per request, and a held poll kept its 0.5 KB.)"""
+
+    shared = NullSession()
+
+    def open_session(self, app, request):
+        return self.shared
+
+    def save_session(self, app, session, response):  # not called: Flask saves no null session
+        pass
+
+
+# The two long polls a fleet keeps open, matched before werkzeug's router: the router recurses
+# once per path segment, and the ten segments of the CLI's poll path cost each held poll a 4 KB
+# page of Python stack (BENCHMARKS.md, "Memory per held poll"). POST only: any other method,
+# and any other spelling of the path (a trailing slash, doubled slashes), takes the router.
+POLL_PATH = re.compile(r"(/api)?/v1/private/local-runners/"
+                       r"([0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12})"
+                       r"/(jobs/next|bridge/commands/next)")
+POLL_VIEWS = {"jobs/next": "next_job", "bridge/commands/next": "next_bridge_commands"}
+
+
+class App(Flask):
+    """Flask, lighter for a held long poll: no session object, the two poll routes matched
+    before the router, and their views called without a nested interpreter loop. Every hook,
+    error handler and the view itself run as for any other request."""
+
+    session_interface = NoSessions()
+
+    def match_polls_first(self):
+        """Look up the rules the router would match for the poll paths (api.py's routes, at the
+        root and under /api), once every route is registered."""
+        self.poll_rules, self.poll_views = {}, {}
+        for rule in self.url_map.iter_rules():
+            tail = {view: tail for tail, view in POLL_VIEWS.items()}.get(rule.endpoint.rpartition(".")[2])
+            if tail is None:
+                continue
+            prefix = "/api" if rule.rule.startswith("/api/") else None
+            if rule.rule != f"{prefix or ''}/v1/private/local-runners/<uuid:runner_id>/{tail}":
+                raise RuntimeError(f"POLL_PATH does not match the route {rule.rule!r} any more")
+            self.poll_rules[(prefix, tail)] = rule
+            self.poll_views[rule.endpoint] = self.view_functions[rule.endpoint]
+
+    def create_url_adapter(self, request):
+        if request is not None and request.method == "POST":
+            found = POLL_PATH.fullmatch(request.path)
+            if found:
+                prefix, runner_id, tail = found.groups()
+                request.url_rule = self.poll_rules[(prefix, tail)]
+                request.view_args = {"runner_id": uuid.UUID(runner_id)}  # as the uuid converter gives it
+                return None  # matched: without an adapter Flask does not route the request again
+        return super().create_url_adapter(request)
+
+    def dispatch_request(self):
+        # Flask calls a view with **view_args, which CPython 3.11 runs in a nested interpreter
+        # loop; a held poll keeps that C stack (0.8 KB a poll, measured at 4,000 held).
+        req = request_ctx.request
+        if req.method == "POST" and req.url_rule is not None:
+            view = self.poll_views.get(req.url_rule.endpoint)
+            if view is not None:
+                return view(req.view_args["runner_id"])
+        return super().dispatch_request()
 
 
 def configure_logging(settings):

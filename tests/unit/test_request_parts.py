@@ -1,7 +1,12 @@
-"""What every request is read for before its route runs: the workspace it names, and whether it
-sends a body (read from the WSGI environ, not through werkzeug's lookups)."""
+"""What every request is read for before its route runs: the workspace it names, whether it
+sends a body (read from the WSGI environ, not through werkzeug's lookups), the long polls'
+routes (matched before the router) and the session no request has."""
+import uuid
+
+import flask
 import pytest
 from flask import Flask
+from flask.sessions import NullSession
 
 from opik_runners.api import has_body, requested_workspace
 
@@ -33,3 +38,63 @@ def test_has_body(environ, expected):
 def test_requested_workspace(headers, query, expected):
     with Flask(__name__).test_request_context("/", headers=headers, query_string=query):
         assert requested_workspace() == expected
+
+
+# -- the long polls, matched before the router (app.App): the same rule and arguments as the
+# router gives, for exactly the requests the router would send to a poll's view
+
+RUNNER = "0193a0b0-0000-7000-8000-00000000000a"
+
+
+@pytest.mark.parametrize("method, path", [
+    ("POST", f"/v1/private/local-runners/{RUNNER}/jobs/next"),
+    ("POST", f"/api/v1/private/local-runners/{RUNNER}/jobs/next"),
+    ("POST", f"/v1/private/local-runners/{RUNNER}/bridge/commands/next"),
+    ("POST", f"/api/v1/private/local-runners/{RUNNER}/bridge/commands/next"),
+    ("POST", f"/api/v1/private/local-runners/{RUNNER.upper()}/jobs/next"),  # the converter takes either case
+    ("POST", f"//api/v1/private/local-runners/{RUNNER}/jobs/next"),  # leading slashes: both strip them
+    ("POST", f"/api/v1/private/local-runners/{RUNNER}/jobs/next/"),  # the router's 404
+    ("POST", f"/api//v1/private/local-runners/{RUNNER}/jobs/next"),  # the router's redirect (merged slashes)
+    ("POST", f"/api/v1/private/local-runners/{RUNNER[:-1]}/jobs/next"),  # not a UUID
+    ("POST", f"/api/v1/private/local-runners/{RUNNER}/jobs/next/x"),
+    ("POST", f"/api/api/v1/private/local-runners/{RUNNER}/jobs/next"),
+    ("POST", f"/api/v1/private/local-runners/{RUNNER}/bridge/commands"),  # another route
+    ("POST", f"/api/v1/private/local-runners/{RUNNER}/jobs"),
+    ("GET", f"/api/v1/private/local-runners/{RUNNER}/jobs/next"),  # the router's 405
+    ("OPTIONS", f"/api/v1/private/local-runners/{RUNNER}/jobs/next"),  # Flask's automatic OPTIONS
+])
+def test_polls_are_matched_as_the_router_matches_them(app, method, path):
+    # PATH_INFO set as given: a test client would read "//api/..." as a host name.
+    with app.test_request_context("/", method=method, environ_overrides={"PATH_INFO": path}) as ctx:
+        prematched = ctx.url_adapter is None
+        got = (ctx.request.url_rule, ctx.request.view_args, ctx.request.routing_exception)
+    router = app.url_map.bind("localhost")
+    try:
+        expected = router.match(path, method, return_rule=True)
+    except Exception as exc:  # a 404, a 405, a redirect: the router's answer, never a poll's view
+        assert not prematched, f"pre-matched a path the router answers {type(exc).__name__}"
+        assert type(got[2]) is type(exc)
+        return
+    assert got == (*expected, None)
+    assert prematched == (method == "POST" and expected[0].endpoint.endswith(("next_job", "next_bridge_commands")))
+    if prematched:
+        assert isinstance(got[1]["runner_id"], uuid.UUID)
+
+
+def test_every_poll_route_is_pre_matched(app):
+    """A poll route added (or moved) in api.py must be pre-matched too, or the start fails."""
+    polls = {rule.endpoint for rule in app.url_map.iter_rules()
+             if rule.endpoint.rpartition(".")[2] in ("next_job", "next_bridge_commands")}
+    assert polls == set(app.poll_views) == {rule.endpoint for rule in app.poll_rules.values()}
+    assert len(polls) == 4
+
+
+def test_requests_share_one_read_only_session(app):
+    """The API keeps no cookie sessions (app.NoSessions): no request makes a session object of its own."""
+    sessions = []
+    for path in ("/is-alive/ping", f"/api/v1/private/local-runners/{RUNNER}/jobs/next"):
+        with app.test_request_context(path, method="POST"):
+            sessions.append(flask.session._get_current_object())
+    assert sessions[0] is sessions[1] and isinstance(sessions[0], NullSession)
+    with pytest.raises(RuntimeError):
+        sessions[0]["user"] = "someone"
