@@ -93,13 +93,16 @@ class App(Flask):
     error handler and the view itself run as for any other request."""
 
     session_interface = NoSessions()
+    poll_rules = {}  # (prefix, tail) -> the rule the router gives the path; match_polls_first fills it
+    poll_views = {}  # the poll rules' endpoints -> their views
 
     def match_polls_first(self):
         """Look up the rules the router would match for the poll paths (api.py's routes, at the
         root and under /api), once every route is registered."""
         self.poll_rules, self.poll_views = {}, {}
+        tails = {view: tail for tail, view in POLL_VIEWS.items()}
         for rule in self.url_map.iter_rules():
-            tail = {view: tail for tail, view in POLL_VIEWS.items()}.get(rule.endpoint.rpartition(".")[2])
+            tail = tails.get(rule.endpoint.rpartition(".")[2])
             if tail is None:
                 continue
             prefix = "/api" if rule.rule.startswith("/api/") else None
@@ -111,10 +114,10 @@ class App(Flask):
     def create_url_adapter(self, request):
         if request is not None and request.method == "POST":
             found = POLL_PATH.fullmatch(request.path)
-            if found:
-                prefix, runner_id, tail = found.groups()
-                request.url_rule = self.poll_rules[(prefix, tail)]
-                request.view_args = {"runner_id": uuid.UUID(runner_id)}  # as the uuid converter gives it
+            rule = found and self.poll_rules.get((found[1], found[3]))
+            if rule is not None:
+                request.url_rule = rule
+                request.view_args = {"runner_id": uuid.UUID(found[2])}  # as the uuid converter gives it
                 return None  # matched: without an adapter Flask does not route the request again
         return super().create_url_adapter(request)
 
