@@ -99,3 +99,21 @@ def test_scrapes_are_not_journaled(client):
     client.delete("/_admin/requests")
     scrape(client)
     assert client.get("/_admin/requests").json["requests"] == []
+
+
+def test_work_already_waiting_when_a_poll_comes_is_not_a_wakeup(client):
+    """Only work made while a poll waited times a wake-up: a claim at the poll's first attempt is none."""
+    runner_id, project_id = pair(client)
+    register(client, runner_id)
+    create_job(client, project_id)
+    bridge_runner, _ = pair(client, project="bridged", runner_type="connect", name="runner-2")
+    client.post(f"{API}/local-runners/{bridge_runner}/heartbeats", json={"capabilities": ["bridge"]})
+    submitted = client.post(f"{API}/local-runners/{bridge_runner}/bridge/commands", json={"type": "ReadFile", "args": {}})
+    assert submitted.status_code == 201, submitted.json
+    before = scrape(client)
+    assert client.post(f"{API}/local-runners/{runner_id}/jobs/next").json["id"]
+    assert len(client.post(f"{API}/local-runners/{bridge_runner}/bridge/commands/next", json={}).json["commands"]) == 1
+    after = scrape(client)
+    woken = "opik_runners_wakeup_seconds_count"
+    assert value(after, woken, kind="jobs") == value(before, woken, kind="jobs")
+    assert value(after, woken, kind="bridge") == value(before, woken, kind="bridge")
