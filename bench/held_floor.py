@@ -1,5 +1,5 @@
 """What a held request costs this stack with no service in it: the floor under the service's
-"RSS growth per held poll" (BENCHMARKS.md, "The four missed targets").
+"RSS growth per held poll" (BENCHMARKS.md, "Memory per held poll").
 
 Each variant is served by `gunicorn -k gevent -w 2` and holds N requests (aiohttp clients) on an
 event that never fires; the figure is the RSS of the process tree, held minus idle, per request.
