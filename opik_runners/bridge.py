@@ -148,11 +148,11 @@ def next_commands(settings, caller, runner_id, max_commands):
     """Long-poll for the first command, then take what else is waiting, up to the batch size."""
     require_runner(caller, runner_id)
     limit = BRIDGE_DEFAULT_BATCH if not max_commands or max_commands <= 0 else min(max_commands, BRIDGE_MAX_BATCH)
-    polled_at = now_us()
-    with metrics.held("bridge"):  # a partial, not a closure: as jobs.next_job says
-        found = wakeups.wait_for(("bridge", runner_id), functools.partial(claim_commands, runner_id, limit),
-                                 settings.bridge_poll_timeout, release=database.hand_back_connection, claims=True)
-    if found and found[0].submitted_at >= polled_at:  # submitted while the poll waited
+    attempts = wakeups.CountedAttempts(functools.partial(claim_commands, runner_id, limit))
+    with metrics.held("bridge"):
+        found = wakeups.wait_for(("bridge", runner_id), attempts, settings.bridge_poll_timeout,
+                                 release=database.hand_back_connection, claims=True)
+    if found and attempts.count > 1:  # submitted while the poll waited
         metrics.observe_wakeup("bridge", found[0].submitted_at, now_us())
     return found or []
 

@@ -117,3 +117,28 @@ def test_work_already_waiting_when_a_poll_comes_is_not_a_wakeup(client):
     woken = "opik_runners_wakeup_seconds_count"
     assert value(after, woken, kind="jobs") == value(before, woken, kind="jobs")
     assert value(after, woken, kind="bridge") == value(before, woken, kind="bridge")
+
+
+def test_a_bridge_command_submitted_while_its_poll_waits_is_a_timed_wakeup(make_app):
+    app = make_app(OPIK_BRIDGE_POLL_TIMEOUT="5")
+    client = app.test_client()
+    runner_id, _ = pair(client, runner_type="connect")
+    client.post(f"{API}/local-runners/{runner_id}/heartbeats", json={"capabilities": ["bridge"]})
+    before = scrape(client)
+    answers = []
+    poll = threading.Thread(target=lambda: answers.append(
+        app.test_client().post(f"{API}/local-runners/{runner_id}/bridge/commands/next", json={}).json))
+    poll.start()
+    for _ in range(200):
+        if value(scrape(client), "opik_runners_held_polls", kind="bridge") > value(before, "opik_runners_held_polls",
+                                                                                  kind="bridge"):
+            break
+        threading.Event().wait(0.02)
+    else:
+        pytest.fail("the held bridge poll was never counted")
+    submitted = client.post(f"{API}/local-runners/{runner_id}/bridge/commands", json={"type": "ReadFile", "args": {}})
+    assert submitted.status_code == 201, submitted.json
+    poll.join(10)
+    assert [len(answer["commands"]) for answer in answers] == [1]
+    woken = "opik_runners_wakeup_seconds_count"
+    assert value(scrape(client), woken, kind="bridge") - value(before, woken, kind="bridge") == 1
