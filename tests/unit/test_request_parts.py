@@ -85,8 +85,26 @@ def test_every_poll_route_is_pre_matched(app):
     """A poll route added (or moved) in api.py must be pre-matched too, or the start fails."""
     polls = {rule.endpoint for rule in app.url_map.iter_rules()
              if rule.endpoint.rpartition(".")[2] in ("next_job", "next_bridge_commands")}
-    assert polls == set(app.poll_views) == {rule.endpoint for rule in app.poll_rules.values()}
+    assert polls == app.poll_endpoints == {rule.endpoint for rule in app.poll_rules.values()}
     assert len(polls) == 4
+
+
+def test_a_pre_matched_poll_can_still_build_urls(app):
+    with app.test_request_context(f"/api/v1/private/local-runners/{RUNNER}/jobs/next", method="POST") as ctx:
+        assert ctx.url_adapter is None  # pre-matched
+        assert flask.url_for("api.get_runner", runner_id=uuid.UUID(RUNNER), _external=True) == (
+            f"http://localhost/v1/private/local-runners/{RUNNER}")
+
+
+def test_with_trusted_hosts_every_request_takes_the_router(app, monkeypatch):
+    """Flask checks TRUSTED_HOSTS while making the adapter the pre-match skips."""
+    monkeypatch.setitem(app.config, "TRUSTED_HOSTS", ["runners.example"])  # (apps are shared between tests)
+    with app.test_request_context(f"/api/v1/private/local-runners/{RUNNER}/jobs/next", method="POST",
+                                  base_url="http://elsewhere.example") as ctx:
+        assert ctx.url_adapter is None and ctx.request.routing_exception is not None  # the untrusted host's 400
+    with app.test_request_context(f"/api/v1/private/local-runners/{RUNNER}/jobs/next", method="POST",
+                                  base_url="http://runners.example") as ctx:
+        assert ctx.url_adapter is not None and ctx.request.url_rule.endpoint == "api_prefixed.next_job"
 
 
 def test_requests_share_one_read_only_session(app):
@@ -98,3 +116,22 @@ def test_requests_share_one_read_only_session(app):
     assert sessions[0] is sessions[1] and isinstance(sessions[0], NullSession)
     with pytest.raises(RuntimeError):
         sessions[0]["user"] = "someone"
+    with pytest.raises(RuntimeError):
+        sessions[0] |= {"user": "someone"}
+    assert dict(sessions[0]) == {}
+
+
+def test_gunicorn_calls_the_flask_app_as_a_function_and_a_wrapped_app_as_it_is(app):
+    """serving.called_directly: a Flask object's __call__ costs each held poll a nested interpreter
+    loop; middleware around the app (README: serving another app object) is left alone."""
+    from werkzeug.middleware.proxy_fix import ProxyFix
+    from werkzeug.test import create_environ, run_wsgi_app
+
+    from opik_runners.serving import called_directly
+
+    wsgi = called_directly(app)
+    assert type(wsgi).__name__ == "function"
+    body, status, _ = run_wsgi_app(wsgi, create_environ("/is-alive/ping"), buffered=True)
+    assert status == "200 OK" and b"".join(body) == b'{"healthy":true}'
+    wrapped = ProxyFix(app)
+    assert called_directly(wrapped) is wrapped
