@@ -130,7 +130,7 @@ class App(Flask):
 
     def url_for(self, *args, **kwargs):
         """A pre-matched poll has no adapter until it builds a URL (none does today)."""
-        if request_ctx and request_ctx.url_adapter is None:
+        if request_ctx and request_ctx.url_adapter is None and request_ctx.request.endpoint in self.poll_endpoints:
             request_ctx.url_adapter = super().create_url_adapter(request_ctx.request)
         return super().url_for(*args, **kwargs)
 
