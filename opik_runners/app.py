@@ -11,6 +11,7 @@ from flask import Flask, Response, current_app, g, request
 from flask.globals import request_ctx
 from flask.sessions import NullSession, SessionInterface
 from werkzeug.exceptions import HTTPException
+from werkzeug.routing import UUIDConverter
 
 import peewee
 
@@ -87,9 +88,7 @@ class NoSessions(SessionInterface):
 # once per path segment, and the ten segments of the CLI's poll path cost each held poll a 4 KB
 # page of Python stack (BENCHMARKS.md, "Memory per held poll"). POST only: any other method,
 # and any other spelling of the path (a trailing slash, doubled slashes), takes the router.
-POLL_PATH = re.compile(r"(/api)?/v1/private/local-runners/"
-                       r"([0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12})"
-                       r"/(jobs/next|bridge/commands/next)")
+POLL_PATH = re.compile(rf"(/api)?/v1/private/local-runners/({UUIDConverter.regex})/(jobs/next|bridge/commands/next)")
 POLL_VIEWS = {"jobs/next": "next_job", "bridge/commands/next": "next_bridge_commands"}
 
 
