@@ -5,7 +5,7 @@ import logging
 
 from peewee import Select, Value, fn
 
-from . import metrics, wakeups
+from . import metrics, polls, wakeups
 from .errors import error, failure
 from .limits import (
     BRIDGE_COMPLETED_TTL,
@@ -148,13 +148,14 @@ def next_commands(settings, caller, runner_id, max_commands):
     """Long-poll for the first command, then take what else is waiting, up to the batch size."""
     require_runner(caller, runner_id)
     limit = BRIDGE_DEFAULT_BATCH if not max_commands or max_commands <= 0 else min(max_commands, BRIDGE_MAX_BATCH)
-    attempts = wakeups.CountedAttempts(functools.partial(claim_commands, runner_id, limit))
-    with metrics.held("bridge"):
-        found = wakeups.wait_for(("bridge", runner_id), attempts, settings.bridge_poll_timeout,
-                                 release=database.hand_back_connection, claims=True)
-    if found and attempts.count > 1:  # submitted while the poll waited
-        metrics.observe_wakeup("bridge", found[0].submitted_at, now_us())
+    found = polls.wait_for_claim("bridge", runner_id, functools.partial(claim_commands, runner_id, limit),
+                                 settings.bridge_poll_timeout, database.hand_back_connection,
+                                 made_at=first_submitted_at)
     return found or []
+
+
+def first_submitted_at(commands):
+    return commands[0].submitted_at
 
 
 def find_command(caller, runner_id, command_id):

@@ -7,7 +7,7 @@ import logging
 
 from peewee import JOIN, SQL, IntegrityError, NodeList, Select, fn
 
-from . import metrics, wakeups
+from . import polls
 from .errors import error, failure
 from .limits import MAX_LOG_ENTRIES_PER_BATCH
 from .models import SECOND, Job, JobLog, Runner, database, new_id, now_us
@@ -271,13 +271,12 @@ def claim_next_job(runner_id):
 def next_job(settings, caller, runner_id):
     """Long-poll: the claimed job, or None once the poll timeout passes."""
     require_runner(caller, runner_id)
-    attempts = wakeups.CountedAttempts(functools.partial(claim_next_job, runner_id))
-    with metrics.held("jobs"):
-        job = wakeups.wait_for(("jobs", runner_id), attempts, settings.job_poll_timeout,
-                               release=database.hand_back_connection, claims=True)
-    if job is not None and attempts.count > 1:  # made while the poll waited: how long it took to reach it
-        metrics.observe_wakeup("jobs", job.created_at, now_us())
-    return job
+    return polls.wait_for_claim("jobs", runner_id, functools.partial(claim_next_job, runner_id),
+                                settings.job_poll_timeout, database.hand_back_connection, made_at=job_created_at)
+
+
+def job_created_at(job):
+    return job.created_at
 
 
 def take_cancel_announcements(runner_id):

@@ -113,3 +113,4 @@ def wait_for(key, attempt, timeout, release=None, interruptible=True, claims=Fal
             # Woken during its last attempt (one that found other work, or nothing as the
             # deadline passed): the wake-up is for work another claimer must now try for.
             wake(text)
+

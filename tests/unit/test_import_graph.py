@@ -12,7 +12,7 @@ import opik_runners
 
 PACKAGE = pathlib.Path(opik_runners.__file__).parent
 # The rules of the service: they run with a database and a settings object, no app.
-DOMAIN = ["ownership", "jobs", "runners", "bridge", "pairing", "projects", "traces", "maintenance",
+DOMAIN = ["ownership", "polls", "jobs", "runners", "bridge", "pairing", "projects", "traces", "maintenance",
           "state", "provider_states", "faults", "reset", "stats"]
 # What the domain stands on (the control plane's shared state and journal included).
 STORE = ["models", "statements", "backends", "wakeups", "db", "migrations", "settings", "limits", "errors",
