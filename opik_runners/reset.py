@@ -15,13 +15,15 @@ def reset(workspace=None):
     empty at its timeout)."""
 
     def write():
-        state.wipe(workspace)
+        removed = state.wipe(workspace)
         journal.clear(workspace)
         if workspace is None:
             faults.clear()
             control.zero_clock()
             control.count_reset()
+        return removed
 
     control.flush_journals()  # entries of requests answered before the reset go with it
-    control.change(write)
-    log.info("reset %s", "everything" if workspace is None else f"workspace {workspace}")
+    removed = control.change(write)  # logged once committed: change() may run write() again
+    log.info("reset %s (%d runner%s removed)", "everything" if workspace is None else f"workspace {workspace}", removed,
+             "" if removed == 1 else "s")

@@ -733,8 +733,10 @@ def remove_runners(runner_ids):
 def wipe(workspace=None):
     """Delete every row of the domain (projects, runners, jobs, logs, bridge commands and
     their rate counters, pairing sessions, traces, spans), or one workspace's, in one
-    transaction of bulk deletes. The control plane's own tables are left alone. Call with a
-    connection open."""
+    transaction of bulk deletes; the number of runners removed. The control plane's own tables
+    are left alone. Call with a connection open. The caller logs it once its own transaction
+    commits: a reset that deadlocks runs again, and a line logged here would stay for an
+    attempt rolled back."""
     def scoped(query, model):
         return query if workspace is None else query.where(model.workspace == workspace)
 
@@ -754,4 +756,4 @@ def wipe(workspace=None):
             removed = remove_runners(scoped(Runner.select(Runner.id), Runner))
         for model in (PairingSession, Span, Trace, Project):
             scoped(model.delete(), model).execute()
-    log.info("wiped %s (%d runners)", "every workspace" if workspace is None else f"workspace {workspace!r}", removed)
+    return removed

@@ -91,6 +91,21 @@ def test_reset_wipes_everything(client):
     assert [e["operation"] for e in admin_get(client, "/requests").json["requests"]] == ["retrieve_project", "get_runner"]
 
 
+def test_a_reset_logs_one_line_once_it_is_committed(client, caplog):
+    pair(client, name="runner-1")
+    pair(client, name="runner-2")
+    pair(client, name="theirs", headers={"Comet-Workspace": "theirs"})
+
+    with caplog.at_level("INFO", logger="opik_runners"):
+        assert admin_post(client, "/reset?workspace=default").status_code == 204
+        assert admin_post(client, "/reset").status_code == 204
+
+    # Logged by the reset after its transaction, which may run again on a deadlock, not by
+    # the wipe inside it (a line for an attempt rolled back would stay in the log).
+    lines = [r.getMessage() for r in caplog.records if r.name in ("opik_runners.reset", "opik_runners.state")]
+    assert lines == ["reset workspace default (2 runners removed)", "reset everything (1 runner removed)"]
+
+
 def test_reset_of_a_workspace_that_will_not_be_stored_is_400(client):
     assert admin_post(client, "/reset?workspace=a%00b").status_code == 400
     assert admin_post(client, "/reset?workspace=" + "w" * 300).status_code == 400
