@@ -1,8 +1,9 @@
-"""What the in-process and the real-server tests share: a runner's agent, the pairing HMAC, and
-a stuck job written straight to the store."""
+"""What the in-process and the real-server tests share: a runner's agent, the pairing HMAC, a
+stuck job written straight to the store, and the bridge rate's minute."""
 import base64
 import hashlib
 import hmac
+import time
 import uuid
 
 from opik_runners.models import SECOND, Job, Project, Runner, new_id, now_us
@@ -33,3 +34,11 @@ def running_job(timeout, started_ago):
                            name="r", connected_at=now, heartbeat_expires_at=now + 3600 * SECOND, job_count=1, last_seq=1)
     return Job.create(runner=runner.id, project_id=project.id, agent_name="a", status="running", timeout=timeout,
                       started_at=now - int(started_ago * SECOND), seq=1, document="{}").id
+
+
+def start_of_fresh_minute_if_needed(needed=3.0):
+    """The bridge's rate buckets are clock minutes (the server's clock, at offset 0, is this
+    machine's): don't let a test straddle a minute change."""
+    left = 60 - time.time() % 60
+    if left < needed:
+        time.sleep(left + 0.05)

@@ -17,7 +17,7 @@ from datetime import datetime
 import pytest
 import requests
 
-from helpers import AGENT, activation_hmac
+from helpers import AGENT, activation_hmac, start_of_fresh_minute_if_needed
 from server import POSTGRES_URL, Server, child_pids, fresh_database_url, wait_until, waiting_on_locks
 from threads import Task, join_all, run_all
 
@@ -614,7 +614,10 @@ def test_a_reset_waits_for_a_write_in_flight_instead_of_deadlocking(start_server
     with requests.Session() as http:
         if write == "bridge submission":
             runner = pair(srv.url, "w", "daemon", runner_type="connect", capabilities=["bridge"])
-            submit_command(http, srv.url, runner)  # this minute's rate counter exists: the reset deletes it
+            # This minute's rate counter exists, and the held submission adds to it (a new minute
+            # would insert a row of its own): the reset deletes it.
+            start_of_fresh_minute_if_needed(needed=15)
+            submit_command(http, srv.url, runner)
             path = f"/local-runners/{runner['runner_id']}/bridge/commands"
             body, expected = {"type": "ReadFile", "args": {"path": "a"}}, 201
         else:

@@ -15,6 +15,7 @@ import pytest
 
 from opik_runners import bridge, models, schemas
 from conftest import API, ROOT, lapse, pair, reap
+from helpers import start_of_fresh_minute_if_needed
 from threads import Task, run_all
 
 MIB = 1024 * 1024
@@ -138,13 +139,6 @@ def age_command(app, command_id, seconds):
 def parse_ts(text):
     assert text.endswith("Z"), text
     return datetime.fromisoformat(text[:-1]).replace(tzinfo=timezone.utc)
-
-
-def start_of_fresh_minute_if_needed(needed=3.0):
-    """The rate buckets are clock minutes: don't let a test straddle a minute change."""
-    left = 60 - time.time() % 60
-    if left < needed:
-        time.sleep(left + 0.05)
 
 
 def run_in_thread(target):
