@@ -16,7 +16,7 @@ from .limits import (
     MAX_PAYLOAD_BYTES,
     serialized_length,
 )
-from .models import SECOND, BridgeCommand, BridgeRate, database, now_us
+from .models import SECOND, BridgeCommand, BridgeRate, Runner, database, now_us
 from .ownership import get_runner, require_runner
 
 log = logging.getLogger(__name__)
@@ -27,6 +27,7 @@ REPORTABLE = (COMPLETED, FAILED)
 WRITE_TYPES = ("WriteFile", "EditFile", "Exec")
 # A picked-up command gets this long past its own timeout before the reaper gives up on it.
 PICKUP_GRACE = 10 * SECOND
+REAP_RUNNERS_PER_STATEMENT = 500  # well under SQLite's bound parameters per statement (32,766)
 
 
 def clamp_timeout(value):
@@ -238,12 +239,27 @@ def time_out_commands(where):
 def reap_commands(now):
     """Time out picked-up commands past their timeout and grace, drop expired commands and
     old rate counters; the number timed out."""
-    stale = time_out_commands(
-        (BridgeCommand.status == PICKED_UP)
-        & (BridgeCommand.picked_up_at + BridgeCommand.timeout_seconds * SECOND + PICKUP_GRACE < now)
-    )
+    stuck = (BridgeCommand.status == PICKED_UP) & (
+        BridgeCommand.picked_up_at + BridgeCommand.timeout_seconds * SECOND + PICKUP_GRACE < now)
+    expired = BridgeCommand.expires_at < now
+    old = BridgeRate.minute < now // (60 * SECOND) - 2
+    with database.atomic():
+        # Their runners' rows first, in key order, as a reset takes them before their commands
+        # and counters (state.remove_runners; PostgreSQL): two writes taking the same commands in
+        # the order each scan finds them could each hold one the other waits for. Rows that match
+        # only after this lock wait for the next cycle.
+        runner_ids = [runner.id for runner in database.lock_rows(
+            Runner.select(Runner.id).where(
+                Runner.id.in_(BridgeCommand.select(BridgeCommand.runner).where(stuck | expired))
+                | Runner.id.in_(BridgeRate.select(BridgeRate.runner_id).where(old))
+            ).order_by(Runner.id)
+        )]
+        stale = []
+        for start in range(0, len(runner_ids), REAP_RUNNERS_PER_STATEMENT):
+            chunk = runner_ids[start:start + REAP_RUNNERS_PER_STATEMENT]
+            stale += time_out_commands(stuck & BridgeCommand.runner.in_(chunk))
+            BridgeCommand.delete().where(expired & BridgeCommand.runner.in_(chunk)).execute()
+            BridgeRate.delete().where(old & BridgeRate.runner_id.in_(chunk)).execute()
     if stale:
         log.info("timed out %d picked-up bridge commands", len(stale))
-    BridgeCommand.delete().where(BridgeCommand.expires_at < now).execute()
-    BridgeRate.delete().where(BridgeRate.minute < now // (60 * SECOND) - 2).execute()
     return len(stale)

@@ -11,10 +11,11 @@ import time
 
 import pytest
 
-from opik_runners import db, jobs, maintenance, runners, state
+from opik_runners import bridge, db, jobs, maintenance, runners, state
 from opik_runners.maintenance import REAPER
 from helpers import running_job
-from opik_runners.models import SECOND, Job, MaintenanceTask, PairingSession, Runner, database, now_us
+from opik_runners.models import (SECOND, BridgeCommand, BridgeRate, Job, MaintenanceTask, PairingSession, Runner,
+                                 database, now_us)
 from opik_runners.settings import load_settings
 from server import POSTGRES_URL, fresh_database_url, wait_until, waiting_on_locks
 from threads import Task, join_all, run_all
@@ -158,8 +159,26 @@ def test_the_expiry_and_a_reset_take_a_runner_in_one_order(settings):
     Job.update(status="completed", completed_at=1).where(Job.id == job_id).execute()
     outcomes = run_behind_a_held_runner(settings, Job.get_by_id(job_id).runner_id, ("reset", state.wipe),
                                         ("expiry", lambda: jobs.expire_finished_jobs(2)))
-    assert outcomes == {"reset": None, "expiry": 0}  # the reset deleted the job first
+    assert outcomes == {"reset": 1, "expiry": 0}  # the reset deleted the job first
     assert Job.select().count() == 0
+
+
+@pytest.mark.skipif(not POSTGRES_URL, reason="row locks: SQLite's one write lock orders every write")
+def test_the_reapers_command_expiry_and_a_reset_take_a_runner_in_one_order(settings):
+    """A reset waiting for a runner's row, and the reaper's time-out and expiry of that runner's
+    bridge commands and rate counters: the reaper takes the runner's row first too, so it waits
+    behind the reset. (It deleted the commands in the order its scan found them; the reset,
+    given the runner, deletes them in its own, and two such deletes could each hold a command
+    the other waited for.)"""
+    runner_id = Job.get_by_id(running_job(timeout=0, started_ago=5)).runner_id
+    for status in ("completed", "completed", "picked_up"):
+        BridgeCommand.create(runner=runner_id, type="ReadFile", args={}, timeout_seconds=1, status=status,
+                             picked_up_at=1, expires_at=1 if status == "completed" else now_us() + 600 * SECOND)
+    BridgeRate.create(runner_id=runner_id, minute=1, total=1, writes=0)
+    outcomes = run_behind_a_held_runner(settings, runner_id, ("reset", state.wipe),
+                                        ("reaper", lambda: bridge.reap_commands(now_us())))
+    assert outcomes == {"reset": 1, "reaper": 0}  # the reset removed them first: nothing left to time out
+    assert BridgeCommand.select().count() == 0 and BridgeRate.select().count() == 0
 
 
 @pytest.mark.skipif(not POSTGRES_URL, reason="row locks: SQLite's one write lock orders every write")
@@ -206,7 +225,7 @@ def test_a_reaper_cycle_and_a_reset_take_rows_in_one_order(settings):
                           activation_key="k", expires_at=1)
     outcomes = run_behind_a_held_runner(settings, job.runner_id, ("cycle", lambda: maintenance.reap(settings)),
                                         ("reset", state.wipe), first_waits_in='%"runner"%')
-    assert outcomes["reset"] is None, outcomes
+    assert outcomes["reset"] == 1, outcomes
     assert not isinstance(outcomes["cycle"], Exception), outcomes
     assert (outcomes["cycle"].jobs_expired, outcomes["cycle"].sessions_expired) == (1, 0)  # the reset took the session
     assert Job.select().count() == 0 and PairingSession.select().count() == 0
