@@ -113,4 +113,3 @@ def wait_for(key, attempt, timeout, release=None, interruptible=True, claims=Fal
             # Woken during its last attempt (one that found other work, or nothing as the
             # deadline passed): the wake-up is for work another claimer must now try for.
             wake(text)
-
