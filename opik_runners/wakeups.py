@@ -57,21 +57,6 @@ def interrupt_all():
     wake_all()
 
 
-class CountedAttempts:
-    """`attempt` (for wait_for), counting its calls: work a poll claims after its first attempt was
-    made while the poll waited (the wake-up latency metric). Not a closure over a list: a held poll
-    keeps what its wait refers to, and this is the smaller (19.6 KB a held poll with it)."""
-
-    __slots__ = ("attempt", "count")
-
-    def __init__(self, attempt):
-        self.attempt, self.count = attempt, 0
-
-    def __call__(self):
-        self.count += 1
-        return self.attempt()
-
-
 def wait_for(key, attempt, timeout, release=None, interruptible=True, claims=False):
     """Call `attempt()` until it returns something other than None or `timeout` passes, or
     interrupt_all() runs (unless not `interruptible`). `release()` runs before each wait (to
