@@ -2,10 +2,10 @@
 workers, in multi-process mode: tests/acceptance/test_metrics_served.py.)"""
 import threading
 
-import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from conftest import API, create_job, pair, register
+from server import wait_until
 
 
 def scrape(client, headers=None):
@@ -71,12 +71,8 @@ def test_held_polls_are_counted_while_they_wait_and_a_wakeup_is_timed(make_app):
     for poll in polls:
         poll.start()
     held = "opik_runners_held_polls"
-    for _ in range(200):
-        if value(scrape(client), held, kind="jobs") - value(before, held, kind="jobs") == 2:
-            break
-        threading.Event().wait(0.02)
-    else:
-        pytest.fail("the two held polls were never counted")
+    wait_until(lambda: value(scrape(client), held, kind="jobs") - value(before, held, kind="jobs") == 2,
+               timeout=4, interval=0.02)  # the two polls are counted as held
     create_job(client, project_id)
     create_job(client, project_id)
     for poll in polls:
@@ -129,13 +125,9 @@ def test_a_bridge_command_submitted_while_its_poll_waits_is_a_timed_wakeup(make_
     poll = threading.Thread(target=lambda: answers.append(
         app.test_client().post(f"{API}/local-runners/{runner_id}/bridge/commands/next", json={}).json))
     poll.start()
-    for _ in range(200):
-        if value(scrape(client), "opik_runners_held_polls", kind="bridge") > value(before, "opik_runners_held_polls",
-                                                                                  kind="bridge"):
-            break
-        threading.Event().wait(0.02)
-    else:
-        pytest.fail("the held bridge poll was never counted")
+    held = "opik_runners_held_polls"
+    wait_until(lambda: value(scrape(client), held, kind="bridge") > value(before, held, kind="bridge"),
+               timeout=4, interval=0.02)  # the poll is counted as held
     submitted = client.post(f"{API}/local-runners/{runner_id}/bridge/commands", json={"type": "ReadFile", "args": {}})
     assert submitted.status_code == 201, submitted.json
     poll.join(10)
