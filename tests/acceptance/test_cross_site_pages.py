@@ -166,3 +166,37 @@ def test_a_rebound_host_name_reads_nothing_and_resets_nothing(server):
         assert answer.startswith("403 "), (what, answer)
         assert "OPIK_RUNNERS_ALLOWED_HOSTS" in answer and "activation_key" not in answer, (what, answer)
     assert everything(server) == before
+
+
+LISTED = """<!doctype html>
+<title>A UI on its own dev port</title>
+<script>
+window.calls = (async () => {
+  const headers = {"Content-Type": "application/json", "Authorization": "ui-key", "Comet-Workspace": "front"};
+  const made = await fetch("TARGET/api/v1/private/projects",
+    {method: "POST", credentials: "include", headers, body: JSON.stringify({name: "from-the-ui"})});
+  const found = await fetch("TARGET/api/v1/private/projects/retrieve",
+    {method: "POST", credentials: "include", headers, body: JSON.stringify({name: "from-the-ui"})});
+  return {status: made.status, location: made.headers.get("Location"), project: await found.json()};
+})();
+</script>
+"""
+
+
+def test_a_listed_origin_calls_the_api_with_credentials_from_chromium(tmp_path, attacker):
+    pages, origin = attacker
+    srv = Server(fresh_database_url(tmp_path), OPIK_RUNNERS_CORS_ORIGINS=origin, OPIK_API_KEYS="ui:ui-key",
+                 OPIK_RUNNERS_ADMIN="off").start()
+    try:
+        pages["/ui.html"] = LISTED.replace("TARGET", srv.url)
+        with playwright.sync_playwright() as p:
+            browser = launch(p)
+            page = browser.new_page()
+            page.goto(f"{origin}/ui.html")
+            calls = page.evaluate("window.calls")
+            browser.close()
+    finally:
+        srv.stop()
+    assert calls["status"] == 201
+    assert calls["location"].endswith(f"/projects/{calls['project']['id']}")  # exposed to the page
+    assert calls["project"]["name"] == "from-the-ui"
