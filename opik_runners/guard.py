@@ -14,8 +14,11 @@ that is not the server's own, before any view (or fault, or journal note) sees i
   lists it; so is a CORS preflight from such an origin. Clients that are not browsers send
   neither header.
 - **Media type**: a body must be JSON (`application/json` or `+json`), as Opik's Jersey
-  resources are `@Consumes(APPLICATION_JSON)`: 415 otherwise, so no "simple" cross-site
-  request (text/plain, a form, a Blob with no type) is ever read as one.
+  resources are `@Consumes(APPLICATION_JSON)` (docs/opik-behaviour.md#media-types): 415
+  otherwise, so no "simple" cross-site request (text/plain, a form, a Blob with no type) is
+  ever read as one.
+
+The host and origin checks are this server's own (docs/opik-behaviour.md#departure-local-guard).
 
 CORS itself (the allow headers for the listed origins) is flask-cors's.
 """
