@@ -16,11 +16,14 @@ from werkzeug.routing import UUIDConverter
 
 import peewee
 
-from . import admin, console, db, guard, maintenance, metrics, stats
-from .api import api, has_body, requested_workspace, respond
+from .web import admin, console, guard
+from .store import db
+from .domain import maintenance, stats
+from . import metrics
+from .web.api import api, has_body, requested_workspace, respond
 from .errors import ApiError, failure
-from .limits import MAX_REQUEST_BYTES
-from .ownership import Caller
+from .domain.limits import MAX_REQUEST_BYTES
+from .domain.ownership import Caller
 from .settings import load_settings
 
 log = logging.getLogger(__name__)

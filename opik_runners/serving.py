@@ -60,7 +60,7 @@ def announce_bind(server):
     """The workers allow the host name they are bound to (guard.py): the address gunicorn binds
     (a --bind or -b wins over OPIK_RUNNERS_BIND), passed on in the environment they inherit; and
     one warning if it reaches beyond loopback with no host names listed."""
-    from . import guard
+    from .web import guard
 
     bind = server.cfg.bind[0] if server.cfg.bind else load_settings().bind
     os.environ["OPIK_RUNNERS_BIND"] = bind
@@ -103,7 +103,7 @@ def prepare_database(server):
         os.close(read_end)
         code, message = 0, ""
         try:
-            from . import db
+            from .store import db
 
             settings = load_settings()
             db.open_and_migrate(settings.database_url, settings.pool_size).shut()
@@ -142,7 +142,7 @@ def post_worker_init(worker):
     signal.signal(signal.SIGINT, leave_once)
     signal.signal(signal.SIGQUIT, leave_once)
 
-    from . import admin
+    from .web import admin
 
     admin.start_worker(worker.wsgi)
     worker.wsgi = called_directly(worker.wsgi)

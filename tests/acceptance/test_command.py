@@ -15,10 +15,11 @@ import uuid
 import pytest
 import requests
 
-from opik_runners import __version__, db
-from opik_runners.migrations import LATEST, MIGRATIONS, SchemaMigration
+from opik_runners import __version__
+from opik_runners.store import db
+from opik_runners.store.migrations import LATEST, MIGRATIONS, SchemaMigration
 from helpers import running_job
-from opik_runners.models import Job, MaintenanceTask, now_us
+from opik_runners.store.models import Job, MaintenanceTask, now_us
 from server import POSTGRES_URL, ROOT, Server, child_pids, free_port, pair, wait_until
 
 COMMAND = str(pathlib.Path(sys.executable).with_name("opik-runners"))
@@ -343,7 +344,7 @@ def seed(url, *args, document=None):
 
 
 def stored(url, workspace=None):
-    from opik_runners import state
+    from opik_runners.control import state
 
     backend = db.open_and_migrate(url)
     with backend.connection_context():

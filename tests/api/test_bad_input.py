@@ -7,8 +7,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from opik_runners import models
-from opik_runners.limits import MAX_REQUEST_BYTES
+from opik_runners.store import models
+from opik_runners.domain.limits import MAX_REQUEST_BYTES
 from conftest import API, ROOT, activation_hmac, create_job, create_session, pair, register
 
 # name -> (method, path template); {runner}, {job} and {session} are filled from the `world` fixture.

@@ -5,7 +5,7 @@ import zlib
 
 import pytest
 
-from opik_runners.limits import MAX_REQUEST_BYTES
+from opik_runners.domain.limits import MAX_REQUEST_BYTES
 from conftest import API, AGENT, pair
 
 

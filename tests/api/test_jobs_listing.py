@@ -4,9 +4,9 @@ import uuid
 import pytest
 
 from conftest import API, ROOT, create_job, pair, reap, register
-from opik_runners import jobs
-from opik_runners.models import Job, Runner, database
-from opik_runners.ownership import Caller
+from opik_runners.domain import jobs
+from opik_runners.store.models import Job, Runner, database
+from opik_runners.domain.ownership import Caller
 
 
 def listing(client, runner_id, prefix=API, **query):

@@ -10,7 +10,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from opik_runners import models, pairing
+from opik_runners.store import models
+from opik_runners.domain import pairing
 from conftest import API, ROOT, activation_hmac, create_job, create_session, ensure_project, pair, register
 
 # Upstream's PairingServiceImplTest vectors (docs/opik-behaviour.md#activation-hmac).

@@ -279,7 +279,7 @@ def test_project_search_matches_inside_a_name_and_totals_every_match(client):
 
 
 def test_project_search_breaks_created_at_ties_by_id_newest_first(client):
-    from opik_runners.models import Project, database
+    from opik_runners.store.models import Project, database
 
     for name in ["one", "two", "three", "four"]:
         create(client, name)

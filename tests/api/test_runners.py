@@ -15,7 +15,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from opik_runners import models
+from opik_runners.store import models
 from conftest import AGENT, API, ROOT, create_job, lapse, pair, reap, register
 
 LAPSE = 1.1  # a little over OPIK_RUNNER_HEARTBEAT_TTL="1"

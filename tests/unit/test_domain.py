@@ -14,8 +14,10 @@ import uuid
 import pytest
 
 from conftest import activation_hmac
-from opik_runners import db, errors, jobs, maintenance, ownership, pairing, projects, runners
-from opik_runners.models import SECOND, Job, JobLog, Project, Runner, database, now_us
+from opik_runners.store import db
+from opik_runners import errors
+from opik_runners.domain import jobs, maintenance, ownership, pairing, projects, runners
+from opik_runners.store.models import SECOND, Job, JobLog, Project, Runner, database, now_us
 from opik_runners.settings import load_settings
 from server import fresh_database_url
 

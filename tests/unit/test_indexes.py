@@ -8,9 +8,10 @@ import uuid
 
 import pytest
 
-from opik_runners import bridge, control, faults, jobs, journal, maintenance, ownership, runners  # noqa: F401
-from opik_runners.models import BridgeCommand, Job, PairingSession, Runner, database, now_us
-from opik_runners.statements import Statement
+from opik_runners.domain import bridge, jobs, maintenance, ownership, runners
+from opik_runners.control import shared as control, faults, journal  # noqa: F401
+from opik_runners.store.models import BridgeCommand, Job, PairingSession, Runner, database, now_us
+from opik_runners.store.statements import Statement
 from server import POSTGRES_URL, fresh_database_url
 
 # Statements that read a single row by primary key or write one: nothing to index.

@@ -11,11 +11,14 @@ import time
 
 import pytest
 
-from opik_runners import bridge, db, jobs, maintenance, runners, state
-from opik_runners.maintenance import REAPER
+from opik_runners.domain import bridge, jobs, maintenance, runners
+from opik_runners.store import db
+from opik_runners.control import state
+from opik_runners.domain.maintenance import REAPER
 from helpers import running_job
-from opik_runners.models import (SECOND, BridgeCommand, BridgeRate, Job, MaintenanceTask, PairingSession, Runner,
-                                 database, now_us)
+from opik_runners.store.models import (
+    SECOND, BridgeCommand, BridgeRate, Job, MaintenanceTask, PairingSession, Runner, database, now_us,
+)
 from opik_runners.settings import load_settings
 from server import POSTGRES_URL, fresh_database_url, wait_until, waiting_on_locks
 from threads import Task, join_all, run_all
@@ -23,7 +26,7 @@ from threads import Task, join_all, run_all
 # A process that takes the reaper's lock through the backend, says so, and waits to be killed.
 HOLDER = """
 import sys, time
-from opik_runners import db
+from opik_runners.store import db
 backend = db.open_database(sys.argv[1])
 backend.connect()
 with backend.exclusive("reaper") as taken:

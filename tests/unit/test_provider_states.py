@@ -4,8 +4,8 @@ import uuid
 
 import pytest
 
-from opik_runners import provider_states, state
-from opik_runners.models import Job, Project, Runner
+from opik_runners.control import provider_states, state
+from opik_runners.store.models import Job, Project, Runner
 
 ENDPOINT, CONNECT, WITH_JOBS, NO_RUNNERS = (provider_states.ENDPOINT, provider_states.CONNECT,
                                             provider_states.WITH_JOBS, provider_states.NO_RUNNERS)

@@ -2,7 +2,7 @@
 mean what their names say."""
 import pytest
 
-from opik_runners import limits
+from opik_runners.domain import limits
 from opik_runners.settings import SETTINGS, SettingsError, load_settings, parse_duration
 
 ATTRIBUTE = {setting.env: setting.name for setting in SETTINGS}

@@ -7,10 +7,10 @@ import threading
 import peewee as pw
 import pytest
 
-from opik_runners import models
-from opik_runners import backends
-from opik_runners.backends import SqliteBackend
-from opik_runners.models import Project, Wakeup
+from opik_runners.store import models
+from opik_runners.store import backends
+from opik_runners.store.backends import SqliteBackend
+from opik_runners.store.models import Project, Wakeup
 
 from server import POSTGRES_URL
 

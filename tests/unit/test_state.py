@@ -11,8 +11,11 @@ import uuid
 import pytest
 
 from helpers import activation_hmac
-from opik_runners import bridge, jobs, ownership, pairing, projects, runners, schemas, state, traces, wakeups
-from opik_runners.models import (
+from opik_runners.domain import bridge, jobs, ownership, pairing, projects, runners, traces
+from opik_runners.schemas import api as schemas
+from opik_runners.control import state
+from opik_runners.store import wakeups
+from opik_runners.store.models import (
     SECOND, BridgeCommand, BridgeRate, Job, JobLog, MaintenanceTask, PairingSession, Project, Runner, Span, Trace,
     database, now_us,
 )

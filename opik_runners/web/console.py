@@ -1,0 +1,69 @@
+"""The console: a web page at / (and /console/...) to see runners, run agents, follow jobs
+and drive the control plane. One HTML page and its ES modules, served from the package with
+no build step and nothing from a CDN; the page calls the Opik API (and /_admin/) as any
+client does. Every path under /console/ that is not an asset answers the same page, which
+reads the path itself, so each runner, job and panel has a URL to bookmark."""
+import os
+import re
+
+from urllib.parse import urlencode
+
+from flask import Blueprint, current_app, jsonify, redirect, send_from_directory
+
+from .. import __version__
+from ..settings import admin_enabled
+
+ASSETS = os.path.join(os.path.dirname(os.path.dirname(__file__)), "static", "console")
+# Paths the console serves: not the Opik API, so neither journaled nor faulted nor keyed.
+PREFIX = "/console"
+ENDPOINTS = {"console_home", "console_page", "console_asset", "console_config", "opik_ui_project"}
+
+console = Blueprint("console", __name__)
+
+
+def is_console_path(path):
+    return path == "/" or path == PREFIX or path.startswith(PREFIX + "/") or OPIK_UI_PROJECT.fullmatch(path) is not None
+
+
+OPIK_UI_PROJECT = re.compile(r"/[^/]+/projects/[0-9a-fA-F-]{32,36}/.+")
+
+
+@console.get("/", endpoint="console_home")
+@console.get(f"{PREFIX}/", endpoint="console_page")
+@console.get(f"{PREFIX}/<path:page>", endpoint="console_page")
+def page(page=None):
+    response = send_from_directory(ASSETS, "index.html", max_age=0)
+    response.headers["Cache-Control"] = "no-cache"
+    return response
+
+
+@console.get(f"{PREFIX}/assets/<path:name>", endpoint="console_asset")
+def asset(name):
+    response = send_from_directory(ASSETS, name, max_age=0)
+    response.headers["Cache-Control"] = "no-cache"  # revalidated (ETag): an upgrade shows at once
+    return response
+
+
+@console.get(f"{PREFIX}/config.json", endpoint="console_config")
+def config():
+    """What the page cannot ask the API: whether it needs a key, whether /_admin/ is on."""
+    settings = current_app.extensions["opik_runners"]
+    return jsonify({
+        "version": __version__,
+        "api_keys": bool(settings.api_keys),
+        "admin": admin_enabled(settings),
+        "journal": admin_enabled(settings) and settings.journal_size > 0,
+    })
+
+
+@console.get("/<workspace>/projects/<uuid:project_id>/<path:page>", endpoint="opik_ui_project")
+def opik_ui_project(workspace, project_id, page):
+    """Opik's UI address for a project's pages, which the CLI prints once it has paired
+    ("Continue developing in Opik: .../default/projects/{id}/agent-playground"): here, the
+    project's page in the console."""
+    query = "" if workspace == "default" else "?" + urlencode({"workspace": workspace})
+    return redirect(f"{PREFIX}/projects/{project_id}{query}")
+
+
+def init_app(app):
+    app.register_blueprint(console)
