@@ -46,7 +46,9 @@ from ..store.models import (
     new_id, now_us,
 )
 from ..domain.runners import CAPABILITY
-from ..schemas.api import BRIDGE_STATUSES, BRIDGE_TYPES, AgentSchema, flatten, iso_utc, parse_instant
+from ..schemas.requests import BRIDGE_STATUSES, BRIDGE_TYPES, AgentSchema
+from ..schemas.fields import flatten
+from ..clock import iso_utc, parse_instant
 
 log = logging.getLogger(__name__)
 

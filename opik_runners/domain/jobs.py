@@ -13,7 +13,7 @@ from ..errors import error, failure
 from .limits import MAX_LOG_ENTRIES_PER_BATCH
 from ..store.models import SECOND, Job, JobLog, Runner, database, new_id, now_us
 from .ownership import get_job, owned_runners, owns_job_runner, require_runner
-from ..schemas.api import JobSchema
+from ..schemas.responses import JobSchema
 from ..store.statements import Param, Statement, columns
 
 log = logging.getLogger(__name__)

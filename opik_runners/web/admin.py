@@ -24,10 +24,11 @@ from ..schemas import notes
 from .api import has_body, inflate, read_json, requested_workspace, respond
 from ..errors import failure
 from ..store.models import database
-from ..schemas.api import (
+from ..schemas.admin import (
     ClockRequest, FaultRequest, JournalEntrySchema, ProviderStateRequest, RequestsQuery, WaitRequest,
-    WorkspaceQuery, iso_utc,
+    WorkspaceQuery,
 )
+from ..clock import iso_utc
 from ..settings import admin_enabled
 
 admin = Blueprint("admin", __name__)

@@ -8,7 +8,15 @@ from flask import Blueprint, Response, current_app, g, request, url_for
 
 from .. import __version__
 from ..domain import bridge, jobs, ownership, pairing, projects, runners, traces
-from ..schemas import api as schemas
+from ..schemas.requests import (
+    ActivateRequest, AgentsRequest, BridgeGetQuery, BridgeNextRequest, BridgeResultRequest,
+    BridgeSubmitRequest, CreateJobRequest, CreateSessionRequest, HeartbeatRequest, JobResultRequest,
+    ListJobsQuery, ListProjectsQuery, ListRunnersQuery, LogEntrySchema, LogsQuery, ProjectRetrieveRequest,
+    ProjectWriteRequest, SpanBatchRequest, SpansQuery, TelemetryDocument, TraceBatchRequest,
+)
+from ..schemas.responses import (
+    BridgeBatchSchema, BridgeCommandSchema, CreateSessionResponse, HeartbeatResponse, ProjectSchema, RunnerSchema, TelemetrySchema, runner_page, span_page,
+)
 from ..errors import error, failure
 from ..domain.limits import MAX_REQUEST_BYTES
 
@@ -151,27 +159,27 @@ def version():
 
 @api.post("/v1/private/projects/retrieve")
 def retrieve_project():
-    query = load_body(schemas.ProjectRetrieveRequest)
-    return respond(schema_of(schemas.ProjectSchema).dump(projects.retrieve_project(g.caller, query["name"])))
+    query = load_body(ProjectRetrieveRequest)
+    return respond(schema_of(ProjectSchema).dump(projects.retrieve_project(g.caller, query["name"])))
 
 
 @api.get("/v1/private/projects")
 def list_projects():
-    q = load_query(schemas.ListProjectsQuery)
+    q = load_query(ListProjectsQuery)
     total, found = projects.list_projects(g.caller, q["page"], q["size"], q["name"])
     return respond({"page": q["page"], "size": q["size"], "total": total,
-                    "content": schema_of(schemas.ProjectSchema).dump(found, many=True), "sortable_by": []})
+                    "content": schema_of(ProjectSchema).dump(found, many=True), "sortable_by": []})
 
 
 @api.post("/v1/private/projects")
 def create_project():
-    project = projects.create_project(g.caller, load_body(schemas.ProjectWriteRequest))
+    project = projects.create_project(g.caller, load_body(ProjectWriteRequest))
     return created(".get_project", project_id=project.id)
 
 
 @api.get("/v1/private/projects/<uuid:project_id>")
 def get_project(project_id):
-    return respond(schema_of(schemas.ProjectSchema).dump(projects.get_project(g.caller, project_id)))
+    return respond(schema_of(ProjectSchema).dump(projects.get_project(g.caller, project_id)))
 
 
 # -- pairing
@@ -179,14 +187,14 @@ def get_project(project_id):
 
 @api.post("/v1/private/pairing/sessions")
 def create_pairing_session():
-    session = pairing.create_session(settings(), g.caller, load_body(schemas.CreateSessionRequest))
+    session = pairing.create_session(settings(), g.caller, load_body(CreateSessionRequest))
     body = {"session_id": session.id, "runner_id": session.runner_id}
-    return respond(schema_of(schemas.CreateSessionResponse).dump(body), 201)
+    return respond(schema_of(CreateSessionResponse).dump(body), 201)
 
 
 @api.post("/v1/private/pairing/sessions/<uuid:session_id>/activate")
 def activate_pairing_session(session_id):
-    body = load_body(schemas.ActivateRequest)
+    body = load_body(ActivateRequest)
     runner_id = pairing.activate_session(settings(), g.caller, session_id, body["runner_name"], body["hmac"])
     return created(".get_runner", runner_id=runner_id)
 
@@ -196,14 +204,14 @@ def activate_pairing_session(session_id):
 
 @api.get("/v1/private/local-runners")
 def list_runners():
-    q = load_query(schemas.ListRunnersQuery)
+    q = load_query(ListRunnersQuery)
     found = runners.list_runners(g.caller, q["project_id"], q["status"], q["page"], q["size"])
-    return paged(schemas.runner_page, q["page"], q["size"], found)
+    return paged(runner_page, q["page"], q["size"], found)
 
 
 @api.get("/v1/private/local-runners/<uuid:runner_id>")
 def get_runner(runner_id):
-    return respond(schema_of(schemas.RunnerSchema).dump(ownership.get_runner(g.caller, runner_id)))
+    return respond(schema_of(RunnerSchema).dump(ownership.get_runner(g.caller, runner_id)))
 
 
 @api.delete("/v1/private/local-runners/<uuid:runner_id>")
@@ -214,7 +222,7 @@ def disconnect_runner(runner_id):
 
 @api.put("/v1/private/local-runners/<uuid:runner_id>/agents")
 def register_agents(runner_id):
-    agents = schema_of(schemas.AgentsRequest).load({"agents": read_json()})["agents"]
+    agents = schema_of(AgentsRequest).load({"agents": read_json()})["agents"]
     runners.register_agents(g.caller, runner_id, agents)
     return no_content()
 
@@ -227,9 +235,9 @@ def patch_checklist(runner_id):
 
 @api.post("/v1/private/local-runners/<uuid:runner_id>/heartbeats")
 def heartbeat(runner_id):
-    body = load_body(schemas.HeartbeatRequest, required=False)
+    body = load_body(HeartbeatRequest, required=False)
     cancelled = runners.heartbeat(settings(), g.caller, runner_id, body.get("capabilities"))
-    return respond(schema_of(schemas.HeartbeatResponse).dump({"cancelled_job_ids": cancelled}))
+    return respond(schema_of(HeartbeatResponse).dump({"cancelled_job_ids": cancelled}))
 
 
 # -- jobs
@@ -237,7 +245,7 @@ def heartbeat(runner_id):
 
 @api.get("/v1/private/local-runners/<uuid:runner_id>/jobs")
 def list_jobs(runner_id):
-    q = load_query(schemas.ListJobsQuery)
+    q = load_query(ListJobsQuery)
     counts = ""
     if q["filtered"]:  # the extensions: status and agent_name filters, counts per status
         total, documents, found = jobs.list_filtered_jobs(
@@ -261,7 +269,7 @@ def next_job(runner_id):
 
 @api.post("/v1/private/local-runners/jobs")
 def create_job():
-    job = jobs.create_job(settings(), g.caller, load_body(schemas.CreateJobRequest))
+    job = jobs.create_job(settings(), g.caller, load_body(CreateJobRequest))
     return created(".get_job", job_id=job.id)
 
 
@@ -272,7 +280,7 @@ def get_job(job_id):
 
 @api.post("/v1/private/local-runners/jobs/<uuid:job_id>/results")
 def report_job_result(job_id):
-    jobs.report_job_result(g.caller, job_id, load_body(schemas.JobResultRequest))
+    jobs.report_job_result(g.caller, job_id, load_body(JobResultRequest))
     return no_content()
 
 
@@ -284,7 +292,7 @@ def cancel_job(job_id):
 
 @api.get("/v1/private/local-runners/jobs/<uuid:job_id>/logs")
 def get_job_logs(job_id):
-    q = load_query(schemas.LogsQuery)
+    q = load_query(LogsQuery)
     return respond(jobs.get_job_logs(g.caller, job_id, q["offset"]))
 
 
@@ -293,7 +301,7 @@ def append_job_logs(job_id):
     body = read_json()
     if not isinstance(body, list):
         raise failure(400, "Unable to process JSON. Expected a JSON array of log entries")
-    entries = schemas.LogEntrySchema(many=True).load(body)
+    entries = LogEntrySchema(many=True).load(body)
     jobs.append_job_logs(g.caller, job_id, entries)
     return no_content()
 
@@ -303,28 +311,28 @@ def append_job_logs(job_id):
 
 @api.post("/v1/private/local-runners/<uuid:runner_id>/bridge/commands")
 def submit_bridge_command(runner_id):
-    command = bridge.submit_command(settings(), g.caller, runner_id, load_body(schemas.BridgeSubmitRequest))
+    command = bridge.submit_command(settings(), g.caller, runner_id, load_body(BridgeSubmitRequest))
     return created(".get_bridge_command", {"command_id": str(command.id)}, runner_id=runner_id, command_id=command.id)
 
 
 @api.post("/v1/private/local-runners/<uuid:runner_id>/bridge/commands/next")
 def next_bridge_commands(runner_id):
-    body = load_body(schemas.BridgeNextRequest, required=False)
+    body = load_body(BridgeNextRequest, required=False)
     commands = bridge.next_commands(settings(), g.caller, runner_id, body.get("max_commands"))
-    return respond(schema_of(schemas.BridgeBatchSchema).dump({"commands": commands}))
+    return respond(schema_of(BridgeBatchSchema).dump({"commands": commands}))
 
 
 @api.post("/v1/private/local-runners/<uuid:runner_id>/bridge/commands/<uuid:command_id>/results")
 def report_bridge_result(runner_id, command_id):
-    bridge.report_result(g.caller, runner_id, command_id, load_body(schemas.BridgeResultRequest))
+    bridge.report_result(g.caller, runner_id, command_id, load_body(BridgeResultRequest))
     return no_content()
 
 
 @api.get("/v1/private/local-runners/<uuid:runner_id>/bridge/commands/<uuid:command_id>")
 def get_bridge_command(runner_id, command_id):
-    q = load_query(schemas.BridgeGetQuery)
+    q = load_query(BridgeGetQuery)
     command = bridge.get_command(g.caller, runner_id, command_id, q["wait"], q["timeout"])
-    return respond(schema_of(schemas.BridgeCommandSchema).dump(command))
+    return respond(schema_of(BridgeCommandSchema).dump(command))
 
 
 # -- trace sink
@@ -332,34 +340,34 @@ def get_bridge_command(runner_id, command_id):
 
 @api.post("/v1/private/traces/batch")
 def create_traces():
-    traces.store_traces(g.caller, load_body(schemas.TraceBatchRequest)["traces"])
+    traces.store_traces(g.caller, load_body(TraceBatchRequest)["traces"])
     return no_content()
 
 
 @api.post("/v1/private/spans/batch")
 def create_spans():
-    traces.store_spans(g.caller, load_body(schemas.SpanBatchRequest)["spans"])
+    traces.store_spans(g.caller, load_body(SpanBatchRequest)["spans"])
     return no_content()
 
 
 @api.patch("/v1/private/traces/<uuid:trace_id>")
 def update_trace(trace_id):
-    traces.store_traces(g.caller, [{**load_body(schemas.TelemetryDocument), "id": str(trace_id)}])
+    traces.store_traces(g.caller, [{**load_body(TelemetryDocument), "id": str(trace_id)}])
     return no_content()
 
 
 @api.patch("/v1/private/spans/<uuid:span_id>")
 def update_span(span_id):
-    traces.store_spans(g.caller, [{**load_body(schemas.TelemetryDocument), "id": str(span_id)}])
+    traces.store_spans(g.caller, [{**load_body(TelemetryDocument), "id": str(span_id)}])
     return no_content()
 
 
 @api.get("/v1/private/traces/<uuid:trace_id>")
 def get_trace(trace_id):
-    return respond(schema_of(schemas.TelemetrySchema).dump(traces.get_trace(g.caller, trace_id)))
+    return respond(schema_of(TelemetrySchema).dump(traces.get_trace(g.caller, trace_id)))
 
 
 @api.get("/v1/private/spans")
 def list_spans():
-    q = load_query(schemas.SpansQuery)
-    return paged(schemas.span_page, q["page"], q["size"], traces.list_spans(g.caller, q["trace_id"], q["page"], q["size"]))
+    q = load_query(SpansQuery)
+    return paged(span_page, q["page"], q["size"], traces.list_spans(g.caller, q["trace_id"], q["page"], q["size"]))

@@ -17,7 +17,7 @@ import pytest
 
 from opik_runners.domain import bridge
 from opik_runners.store import models
-from opik_runners.schemas import api as schemas
+from opik_runners.schemas import requests as schemas
 from conftest import API, ROOT, lapse, pair, reap
 from helpers import start_of_fresh_minute_if_needed
 from threads import Task, run_all

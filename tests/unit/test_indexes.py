@@ -8,7 +8,7 @@ import uuid
 
 import pytest
 
-from opik_runners.domain import bridge, jobs, maintenance, ownership, runners
+from opik_runners.domain import bridge, jobs, maintenance, ownership, runners  # noqa: F401
 from opik_runners.control import shared as control, faults, journal  # noqa: F401
 from opik_runners.store.models import BridgeCommand, Job, PairingSession, Runner, database, now_us
 from opik_runners.store.statements import Statement

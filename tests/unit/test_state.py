@@ -12,7 +12,8 @@ import pytest
 
 from helpers import activation_hmac
 from opik_runners.domain import bridge, jobs, ownership, pairing, projects, runners, traces
-from opik_runners.schemas import api as schemas
+from opik_runners.clock import iso_utc
+from opik_runners.schemas import responses
 from opik_runners.control import state
 from opik_runners.store import wakeups
 from opik_runners.store.models import (
@@ -122,19 +123,19 @@ def reads(made):
         for page, size in ((0, 25), (0, 3), (1, 3), (2, 3), (5, 3)):
             seen[f"jobs {runner_id} {page} {size}"] = listing_page(caller, runner_id, None, page, size)
         seen[f"jobs {runner_id} project"] = listing_page(caller, runner_id, project_id, 0, 25)
-        seen[f"runner {runner_id}"] = dump(schemas.RunnerSchema(), ownership.get_runner(caller, runner_id))
+        seen[f"runner {runner_id}"] = dump(responses.RunnerSchema(), ownership.get_runner(caller, runner_id))
         seen[f"runners {caller} {project_id}"] = dump(
-            schemas.runner_page, dict(zip(("total", "content"), runners.list_runners(caller, project_id, None, 0, 25)))
+            responses.runner_page, dict(zip(("total", "content"), runners.list_runners(caller, project_id, None, 0, 25)))
         )
-        seen[f"project {project_id}"] = dump(schemas.ProjectSchema(), projects.get_project(caller, project_id))
+        seen[f"project {project_id}"] = dump(responses.ProjectSchema(), projects.get_project(caller, project_id))
         for job in Job.select(Job.id).where(Job.runner == runner_id):
             seen[f"job {job.id}"] = ownership.get_job(caller, job.id).document
             seen[f"logs {job.id}"] = json.dumps(jobs.get_job_logs(caller, job.id, 0))
     for command_id in made["commands"]:
-        seen[f"command {command_id}"] = dump(schemas.BridgeCommandSchema(),
+        seen[f"command {command_id}"] = dump(responses.BridgeCommandSchema(),
                                              bridge.get_command(ME, made["connect"], command_id, False, 0))
-    seen["trace"] = dump(schemas.TelemetrySchema(), traces.get_trace(ME, made["trace"]))
-    seen["spans"] = dump(schemas.span_page, dict(zip(("total", "content"), traces.list_spans(ME, made["trace"], 0, 25))))
+    seen["trace"] = dump(responses.TelemetrySchema(), traces.get_trace(ME, made["trace"]))
+    seen["spans"] = dump(responses.span_page, dict(zip(("total", "content"), traces.list_spans(ME, made["trace"], 0, 25))))
     return seen
 
 
@@ -252,7 +253,7 @@ def test_jobs_for_a_stored_runner_are_numbered_after_its_own(settings):
 
 def test_a_runners_status_says_what_it_should_be(settings):
     now = now_us()
-    ahead, past = schemas.iso_utc(now + 600 * SECOND), schemas.iso_utc(now - 600 * SECOND)
+    ahead, past = iso_utc(now + 600 * SECOND), iso_utc(now - 600 * SECOND)
     rows = [
         {"status": "connected", "heartbeat_expires_at": ahead},  # kept
         {"status": "connected", "heartbeat_expires_at": past},  # refreshed
@@ -265,8 +266,8 @@ def test_a_runners_status_says_what_it_should_be(settings):
     found = {r.name: r for r in Runner.select()}
     assert [found[f"r{i}"].status for i in range(6)] == ["connected", "connected", "disconnected", "disconnected",
                                                          "connected", "disconnected"]
-    assert schemas.iso_utc(found["r0"].heartbeat_expires_at) == ahead
-    assert schemas.iso_utc(found["r2"].heartbeat_expires_at) == past
+    assert iso_utc(found["r0"].heartbeat_expires_at) == ahead
+    assert iso_utc(found["r2"].heartbeat_expires_at) == past
     assert found["r3"].heartbeat_expires_at <= now_us()
     assert ownership.find_runner(ME, found["r5"].id) is None  # detached: no caller sees it
 
