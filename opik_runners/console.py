@@ -2,7 +2,9 @@
 and drive the control plane. One HTML page and its ES modules, served from the package with
 no build step and nothing from a CDN; the page calls the Opik API (and /_admin/) as any
 client does. Every path under /console/ that is not an asset answers the same page, which
-reads the path itself, so each runner, job and panel has a URL to bookmark."""
+reads the path itself, so each runner, job and panel has a URL to bookmark.
+
+Here too: the pairing page's script and styles."""
 import os
 import re
 
@@ -13,16 +15,20 @@ from flask import Blueprint, current_app, jsonify, redirect, send_from_directory
 from . import __version__
 from .settings import admin_enabled
 
-ASSETS = os.path.join(os.path.dirname(__file__), "static", "console")
+STATIC = os.path.join(os.path.dirname(__file__), "static")
+ASSETS = os.path.join(STATIC, "console")
 # Paths the console serves: not the Opik API, so neither journaled nor faulted nor keyed.
 PREFIX = "/console"
-ENDPOINTS = {"console_home", "console_page", "console_asset", "console_config", "opik_ui_project"}
+# The pairing page (/opik/pair/v1, app.py) loads these from beside it: files, not the Opik API either.
+PAIRING_ASSETS = {"/opik/pair/pair.js", "/opik/pair/pair.css"}
+ENDPOINTS = {"console_home", "console_page", "console_asset", "console_config", "opik_ui_project", "pairing_asset"}
 
 console = Blueprint("console", __name__)
 
 
 def is_console_path(path):
-    return path == "/" or path == PREFIX or path.startswith(PREFIX + "/") or OPIK_UI_PROJECT.fullmatch(path) is not None
+    return (path == "/" or path == PREFIX or path.startswith(PREFIX + "/") or path in PAIRING_ASSETS
+            or OPIK_UI_PROJECT.fullmatch(path) is not None)
 
 
 OPIK_UI_PROJECT = re.compile(r"/[^/]+/projects/[0-9a-fA-F-]{32,36}/.+")
@@ -63,6 +69,13 @@ def opik_ui_project(workspace, project_id, page):
     project's page in the console."""
     query = "" if workspace == "default" else "?" + urlencode({"workspace": workspace})
     return redirect(f"{PREFIX}/projects/{project_id}{query}")
+
+
+@console.get("/opik/pair/<any('pair.js', 'pair.css'):name>", endpoint="pairing_asset")
+def pairing_asset(name):
+    response = send_from_directory(STATIC, name, max_age=0)
+    response.headers["Cache-Control"] = "no-cache"  # revalidated, as the console's assets are
+    return response
 
 
 def init_app(app):

@@ -64,3 +64,13 @@ def test_opiks_ui_address_for_a_project_leads_to_the_console(client, workspace, 
     assert response.status_code == 302 and response.headers["Location"] == f"/console/projects/{project}{query}"
     client.get(f"/{workspace}/projects/{project}/agent-runner")
     assert client.get("/_admin/requests").json["requests"] == []  # not the Opik API: not journaled
+
+
+def test_the_pairing_assets_are_not_the_opik_api(client):
+    client.delete("/_admin/requests")
+    rule = client.post("/_admin/faults", json={"status": 503}).json
+    assert client.get("/opik/pair/pair.js").status_code == 200
+    assert client.get("/opik/pair/pair.css").status_code == 200
+    client.delete(f"/_admin/faults/{rule['id']}")
+    assert not any(e["path"].startswith("/opik/pair/pair.") for e in client.get("/_admin/requests").json["requests"])
+    assert client.get("/opik/pair/other.js").status_code == 404
