@@ -1,10 +1,13 @@
 """Debian's Chromium driven by Playwright (nothing downloaded), for the pages' tests: launch,
 screenshots a person can open, the axe-core accessibility check, and a watch on the pages'
 Content-Security-Policy that fails every page test whose pages it refused anything."""
+import contextlib
+import http.server
 import os
 import pathlib
 import re
 import shutil
+import threading
 
 import pytest
 from axe_playwright_python.sync_playwright import Axe
@@ -105,6 +108,33 @@ def browser():
             browser.close()
         reports = browser.csp.take()
         assert not reports, "the Content-Security-Policy refused something:\n" + "\n".join(reports)
+
+
+@contextlib.contextmanager
+def another_origin(html):
+    """A page of another site (another port of this machine): its URL, serving `html` at /."""
+    body = html.encode()
+
+    class Page(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html; charset=utf-8")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Page)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
 
 
 def screenshot(page, name):
