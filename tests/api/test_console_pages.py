@@ -1,10 +1,13 @@
 """The console's pages and assets as the server serves them (the pages themselves are driven
 in Chromium by tests/acceptance/test_console.py)."""
+import pathlib
+import posixpath
 import re
 
 import pytest
 
 from conftest import API, ensure_project
+from opik_runners import console
 
 PAGES = ["/", "/console", "/console/", "/console/runners/0190d2b4-0000-7000-8000-000000000001",
          "/console/jobs/anything", "/console/admin/journal"]
@@ -18,13 +21,31 @@ def test_every_console_url_answers_the_page(client, path):
     assert response.headers["Cache-Control"] == "no-cache"
 
 
+ASSET_DIR = pathlib.Path(console.ASSETS)
+MODULES = sorted(path.relative_to(ASSET_DIR).as_posix() for path in ASSET_DIR.rglob("*.js"))
+
+
 @pytest.mark.parametrize("name, mimetype", [("app.js", "text/javascript"), ("api.js", "text/javascript"),
                                             ("forms.js", "text/javascript"), ("bridge.js", "text/javascript"),
-                                            ("console.css", "text/css")])
+                                            ("views/runner.js", "text/javascript"), ("console.css", "text/css")])
 def test_assets_come_from_the_package(client, name, mimetype):
     response = client.get(f"/console/assets/{name}")
     assert response.status_code == 200 and response.mimetype == mimetype
     assert b"http://" not in response.data and b"https://cdn" not in response.data  # nothing from elsewhere
+
+
+@pytest.mark.parametrize("name", MODULES)
+def test_every_module_and_what_it_imports_is_served(client, name):
+    """The console's modules import each other by relative paths under /console/assets/ (no
+    build step): each is served, and so is each module it names."""
+    response = client.get(f"/console/assets/{name}")
+    assert response.status_code == 200 and response.mimetype == "text/javascript"
+    imports = re.findall(r'^import .* from "(\.{1,2}/[^"]+)";$', response.get_data(as_text=True), re.M)
+    for target in imports:
+        resolved = posixpath.normpath(posixpath.join("/console/assets", posixpath.dirname(name), target))
+        assert resolved.startswith("/console/assets/"), (name, target)
+        assert client.get(resolved).status_code == 200, (name, target)
+    assert len((ASSET_DIR / name).read_text().splitlines()) <= 400, "a module past ~400 lines: split it"
 
 
 def test_an_asset_outside_the_folder_is_not_served(client):
@@ -75,6 +96,7 @@ PAGE_KINDS = {
     "console page": "/console/runners/0190d2b4-0000-7000-8000-000000000001",
     "console home": "/",
     "console asset": "/console/assets/app.js",
+    "console view module": "/console/assets/views/job.js",
     "console styles": "/console/assets/console.css",
     "pairing page": "/opik/pair/v1",
     "pairing script": "/opik/pair/pair.js",
