@@ -85,7 +85,7 @@ def check_access():
     """With API keys configured, only the users OPIK_RUNNERS_ADMIN_USERS names may use the
     control plane (app.identify_caller has already answered 401 for a missing or unknown key)."""
     configured = settings()
-    if configured.api_keys and g.caller.user not in configured.admin_users:
+    if configured.api_keys and g.caller.user not in configured.admin_users and request.method != "OPTIONS":
         raise failure(403, f"User {g.caller.user!r} may not use the control plane (OPIK_RUNNERS_ADMIN_USERS)")
 
 

@@ -1,5 +1,6 @@
 """Bridge commands: the server queues file and shell commands for an `opik connect`
-daemon, which polls them, runs them and reports back. Behaviour notes §2.3, §3.4."""
+daemon, which polls them, runs them and reports back (docs/opik-behaviour.md#bridge-states,
+docs/opik-behaviour.md#bridge)."""
 import functools
 import logging
 

@@ -1,6 +1,7 @@
 """Jobs: creation and routing, the claim, results, cancellation, logs and the listing
-(behaviour notes §2.1, §2.2, §3.2). Functions take the settings and the caller they
-need and raise ApiError, so they run without HTTP; api.py only parses and dumps."""
+(docs/opik-behaviour.md#runner-status, docs/opik-behaviour.md#job-states,
+docs/opik-behaviour.md#jobs). Functions take the settings and the caller they need and raise
+ApiError, so they run without HTTP; api.py only parses and dumps."""
 import functools
 import json
 import logging

@@ -1,5 +1,5 @@
-"""Maintenance: the reaper's cycle (behaviour notes §2, §5), and the background thread
-that runs it on its interval in every server, whether or not requests arrive.
+"""Maintenance: the reaper's cycle (docs/opik-behaviour.md#reaper, docs/opik-behaviour.md#limits), and the
+background thread that runs it on its interval in every server, whether or not requests arrive.
 
 Of all the workers and instances sharing a database, one runs each cycle:
 - exclusion: the cycle runs under the backend's `exclusive("reaper")` lock (a file lock

@@ -1,6 +1,6 @@
 """Pairing: the CLI registers a session with its activation key; a browser (or the
-headless CLI) proves it holds the key with an HMAC, which activates the runner.
-Behaviour notes §4."""
+headless CLI) proves it holds the key with an HMAC, which activates the runner
+(docs/opik-behaviour.md#activation-hmac, docs/opik-behaviour.md#pairing-activation)."""
 import base64
 import binascii
 import hashlib

@@ -1,5 +1,6 @@
 """Runners: listing, liveness, agents, checklist, and detaching one (DELETE, eviction,
-purge), which ends its open jobs and bridge commands (behaviour notes §2, §3.1).
+purge), which ends its open jobs and bridge commands (docs/opik-behaviour.md#runners,
+docs/opik-behaviour.md#runner-delete).
 
 Functions take the settings and the caller they need and raise ApiError, so they
 run without HTTP; api.py only parses and dumps."""

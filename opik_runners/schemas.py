@@ -1,6 +1,6 @@
 """Marshmallow schemas: every request is loaded through one, every response dumped.
 
-Failure mapping follows Opik (behaviour notes §3.0):
+Failure mapping follows Opik (docs/opik-behaviour.md#error-shapes, docs/opik-behaviour.md#validation-errors):
 - a value of the wrong JSON type, a malformed UUID or an unknown enum value in a
   body is a Jackson parse error: 400 `{"code": 400, "message": "Unable to process JSON. ..."}`;
   the scalars Jackson coerces are coerced (see Str and Int);

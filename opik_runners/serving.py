@@ -49,9 +49,22 @@ _made_metrics_dir = []
 
 
 def on_starting(server):
-    """In the master, before any worker: the metrics' shared directory, then the database."""
+    """In the master, before any worker: the bound address for the workers' host check, the
+    metrics' shared directory, then the database."""
+    announce_bind(server)
     prepare_metrics()
     prepare_database(server)
+
+
+def announce_bind(server):
+    """The workers allow the host name they are bound to (guard.py): the address gunicorn binds
+    (a --bind or -b wins over OPIK_RUNNERS_BIND), passed on in the environment they inherit; and
+    one warning if it reaches beyond loopback with no host names listed."""
+    from . import guard
+
+    bind = server.cfg.bind[0] if server.cfg.bind else load_settings().bind
+    os.environ["OPIK_RUNNERS_BIND"] = bind
+    guard.warn_if_exposed(load_settings(), bind, server.log.warning)
 
 
 def prepare_metrics():

@@ -1,7 +1,7 @@
 """A simulated `opik endpoint` runner with scripted agents (`opik-runners simulate`).
 
 It speaks only the public Opik API, with the calls the real CLI (SDK 2.2.122) makes and in
-the same way (client-protocol §2, §3, §4): the project by name, a pairing session with a
+the same way (docs/opik-behaviour.md#cli): the project by name, a pairing session with a
 random activation key, activation, `PUT agents`, the checklist, a heartbeat every 5 s, the
 `jobs/next` long poll, one report per job state, log batches, the job's trace, and a DELETE of
 the runner on the way out. So it serves against this server and against a real Opik alike:
@@ -39,7 +39,9 @@ DEFAULT_URL = "http://127.0.0.1:5173/api"  # `opik-runners serve`'s default bind
 DEFAULT_AGENTS = "echo,fail,sleep:5,logs:10"
 USER_AGENT = f"opik-runners-simulate/{__version__}"
 
-# The CLI's timings (client-protocol §2.1-§2.4, §4.4).
+# The CLI's timings (docs/opik-behaviour.md#cli-startup, docs/opik-behaviour.md#cli-pairing-poll,
+# docs/opik-behaviour.md#cli-supervisor, docs/opik-behaviour.md#cli-endpoint-loop,
+# docs/opik-behaviour.md#cli-cancellation).
 HEARTBEAT_INTERVAL = 5.0
 POLL_IDLE_INTERVAL = 0.5
 BACKOFF_FIRST, BACKOFF_CAP = 1.0, 30.0
@@ -113,7 +115,7 @@ def parse_agents(spec):
 
 
 def declaration(agent):
-    """The Agent object `PUT agents` registers (client-protocol §6): no name inside, timeout 0."""
+    """The Agent object `PUT agents` registers (docs/opik-behaviour.md#cli-agents): no name inside, timeout 0."""
     return {
         "description": f"Simulated ({agent.label}): {describe(agent)}.",
         "language": "python",
@@ -149,13 +151,14 @@ def check_name(name):
 
 
 def activation_hmac(session_id, key, runner_name):
-    """base64(HMAC-SHA256(key, session UUID bytes || SHA-256(runner name))) (client-protocol §3.5)."""
+    """base64(HMAC-SHA256(key, session UUID bytes || SHA-256(runner name)))
+    (docs/opik-behaviour.md#activation-hmac)."""
     message = uuid.UUID(session_id).bytes + hashlib.sha256(runner_name.encode("utf-8")).digest()
     return base64.b64encode(hmac.new(key, message, hashlib.sha256).digest()).decode()
 
 
 def pairing_link(api_url, session_id, key, project_id, project_name, runner_name, workspace):
-    """The link `opik endpoint` prints (client-protocol §3.4): the pairing page at the domain
+    """The link `opik endpoint` prints (docs/opik-behaviour.md#cli-pairing-link): the pairing page at the domain
     root, with the session, key, project, name and type in the fragment."""
     name = runner_name.encode("utf-8")
     payload = uuid.UUID(session_id).bytes + key + uuid.UUID(project_id).bytes + bytes([len(name)]) + name + b"\x01"
@@ -189,7 +192,8 @@ class Unreachable(Exception):
 class Client:
     """The Opik REST API as the CLI calls it: `{url}/{path}`, the `Comet-Workspace` header
     always, `Authorization: <raw key>` when there is one, JSON bodies of 256 bytes or more
-    gzipped, an empty object sent as no body (client-protocol §1.2-§1.3)."""
+    gzipped, an empty object sent as no body (docs/opik-behaviour.md#paths, docs/opik-behaviour.md#cli-headers,
+    docs/opik-behaviour.md#cli-gzip, docs/opik-behaviour.md#empty-bodies)."""
 
     def __init__(self, url, workspace, api_key):
         self.base = url.rstrip("/")
@@ -392,7 +396,7 @@ class Simulator:
         raise SimulationError(f"Pairing timed out after {PAIRING_DEADLINE} seconds.")
 
     def _connected(self):
-        """Whether the runner is connected; the pairing poll's rules (client-protocol §2.1 #5):
+        """Whether the runner is connected; the pairing poll's rules (docs/opik-behaviour.md#cli-pairing-poll):
         404 and no answer mean not yet, any other error is fatal."""
         try:
             runner = self.client.call("GET", f"v1/private/local-runners/{self.runner_id}", need_json=True)

@@ -26,12 +26,13 @@ PHONE = {"width": 390, "height": 844}
 BLOCKING = {"serious", "critical"}
 
 
-def launch(p):
+def launch(p, *args):
+    """Chromium, headless, with the flags this machine needs and any more `args`."""
     return p.chromium.launch(
         executable_path=CHROMIUM,
         headless=True,
         args=["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-              "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+              "--disable-background-networking", "--disable-component-update", "--disable-sync", *args],
     )
 
 

@@ -58,7 +58,7 @@ async function activate(link, workspace, apiKey) {
 }
 
 // As Opik's UI does, the browser that pairs a runner keeps its activation key, so that the
-// console (/console/) can sign bridge commands for it (HKDF bridge key, client-protocol §3.7).
+// console (/console/) can sign bridge commands for it (HKDF bridge key, docs/opik-behaviour.md#bridge-key).
 // Kept in this browser's localStorage only; it never goes back to the server.
 const KEYS = "opik-runners.bridge-keys";
 function rememberKey(link, workspace, location_) {

@@ -21,7 +21,8 @@ def server(tmp_path):
 
 
 def cli_link(server, runner_name="page-runner", runner_type="connect", workspace="default"):
-    """Create a session exactly as the CLI does and build the link it prints (client-protocol §3.3-3.4)."""
+    """Create a session exactly as the CLI does and build the link it prints
+    (docs/opik-behaviour.md#cli-startup, docs/opik-behaviour.md#cli-pairing-link)."""
     api = f"{server.url}/api/v1/private"
     headers = {"Comet-Workspace": workspace}
     requests.post(f"{api}/projects", json={"name": "demo"}, headers=headers, timeout=5)

@@ -1,4 +1,5 @@
-"""The job state machine without HTTP (behaviour notes §2.1, §2.2, §3.2, §5).
+"""The job state machine without HTTP (docs/opik-behaviour.md#runner-status,
+docs/opik-behaviour.md#job-states, docs/opik-behaviour.md#jobs, docs/opik-behaviour.md#limits).
 
 The domain rules run here with a database and a settings object only: no app, no
 Flask context. Failures must surface as errors.ApiError carrying the status and body
@@ -545,7 +546,7 @@ def test_heartbeat_of_a_connect_runner_announces_nothing(ctx):
     assert runners.heartbeat(ctx, ME, runner_id, None) == []
 
 
-# -- deep_merge (checklist PATCH, §3.1)
+# -- deep_merge (checklist PATCH, docs/opik-behaviour.md#checklist)
 
 
 def test_deep_merge_merges_objects_recursively():
