@@ -470,7 +470,10 @@ def test_pip_install_into_a_fresh_venv_serves_from_anywhere(tmp_path):
         server.wait_listening(port)
         base = f"http://127.0.0.1:{port}"
         assert requests.get(f"{base}/opik/pair/v1", timeout=5).status_code == 200  # package data
-        for asset in ("app.js", "api.js", "forms.js", "bridge.js", "console.css"):  # the console's, too
+        for asset in ("pair.js", "pair.css"):
+            assert requests.get(f"{base}/opik/pair/{asset}", timeout=5).status_code == 200, asset
+        console = pathlib.Path(ROOT) / "opik_runners" / "static" / "console"  # the console's, every file (views/ too)
+        for asset in sorted(path.relative_to(console).as_posix() for path in console.rglob("*") if path.is_file()):
             assert requests.get(f"{base}/console/assets/{asset}", timeout=5).status_code == 200, asset
         assert b"/console/assets/app.js" in requests.get(f"{base}/", timeout=5).content
         made = requests.post(f"{base}/api/v1/private/projects", json={"name": "demo"}, timeout=5)
