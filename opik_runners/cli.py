@@ -208,7 +208,9 @@ def seed(file, workspace, replace):
     """
     import json
 
-    from .control import state
+    from .control.state.document import StateError
+    from .control.state.seed import load_state
+    from .control.state.wipe import wipe
     from .store.models import database
 
     def refuse(constant):
@@ -228,9 +230,9 @@ def seed(file, workspace, replace):
     try:
         with database.atomic():
             if replace:
-                state.wipe(workspace)
-            loaded = state.load_state(settings, document)
-    except state.StateError as exc:
+                wipe(workspace)
+            loaded = load_state(settings, document)
+    except StateError as exc:
         raise click.ClickException(f"{file.name}: {exc}") from None
     if replace:
         click.echo(f"Wiped {'the database' if workspace is None else f'workspace {workspace!r}'}.")

@@ -16,7 +16,9 @@ import logging
 
 from ..domain import jobs
 from ..store.models import Project, Runner, database, new_id
-from .state import StateError, load_state, remove_runners
+from .state.document import StateError
+from .state.seed import load_state
+from .state.wipe import remove_runners
 
 log = logging.getLogger(__name__)
 

@@ -2,7 +2,9 @@
 and instance at once, while long polls are held (they answer, empty)."""
 import logging
 
-from . import shared as control, faults, journal, state
+from . import faults, journal
+from . import shared as control
+from .state.wipe import wipe
 
 log = logging.getLogger(__name__)
 
@@ -15,7 +17,7 @@ def reset(workspace=None):
     empty at its timeout)."""
 
     def write():
-        removed = state.wipe(workspace)
+        removed = wipe(workspace)
         journal.clear(workspace)
         if workspace is None:
             faults.clear()

@@ -18,7 +18,9 @@ from werkzeug.exceptions import RequestEntityTooLarge
 
 from .. import clock, metrics
 from . import console
-from ..control import shared as control, faults, journal, provider_states, reset, state
+from ..control import shared as control, faults, journal, provider_states, reset
+from ..control.state.document import StateError
+from ..control.state import export, seed
 from ..domain import maintenance
 from ..schemas import notes
 from .api import has_body, inflate, read_json, requested_workspace, respond
@@ -113,7 +115,7 @@ def reset_all():
 
 @admin.get("/state")
 def export_state():
-    return respond(state.export_state(load_query(WorkspaceQuery)["workspace"]))
+    return respond(export.export_state(load_query(WorkspaceQuery)["workspace"]))
 
 
 @admin.post("/state")
@@ -122,8 +124,8 @@ def load_state():
     if not isinstance(document, dict):
         raise failure(400, "The body must be a state document (a JSON object), as GET /_admin/state answers")
     try:
-        loaded = state.load_state(settings(), document)
-    except state.StateError as exc:
+        loaded = seed.load_state(settings(), document)
+    except StateError as exc:
         raise failure(400, str(exc))
     return respond({"loaded": loaded})
 
@@ -134,7 +136,7 @@ def provider_state():
     act = provider_states.setup if body["action"] == "setup" else provider_states.teardown
     try:
         made = act(settings(), body["state"], body["params"] or {})
-    except (provider_states.UnknownState, state.StateError) as exc:
+    except (provider_states.UnknownState, StateError) as exc:
         raise failure(400, str(exc))
     return respond(made)
 

@@ -344,11 +344,11 @@ def seed(url, *args, document=None):
 
 
 def stored(url, workspace=None):
-    from opik_runners.control import state
+    from opik_runners.control.state.export import export_state
 
     backend = db.open_and_migrate(url)
     with backend.connection_context():
-        document = state.export_state(workspace)
+        document = export_state(workspace)
     backend.shut()
     return document
 
