@@ -7,7 +7,7 @@ import zlib
 from flask import Blueprint, Response, current_app, g, request, url_for
 
 from .. import __version__
-from ..domain import bridge, jobs, ownership, pairing, projects, runners, traces
+from ..domain import bridge, jobs, listing, ownership, pairing, projects, runners, traces
 from ..schemas.requests import (
     ActivateRequest, AgentsRequest, BridgeGetQuery, BridgeNextRequest, BridgeResultRequest,
     BridgeSubmitRequest, CreateJobRequest, CreateSessionRequest, HeartbeatRequest, JobResultRequest,
@@ -248,12 +248,12 @@ def list_jobs(runner_id):
     q = load_query(ListJobsQuery)
     counts = ""
     if q["filtered"]:  # the extensions: status and agent_name filters, counts per status
-        total, documents, found = jobs.list_filtered_jobs(
+        total, documents, found = listing.list_filtered_jobs(
             g.caller, runner_id, q["project_id"], q["page"], q["size"], q["status"], q["agent_name"]
         )
         counts = f',"counts":{json.dumps(found, separators=(",", ":"))}' if q["counts"] else ""
     else:
-        total, documents = jobs.list_jobs(g.caller, runner_id, q["project_id"], q["page"], q["size"])
+        total, documents = listing.list_jobs(g.caller, runner_id, q["project_id"], q["page"], q["size"])
     # The jobs are stored already rendered by JobSchema (jobs.apply); the page is
     # joined around them rather than parsed and dumped again: this is the hot path.
     body = f'{{"page":{q["page"]},"size":{q["size"]},"total":{total},"content":[{",".join(documents)}]{counts}}}'

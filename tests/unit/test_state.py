@@ -11,7 +11,7 @@ import uuid
 import pytest
 
 from helpers import activation_hmac
-from opik_runners.domain import bridge, jobs, ownership, pairing, projects, runners, traces
+from opik_runners.domain import bridge, jobs, listing, ownership, pairing, projects, runners, traces
 from opik_runners.clock import iso_utc
 from opik_runners.schemas import responses
 from opik_runners.control.state.document import StateError
@@ -111,7 +111,7 @@ def build_everything(settings):
 
 def listing_page(caller, runner_id, project_id, page, size):
     """GET .../{runnerId}/jobs as api.py joins it."""
-    total, documents = jobs.list_jobs(caller, runner_id, project_id, page, size)
+    total, documents = listing.list_jobs(caller, runner_id, project_id, page, size)
     return f'{{"page":{page},"size":{size},"total":{total},"content":[{",".join(documents)}]}}'
 
 
