@@ -5,7 +5,8 @@ from tqdm import tqdm
 
 from opik_runners.store import db
 from opik_runners.domain.jobs import render
-from opik_runners.store.models import SECOND, Job, Project, Runner, database, new_id, now_us
+from opik_runners.store.models import SECOND, Job, Project, Runner, database, now_us
+from opik_runners.protocol import new_id
 
 WORKSPACE, USER = "default", "admin"
 AGENT = {

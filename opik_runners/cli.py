@@ -177,14 +177,15 @@ def simulate(project, url, name, spec, workspace, api_key, pairing):
     Example:
       opik-runners simulate --project demo --agents echo,nap=sleep:2,logs:100,stuck=timeout
     """
+    from .client import agents as scripts
     from .client import simulate as simulation
 
     try:
-        agents = simulation.parse_agents(spec)
+        agents = scripts.parse_agents(spec)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--agents") from None
     try:
-        simulation.check_name(name)
+        scripts.check_name(name)
     except ValueError as exc:
         raise click.BadParameter(str(exc), param_hint="--name") from None
     runner = simulation.Simulator(project, agents, url=url, name=name, workspace=workspace, api_key=api_key,

@@ -7,16 +7,10 @@ random activation key, activation, `PUT agents`, the checklist, a heartbeat ever
 the runner on the way out. So it serves against this server and against a real Opik alike:
 people building a UI or a client on runners can work without writing an agent.
 
-The standard library's urllib is its HTTP client, so the package gains no dependency.
+The standard library's urllib is its HTTP client (http.py), so the package gains no dependency.
 Nothing here knows click or Flask: `cli.py` parses the command line and calls `Simulator.run`.
 """
-import base64
-import gzip
-import hashlib
-import hmac
-import http.client
 import json
-import math
 import os
 import random
 import secrets
@@ -28,16 +22,18 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
-from collections import OrderedDict, namedtuple
+from collections import OrderedDict
 from datetime import datetime, timezone
 
 from uuid6 import uuid7
 
-from .. import __version__
+from ..protocol import (
+    JobStatus, RunnerStatus, RunnerType, activation_hmac_text, encode_base64, link_fragment,
+)
+from .agents import DEFAULT_AGENTS, declaration, parse_agents
+from .http import Client, HttpError, Unreachable
 
 DEFAULT_URL = "http://127.0.0.1:5173/api"  # `opik-runners serve`'s default bind, API under /api
-DEFAULT_AGENTS = "echo,fail,sleep:5,logs:10"
-USER_AGENT = f"opik-runners-simulate/{__version__}"
 
 # The CLI's timings (docs/opik-behaviour.md#cli-startup, docs/opik-behaviour.md#cli-pairing-poll,
 # docs/opik-behaviour.md#cli-supervisor, docs/opik-behaviour.md#cli-endpoint-loop,
@@ -49,120 +45,22 @@ PAIRING_POLL_INTERVAL, PAIRING_DEADLINE = 2.0, 300
 SESSION_TTL = 300
 PING_INTERVAL = 10.0
 NEXT_JOB_READ_TIMEOUT = 100  # httpx's read timeout: longer than any server's held poll
-REQUEST_TIMEOUT = 30
-GZIP_FROM = 256  # the CLI gzips JSON bodies of this many bytes or more
 CANCELLED_TTL, CANCELLED_MAX = 300, 10_000
-MAX_AGENTS = 50  # the server's limit per runner
 MAX_LOG_BATCH = 1000  # the server's limit per POST logs
 PROVIDER_STATE = "a connected endpoint runner"  # provider_states.ENDPOINT (this server's only)
-
-SCRIPTS = ("echo", "fail", "sleep", "logs", "timeout")  # cli.py's --help describes each
-STRING_PARAM = {"name": "message", "type": "string", "presence": "optional"}
-# echo declares one optional param of each type the CLI registers, so a form has every kind of field.
-ECHO_PARAMS = [
-    STRING_PARAM,
-    {"name": "count", "type": "integer", "presence": "optional"},
-    {"name": "temperature", "type": "float", "presence": "optional"},
-    {"name": "verbose", "type": "boolean", "presence": "optional"},
-]
 
 
 class SimulationError(Exception):
     """Something that stops the simulator, worded for the person who started it."""
 
 
-# -- agents
-
-
-Agent = namedtuple("Agent", "name script value label")
-
-
-def parse_agents(spec):
-    """`[name=]script` items, comma separated (`echo,nap=sleep:2,logs:5`) -> [Agent]. The name
-    defaults to the script's word. ValueError says what is wrong."""
-    agents = []
-    for item in (part.strip() for part in (spec or "").split(",")):
-        if not item:
-            continue
-        name, sep, label = item.rpartition("=")
-        name, label = (name.strip(), label.strip()) if sep else (None, item)
-        word, colon, argument = label.partition(":")
-        if word not in SCRIPTS:
-            raise ValueError(f"unknown script {label!r} (known: echo, fail, sleep:SECONDS, logs:N, timeout)")
-        value = None
-        if word in ("sleep", "logs"):
-            if not colon:
-                raise ValueError(f"{word} needs a number: {'sleep:SECONDS' if word == 'sleep' else 'logs:N'}")
-            try:
-                value = float(argument) if word == "sleep" else int(argument)
-            except ValueError:
-                raise ValueError(f"{label!r}: {argument!r} is not a {'number' if word == 'sleep' else 'whole number'}") from None
-            if value < 0 or not math.isfinite(value):
-                raise ValueError(f"{label!r}: must be a finite number, not negative")
-        elif colon:
-            raise ValueError(f"{word} takes no argument, got {label!r}")
-        if sep and not name:
-            raise ValueError(f"{item!r}: the agent's name is empty")
-        agent = Agent(name or word, word, value, label)
-        if any(other.name == agent.name for other in agents):
-            raise ValueError(f"two agents named {agent.name!r}: name one of them, e.g. nap={label}")
-        agents.append(agent)
-    if not agents:
-        raise ValueError("no agents: give at least one, e.g. echo")
-    if len(agents) > MAX_AGENTS:
-        raise ValueError(f"{len(agents)} agents: a runner registers at most {MAX_AGENTS}")
-    return agents
-
-
-def declaration(agent):
-    """The Agent object `PUT agents` registers (docs/opik-behaviour.md#cli-agents): no name inside, timeout 0."""
-    return {
-        "description": f"Simulated ({agent.label}): {describe(agent)}.",
-        "language": "python",
-        "params": ECHO_PARAMS if agent.script == "echo" else [STRING_PARAM],
-        "timeout": 0,
-    }
-
-
-def describe(agent):
-    """What the agent does, in its registered description."""
-    if agent.script == "sleep":
-        return f"waits {agent.value:g} s, then returns its inputs"
-    if agent.script == "logs":
-        return f"writes {agent.value} log lines, alternating stdout and stderr, then returns its inputs"
-    return {
-        "echo": "returns its inputs as the result",
-        "fail": "fails with an error (the `message` input as its text, if given)",
-        "timeout": "never answers: the job stays running until the server times it out",
-    }[agent.script]
-
-
-def check_name(name):
-    """The CLI's rules for a runner name (it travels in the link with a one-byte length)."""
-    if name is None:
-        return
-    if not name.strip():
-        raise ValueError("the runner name must not be empty")
-    if len(name) > 128 or len(name.encode("utf-8")) > 255:
-        raise ValueError("the runner name must be at most 128 characters and 255 UTF-8 bytes")
-
-
 # -- pairing
 
 
-def activation_hmac(session_id, key, runner_name):
-    """base64(HMAC-SHA256(key, session UUID bytes || SHA-256(runner name)))
-    (docs/opik-behaviour.md#activation-hmac)."""
-    message = uuid.UUID(session_id).bytes + hashlib.sha256(runner_name.encode("utf-8")).digest()
-    return base64.b64encode(hmac.new(key, message, hashlib.sha256).digest()).decode()
-
-
 def pairing_link(api_url, session_id, key, project_id, project_name, runner_name, workspace):
-    """The link `opik endpoint` prints (docs/opik-behaviour.md#cli-pairing-link): the pairing page at the domain
-    root, with the session, key, project, name and type in the fragment."""
-    name = runner_name.encode("utf-8")
-    payload = uuid.UUID(session_id).bytes + key + uuid.UUID(project_id).bytes + bytes([len(name)]) + name + b"\x01"
-    fragment = base64.urlsafe_b64encode(payload).rstrip(b"=").decode()
+    """The link `opik endpoint` prints (docs/opik-behaviour.md#cli-pairing-link): the pairing page at the
+    domain root, with the session, key, project, name and type in the fragment."""
+    fragment = link_fragment(session_id, key, project_id, runner_name, RunnerType.ENDPOINT)
     parsed = urllib.parse.urlparse(api_url)
     ui_url = api_url.rstrip("/")
     ui_url = (ui_url[: -len("/api")] if ui_url.endswith("/api") else ui_url) + "/"
@@ -173,68 +71,6 @@ def pairing_link(api_url, session_id, key, project_id, project_name, runner_name
 
 
 # -- HTTP
-
-
-class HttpError(Exception):
-    """A non-2xx answer (or a 2xx whose body is not the JSON the call needs)."""
-
-    def __init__(self, method, path, status, body):
-        self.status = status
-        self.body = body
-        text = " ".join(body.split())
-        super().__init__(f"{method} {path} answered HTTP {status}" + (f": {text[:200]}" if text else ""))
-
-
-class Unreachable(Exception):
-    """No answer at all: refused, reset, timed out."""
-
-
-class Client:
-    """The Opik REST API as the CLI calls it: `{url}/{path}`, the `Comet-Workspace` header
-    always, `Authorization: <raw key>` when there is one, JSON bodies of 256 bytes or more
-    gzipped, an empty object sent as no body (docs/opik-behaviour.md#paths, docs/opik-behaviour.md#cli-headers,
-    docs/opik-behaviour.md#cli-gzip, docs/opik-behaviour.md#empty-bodies)."""
-
-    def __init__(self, url, workspace, api_key):
-        self.base = url.rstrip("/")
-        parsed = urllib.parse.urlparse(self.base)
-        self.root = f"{parsed.scheme}://{parsed.netloc}"
-        self.headers = {"Comet-Workspace": workspace, "User-Agent": USER_AGENT, "Accept": "application/json"}
-        if api_key:
-            self.headers["Authorization"] = api_key
-
-    def call(self, method, path, body=None, timeout=REQUEST_TIMEOUT, at_root=False, need_json=False):
-        """The answer's JSON (None for an empty body, unless `need_json`). `at_root`: a path at
-        the domain root (the control plane, which no Opik client calls: its bodies go as they are)."""
-        url = f"{self.root if at_root else self.base}/{path}"
-        headers = dict(self.headers)
-        data = None  # no body: http.client still sends Content-Length: 0 on POST/PUT/PATCH
-        if body is not None and body != {}:
-            data = json.dumps(body).encode()
-            headers["Content-Type"] = "application/json"
-            if len(data) >= GZIP_FROM and not at_root:
-                data = gzip.compress(data)
-                headers["Content-Encoding"] = "gzip"
-        request = urllib.request.Request(url, data=data, method=method, headers=headers)
-        try:
-            with urllib.request.urlopen(request, timeout=timeout) as answer:
-                status, raw = answer.status, answer.read()
-        except urllib.error.HTTPError as exc:
-            try:
-                text = exc.read().decode("utf-8", "replace")
-            except (OSError, http.client.HTTPException):
-                text = ""
-            raise HttpError(method, path, exc.code, text) from None
-        except (OSError, http.client.HTTPException) as exc:  # URLError and timeouts are OSErrors
-            raise Unreachable(f"{method} {url}: {getattr(exc, 'reason', None) or exc}") from None
-        if not raw.strip():
-            if need_json:
-                raise HttpError(method, path, status, "(an empty body where JSON was due)")
-            return None
-        try:
-            return json.loads(raw)
-        except ValueError:
-            raise HttpError(method, path, status, f"(not JSON) {raw[:200].decode('utf-8', 'replace')}") from None
 
 
 # -- the runner
@@ -332,9 +168,9 @@ class Simulator:
         try:
             session = self.client.call("POST", "v1/private/pairing/sessions", {
                 "project_id": project_id,
-                "activation_key": base64.b64encode(key).decode(),
+                "activation_key": encode_base64(key),
                 "ttl_seconds": SESSION_TTL,
-                "type": "endpoint",
+                "type": RunnerType.ENDPOINT,
             }, need_json=True)
             session_id, runner_id = str(uuid.UUID(session["session_id"])), str(uuid.UUID(session["runner_id"]))
         except HttpError as exc:
@@ -375,7 +211,7 @@ class Simulator:
         if self.pairing == "headless":
             try:
                 self.client.call("POST", f"v1/private/pairing/sessions/{session_id}/activate",
-                                 {"runner_name": self.name, "hmac": activation_hmac(session_id, key, self.name)})
+                                 {"runner_name": self.name, "hmac": activation_hmac_text(session_id, key, self.name)})
                 return self._paired("activated it itself, as `opik endpoint --headless` does")
             except HttpError as exc:
                 if exc.status != 409:  # 409: the server activated the session already
@@ -406,7 +242,7 @@ class Simulator:
             if exc.status == 404:
                 return False
             raise SimulationError(f"while waiting for activation: {exc}") from None
-        if isinstance(runner, dict) and runner.get("status") == "connected":
+        if isinstance(runner, dict) and runner.get("status") == RunnerStatus.CONNECTED:
             self.name = runner.get("name") or self.name
             return True
         return False
@@ -454,7 +290,7 @@ class Simulator:
             threading.Thread(target=loop, name=loop.__name__.strip("_"), daemon=True).start()
         try:  # what a UI shows about the runner's machine
             self.client.call("PATCH", f"{runner}/checklist", {
-                "runner_type": "endpoint",
+                "runner_type": RunnerType.ENDPOINT,
                 "command": f"opik-runners simulate --project {self.project} --agents "
                            + ",".join(f"{name}={agent.label}" for name, agent in self.agents.items()),
                 "platform": sys.platform,
@@ -598,21 +434,21 @@ class Simulator:
                 return
             agent = self.agents.get(agent_name)
             if agent is None:
-                self._report(job_id, status="failed", error=f"Unknown agent: {agent_name}")
+                self._report(job_id, status=JobStatus.FAILED, error=f"Unknown agent: {agent_name}")
                 self.say(f"job {job_id} failed: no agent named {agent_name!r} here")
                 return
             trace_id, started = str(uuid7()), iso_now()
-            self._report(job_id, status="running", trace_id=trace_id)
+            self._report(job_id, status=JobStatus.RUNNING, trace_id=trace_id)
             self.say(f"job {job_id} started: agent {agent.name!r} ({agent.label}), inputs {short(inputs)}")
             outcome = self._script(agent, job_id, inputs, job.get("timeout") or 0, halt)
             if outcome is None or halt.is_set():
                 return  # cancelled, or stopping: the server has the last word
             status, value = outcome
-            if status == "completed":
-                self._report(job_id, status="completed", result=value, trace_id=trace_id)
+            if status == JobStatus.COMPLETED:
+                self._report(job_id, status=JobStatus.COMPLETED, result=value, trace_id=trace_id)
                 self.say(f"job {job_id} completed: result {short(value)}")
             else:
-                self._report(job_id, status="failed", error=value, trace_id=trace_id)
+                self._report(job_id, status=JobStatus.FAILED, error=value, trace_id=trace_id)
                 self.say(f"job {job_id} failed: {value}")
             self._send_trace(agent, trace_id, started, inputs, status, value)
         finally:
@@ -627,10 +463,10 @@ class Simulator:
             halt.wait()
             return None
         if agent.script == "fail":
-            return "failed", f"SimulatedError: {inputs.get('message') or 'this agent always fails'}"
+            return JobStatus.FAILED, f"SimulatedError: {inputs.get('message') or 'this agent always fails'}"
         if agent.script == "sleep":
             if timeout and agent.value > timeout:
-                return None if halt.wait(timeout) else ("failed", f"Job timed out after {timeout}s")
+                return None if halt.wait(timeout) else (JobStatus.FAILED, f"Job timed out after {timeout}s")
             if halt.wait(agent.value):
                 return None
         if agent.script == "logs":
@@ -643,14 +479,14 @@ class Simulator:
                                      lines[first:first + MAX_LOG_BATCH])
                 except (HttpError, Unreachable) as exc:
                     self.say(f"job {job_id}: could not send logs ({exc})")  # the CLI drops them too
-        return "completed", inputs
+        return JobStatus.COMPLETED, inputs
 
     def _send_trace(self, agent, trace_id, started, inputs, status, value):
         """The job's trace and its one span, as `@opik.track` sends them, so that the job's
         trace_id leads somewhere. Failures only cost the trace."""
         common = {"project_name": self.project, "name": agent.name, "start_time": started, "end_time": iso_now(),
                   "input": inputs}
-        if status == "completed":
+        if status == JobStatus.COMPLETED:
             common["output"] = value
         else:
             common["error_info"] = {"exception_type": value.split(":", 1)[0], "message": value, "traceback": ""}

@@ -14,8 +14,8 @@ share them). For "no runners" it does nothing.
 import copy
 import logging
 
-from ..domain import jobs
-from ..store.models import Project, Runner, database, new_id
+from ..protocol import JobStatus, RunnerStatus, RunnerType, new_id
+from ..store.models import Project, Runner, database
 from .state.document import StateError
 from .state.seed import load_state
 from .state.wipe import remove_runners
@@ -51,7 +51,7 @@ DEFAULTS = {
     "workspace": "default",
     "user": "admin",
     "project": "demo",
-    "statuses": [jobs.PENDING, jobs.RUNNING, jobs.COMPLETED],
+    "statuses": [JobStatus.PENDING, JobStatus.RUNNING, JobStatus.COMPLETED],
     "inputs": {"question": "2+2?"},
 }
 RUNNER_NAMES = {ENDPOINT: "pact-endpoint", CONNECT: "pact-connect", WITH_JOBS: "pact-endpoint"}
@@ -63,8 +63,8 @@ PARAMS = {
 }
 # What a job of each status carries, so its document looks like one the API made.
 OUTCOMES = {
-    jobs.COMPLETED: {"result": {"answer": "4"}},
-    jobs.FAILED: {"error": "The agent failed (a provider state's job)"},
+    JobStatus.COMPLETED: {"result": {"answer": "4"}},
+    JobStatus.FAILED: {"error": "The agent failed (a provider state's job)"},
 }
 
 
@@ -110,12 +110,12 @@ def statuses_of(params):
 def runner_item(name, params, runner_id):
     item = {
         "id": str(runner_id), "workspace": params["workspace"], "user": params["user"], "project": params["project"],
-        "name": params["runner"], "status": "connected",
+        "name": params["runner"], "status": RunnerStatus.CONNECTED,
     }
     if name == CONNECT:
-        item.update(type="connect", capabilities=["jobs", "bridge"])
+        item.update(type=RunnerType.CONNECT, capabilities=["jobs", "bridge"])
     else:
-        item.update(type="endpoint", agents=params["agents"], capabilities=["jobs"])
+        item.update(type=RunnerType.ENDPOINT, agents=params["agents"], capabilities=["jobs"])
     return item
 
 
@@ -181,7 +181,7 @@ def teardown(settings, name, params):
         with database.atomic():
             removed = remove_runners(Runner.select(Runner.id).where(
                 (Runner.workspace == params["workspace"]) & (Runner.user_name == params["user"])
-                & (Runner.project_id == project.id) & (Runner.type == ("connect" if name == CONNECT else "endpoint"))
+                & (Runner.project_id == project.id) & (Runner.type == (RunnerType.CONNECT if name == CONNECT else RunnerType.ENDPOINT))
                 & (Runner.name == params["runner"])
             ))
         log.info("provider state %r torn down: %d runners removed", name, removed)

@@ -10,6 +10,7 @@ from .. import metrics
 from . import polls
 from ..store import wakeups
 from ..errors import error, failure
+from ..protocol import BRIDGE_OPEN, BRIDGE_REPORTABLE, BRIDGE_WRITE_TYPES, BridgeStatus, RunnerStatus
 from .limits import (
     BRIDGE_COMPLETED_TTL, BRIDGE_DEFAULT_BATCH, BRIDGE_DEFAULT_TIMEOUT, BRIDGE_MAX_BATCH, BRIDGE_MAX_TIMEOUT,
     MAX_PAYLOAD_BYTES, serialized_length,
@@ -19,10 +20,6 @@ from .ownership import get_runner, require_runner
 
 log = logging.getLogger(__name__)
 
-PENDING, PICKED_UP, COMPLETED, FAILED, TIMED_OUT = "pending", "picked_up", "completed", "failed", "timed_out"
-OPEN = (PENDING, PICKED_UP)
-REPORTABLE = (COMPLETED, FAILED)
-WRITE_TYPES = ("WriteFile", "EditFile", "Exec")
 # A picked-up command gets this long past its own timeout before the reaper gives up on it.
 PICKUP_GRACE = 10 * SECOND
 REAP_RUNNERS_PER_STATEMENT = 500  # well under SQLite's bound parameters per statement (32,766)
@@ -49,7 +46,7 @@ def count_command(runner_id, write):
 
 def pending_commands(runner_id):
     return BridgeCommand.select(fn.COUNT(BridgeCommand.id)).where(
-        (BridgeCommand.runner == runner_id) & (BridgeCommand.status == PENDING)
+        (BridgeCommand.runner == runner_id) & (BridgeCommand.status == BridgeStatus.PENDING)
     )
 
 
@@ -64,7 +61,7 @@ def insert_while_under(command, limit):
 
 def submit_command(settings, caller, runner_id, request):
     size = serialized_length(request["args"])
-    write = request["type"] in WRITE_TYPES
+    write = request["type"] in BRIDGE_WRITE_TYPES
     rejection = None
     with database.atomic():
         # The wake-up is sent at commit (PostgreSQL), wherever it is asked for: asked for first, the
@@ -78,7 +75,7 @@ def submit_command(settings, caller, runner_id, request):
         # that did not hold it read before the others' inserts (a cap of 5 let 7-14 through
         # with 200 submitted at once: test_scale_out.py, the pending cap).
         runner = get_runner(caller, runner_id, locked=True)
-        if runner.status != "connected":
+        if runner.status != RunnerStatus.CONNECTED:
             raise error(404, "Runner is not connected")
         if "bridge" not in runner.declared_capabilities:
             raise error(409, "Runner does not support bridge commands")
@@ -122,7 +119,7 @@ def claim_commands(runner_id, limit):
         BridgeCommand.select()
         .where(
             (BridgeCommand.runner == runner_id)
-            & (BridgeCommand.status == PENDING)
+            & (BridgeCommand.status == BridgeStatus.PENDING)
             & (BridgeCommand.expires_at > now)
         )
         .order_by(BridgeCommand.id)
@@ -134,11 +131,11 @@ def claim_commands(runner_id, limit):
         commands = list(database.claim_rows(query))
         if not commands:
             return None
-        BridgeCommand.update(status=PICKED_UP, picked_up_at=now).where(
+        BridgeCommand.update(status=BridgeStatus.PICKED_UP, picked_up_at=now).where(
             BridgeCommand.id.in_([c.id for c in commands])
         ).execute()
     for command in commands:
-        command.status, command.picked_up_at = PICKED_UP, now
+        command.status, command.picked_up_at = BridgeStatus.PICKED_UP, now
     log.info("runner %s picked up %d bridge commands", runner_id, len(commands))
     return commands
 
@@ -170,8 +167,8 @@ def find_command(caller, runner_id, command_id):
 
 
 def report_result(caller, runner_id, command_id, report):
-    if report["status"] not in REPORTABLE:
-        raise error(400, f"Invalid result status. Must be one of: [{', '.join(REPORTABLE)}]")
+    if report["status"] not in BRIDGE_REPORTABLE:
+        raise error(400, f"Invalid result status. Must be one of: [{', '.join(BRIDGE_REPORTABLE)}]")
     if report.get("result") is None and report.get("error") is None:
         raise error(400, "Either result or error must be provided")
     for field in ("result", "error"):
@@ -191,7 +188,7 @@ def report_result(caller, runner_id, command_id, report):
                 completed_at=now,
                 expires_at=now + BRIDGE_COMPLETED_TTL * SECOND,
             )
-            .where((BridgeCommand.id == command.id) & BridgeCommand.status.in_(OPEN))
+            .where((BridgeCommand.id == command.id) & BridgeCommand.status.in_(BRIDGE_OPEN))
             .execute()
         )
         if won:
@@ -205,13 +202,13 @@ def get_command(caller, runner_id, command_id, wait, timeout):
     """The command; with `wait`, block until it finishes or `timeout` passes, then answer
     its current state (which may still be open: 200, not 408)."""
     command = find_command(caller, runner_id, command_id)
-    if not wait or command.status not in OPEN:
+    if not wait or command.status not in BRIDGE_OPEN:
         return command
     timeout = clamp_wait(timeout)
 
     def finished():
         current = BridgeCommand.get_or_none(BridgeCommand.id == command.id)
-        return current if current is not None and current.status not in OPEN else None
+        return current if current is not None and current.status not in BRIDGE_OPEN else None
 
     with metrics.held("command_result"):
         waited = wakeups.wait_for(("command", command.id), finished, timeout, release=database.hand_back_connection)
@@ -223,8 +220,8 @@ def time_out_commands(where):
     now = now_us()
     with database.atomic():
         timed_out = (
-            BridgeCommand.update(status=TIMED_OUT, completed_at=now, expires_at=now + BRIDGE_COMPLETED_TTL * SECOND)
-            .where(where & BridgeCommand.status.in_(OPEN))
+            BridgeCommand.update(status=BridgeStatus.TIMED_OUT, completed_at=now, expires_at=now + BRIDGE_COMPLETED_TTL * SECOND)
+            .where(where & BridgeCommand.status.in_(BRIDGE_OPEN))
             .returning(BridgeCommand.id)
             .execute()
         )
@@ -237,7 +234,7 @@ def time_out_commands(where):
 def reap_commands(now):
     """Time out picked-up commands past their timeout and grace, drop expired commands and
     old rate counters; the number timed out."""
-    stuck = (BridgeCommand.status == PICKED_UP) & (
+    stuck = (BridgeCommand.status == BridgeStatus.PICKED_UP) & (
         BridgeCommand.picked_up_at + BridgeCommand.timeout_seconds * SECOND + PICKUP_GRACE < now)
     expired = BridgeCommand.expires_at < now
     old = BridgeRate.minute < now // (60 * SECOND) - 2

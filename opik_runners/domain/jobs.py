@@ -10,19 +10,16 @@ from peewee import SQL, IntegrityError, NodeList, Select, fn
 
 from . import polls
 from ..errors import error, failure
+from ..protocol import JOB_FINISHED, JOB_REPORTABLE, JOB_UNFINISHED, JobStatus, RunnerStatus, RunnerType
 from .limits import MAX_LOG_ENTRIES_PER_BATCH
-from ..store.models import SECOND, Job, JobLog, Runner, database, new_id, now_us
+from ..store.models import SECOND, Job, JobLog, Runner, database, now_us
+from ..protocol import new_id
 from .ownership import get_job, owned_runners, owns_job_runner, require_runner
 from ..schemas.responses import JobSchema
 from ..store.statements import Param, Statement, columns
 
 log = logging.getLogger(__name__)
 
-PENDING, RUNNING, COMPLETED, FAILED, CANCELLED = "pending", "running", "completed", "failed", "cancelled"
-UNFINISHED = (PENDING, RUNNING)
-FINISHED = (COMPLETED, FAILED, CANCELLED)
-STATUSES = (PENDING, RUNNING, COMPLETED, FAILED, CANCELLED)
-REPORTABLE = (RUNNING, COMPLETED, FAILED)
 JOB_SCHEMA = JobSchema()
 # What a job's life changes, rewritten together with its rendered document.
 CHANGEABLE = (Job.status, Job.result, Job.error, Job.trace_id, Job.started_at, Job.completed_at,
@@ -30,14 +27,14 @@ CHANGEABLE = (Job.status, Job.result, Job.error, Job.trace_id, Job.started_at, J
 
 
 def oldest_pending(runner_id):
-    return Job.select().where((Job.runner == runner_id) & (Job.status == PENDING)).order_by(Job.seq).limit(1)
+    return Job.select().where((Job.runner == runner_id) & (Job.status == JobStatus.PENDING)).order_by(Job.seq).limit(1)
 
 
 # The (workspace, project, user) endpoint runner new jobs are routed to: the newest activated.
 ACTIVE_ENDPOINT_RUNNER = Statement(
     "active endpoint runner",
     lambda p: owned_runners(p.workspace, p.user)
-    .where((Runner.project_id == p.project_id) & (Runner.type == "endpoint"))
+    .where((Runner.project_id == p.project_id) & (Runner.type == RunnerType.ENDPOINT))
     .order_by(Runner.connected_at.desc())
     .limit(1),
 )
@@ -60,7 +57,7 @@ INSERT_JOB_UNDER_LIMIT = Statement(
     "insert job under the pending limit",
     lambda p: Job.insert_from(
         Select(columns=list(columns(Job).values())).where(
-            Job.select(fn.COUNT(Job.id)).where((Job.runner == Param("runner", Job.runner)) & (Job.status == PENDING))
+            Job.select(fn.COUNT(Job.id)).where((Job.runner == Param("runner", Job.runner)) & (Job.status == JobStatus.PENDING))
             < p.max_pending
         ),
         Job._meta.sorted_fields,
@@ -75,7 +72,7 @@ UPDATE_JOB = Statement(
 UNFINISHED_JOB = Statement(
     "caller's unfinished job, locked",
     lambda p: database.lock_rows(
-        Job.select().where((Job.id == p.job_id) & Job.status.in_(UNFINISHED) & owns_job_runner(p.workspace, p.user))
+        Job.select().where((Job.id == p.job_id) & Job.status.in_(JOB_UNFINISHED) & owns_job_runner(p.workspace, p.user))
     ),
 )
 # One statement takes and clears the set, so two beats never announce a job twice.
@@ -83,7 +80,7 @@ UNFINISHED_JOB = Statement(
 # jobs ((runner, status, seq)), not all of them; and a plain read first, so that the heartbeat of
 # a runner with nothing to announce (nearly every one) writes nothing here.
 def cancel_unannounced(p):
-    return (Job.runner == p.runner_id) & (Job.status == CANCELLED) & (Job.cancel_unannounced == True)  # noqa: E712
+    return (Job.runner == p.runner_id) & (Job.status == JobStatus.CANCELLED) & (Job.cancel_unannounced == True)  # noqa: E712
 
 
 def any_cancel_announcement(p):
@@ -129,8 +126,8 @@ def change_jobs(where, **changes):
 def fail_open_jobs(runner_id, reason, now):
     """Fail the runner's pending and running jobs (its runner is gone); their number."""
     changed = change_jobs(
-        (Job.runner == runner_id) & Job.status.in_(UNFINISHED),
-        status=FAILED, error=reason, completed_at=now, cancel_unannounced=False,
+        (Job.runner == runner_id) & Job.status.in_(JOB_UNFINISHED),
+        status=JobStatus.FAILED, error=reason, completed_at=now, cancel_unannounced=False,
     )
     return len(changed)
 
@@ -145,7 +142,7 @@ def route_job(caller, data):
                                           project_id=data["project_id"])
     if runner is None:
         raise error(404, NO_RUNNER)
-    if runner.status != "connected":
+    if runner.status != RunnerStatus.CONNECTED:
         raise error(409, "Your runner is not connected. Start it with: opik connect")
     agent = runner.agents.get(data["agent_name"])
     if agent is None:
@@ -202,7 +199,7 @@ def claim_next_job(runner_id):
         job = CLAIM.first(Job, runner_id=runner_id)
         if job is None:
             return None
-        apply(job, status=RUNNING, started_at=now_us())
+        apply(job, status=JobStatus.RUNNING, started_at=now_us())
     log.info("job %s claimed by runner %s", job.id, runner_id)
     return job
 
@@ -224,10 +221,10 @@ def take_cancel_announcements(runner_id):
 
 
 def report_job_result(caller, job_id, report):
-    if report["status"] not in REPORTABLE:
-        raise error(400, f"Invalid result status. Must be one of: [{', '.join(REPORTABLE)}]")
+    if report["status"] not in JOB_REPORTABLE:
+        raise error(400, f"Invalid result status. Must be one of: [{', '.join(JOB_REPORTABLE)}]")
     changes = {k: report[k] for k in ("result", "error", "trace_id") if report.get(k) is not None}
-    if report["status"] != RUNNING:
+    if report["status"] != JobStatus.RUNNING:
         changes.update(status=report["status"], completed_at=now_us())
     if not changes:
         get_job(caller, job_id)  # still 404 for someone else's job
@@ -252,7 +249,7 @@ def cancel_job(caller, job_id):
         # A pending job just leaves the queue; a running one is also announced to its
         # runner on the next heartbeat, since only the runner can stop it.
         was = job.status
-        apply(job, status=CANCELLED, completed_at=now_us(), cancel_unannounced=was == RUNNING)
+        apply(job, status=JobStatus.CANCELLED, completed_at=now_us(), cancel_unannounced=was == JobStatus.RUNNING)
     log.info("job %s cancelled while %s", job.id, was)
 
 
@@ -290,12 +287,12 @@ def time_out_running_jobs(now):
     # BEGIN IMMEDIATE as busy for as long as the SELECT stays open (the reaper stalled so, once
     # the control plane's listeners committed beside it).
     stuck = list(Job.select(Job.id, Job.timeout).where(
-        (Job.status == RUNNING) & (Job.started_at + Job.timeout * SECOND < now)
+        (Job.status == JobStatus.RUNNING) & (Job.started_at + Job.timeout * SECOND < now)
     ))
     for job in stuck:
         if change_jobs(
-            (Job.id == job.id) & (Job.status == RUNNING),
-            status=FAILED, error=f"Job timed out after {job.timeout}s", completed_at=now,
+            (Job.id == job.id) & (Job.status == JobStatus.RUNNING),
+            status=JobStatus.FAILED, error=f"Job timed out after {job.timeout}s", completed_at=now,
         ):
             timed_out += 1
             log.info("job %s timed out after %ss", job.id, job.timeout)
@@ -307,7 +304,7 @@ EXPIRE_RUNNERS_PER_DELETE = 500  # well under SQLite's bound parameters per stat
 
 def expire_finished_jobs(before):
     """Delete jobs (and their logs) finished before `before`, keeping the runners' counts; their number."""
-    finished = Job.status.in_(FINISHED) & (Job.completed_at < before)
+    finished = Job.status.in_(JOB_FINISHED) & (Job.completed_at < before)
     with database.atomic():
         # Their runners' rows first, in key order, as a reset takes them before their jobs
         # (state.remove_runners; PostgreSQL). The deletes name the runners locked: a job that

@@ -5,9 +5,9 @@ docs/opik-behaviour.md#departure-listing-filters). Reads only: jobs.py writes th
 from peewee import JOIN, SQL, fn
 
 from ..errors import failure
+from ..protocol import JOB_STATUSES
 from ..store.models import Job, Runner, database
 from ..store.statements import Statement
-from .jobs import STATUSES
 from .ownership import owned_runners, require_runner
 
 
@@ -145,14 +145,14 @@ def list_filtered_jobs(caller, runner_id, project_id, page, size, statuses=(), a
     seq) with an agent), so a page costs its offset plus its size in index steps; the
     counts read the same index entries, no table rows."""
     runner_project, _, _ = require_runner(caller, runner_id)
-    counts = dict.fromkeys(STATUSES, 0)
+    counts = dict.fromkeys(JOB_STATUSES, 0)
     if project_id is not None and Runner.project_id.python_value(runner_project) != project_id:
         return 0, [], counts
     by_agent = agent_name is not None
     values = {"runner_id": runner_id, **({"agent_name": agent_name} if by_agent else {})}
-    for status in STATUSES:  # one count per status: an index range each, no table rows
+    for status in JOB_STATUSES:  # one count per status: an index range each, no table rows
         (counts[status],) = STATUS_COUNTS[by_agent].one(**values, status=status)
-    wanted = tuple(dict.fromkeys(statuses)) or STATUSES
+    wanted = tuple(dict.fromkeys(statuses)) or JOB_STATUSES
     total = sum(counts[status] for status in wanted)
     skip = page * size
     if skip >= total:

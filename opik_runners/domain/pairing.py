@@ -1,29 +1,17 @@
 """Pairing: the CLI registers a session with its activation key; a browser (or the
 headless CLI) proves it holds the key with an HMAC, which activates the runner
 (docs/opik-behaviour.md#activation-hmac, docs/opik-behaviour.md#pairing-activation)."""
-import base64
 import binascii
-import hashlib
 import hmac
 import logging
 
 from ..errors import error, failure
+from ..protocol import activation_hmac, activation_hmac_text, decode_base64
 from ..store.models import SECOND, PairingSession, Project, Runner, database, now_us
 from .ownership import owned_runners
 from .runners import detach_runner
 
 log = logging.getLogger(__name__)
-
-
-def decode_base64(text):
-    """Standard base64, padded or not (the CLI pads; upstream accepts 43 characters)."""
-    return base64.b64decode(text + "=" * (-len(text) % 4), validate=True)
-
-
-def activation_hmac(session_id, activation_key, runner_name):
-    """HMAC-SHA256(key, session UUID bytes || SHA-256(runner name))."""
-    message = session_id.bytes + hashlib.sha256(runner_name.encode("utf-8")).digest()
-    return hmac.new(activation_key, message, hashlib.sha256).digest()
 
 
 def create_session(settings, caller, request):
@@ -52,7 +40,7 @@ def create_session(settings, caller, request):
         # link, so the server names it after its id.
         name = f"{session.type}-{str(session.runner_id)[:8]}"
         key = decode_base64(session.activation_key)
-        activate_session(settings, caller, session.id, name, base64.b64encode(activation_hmac(session.id, key, name)).decode())
+        activate_session(settings, caller, session.id, name, activation_hmac_text(session.id, key, name))
     return session
 
 

@@ -9,6 +9,7 @@ import re
 
 from . import bridge, jobs
 from ..errors import error
+from ..protocol import RunnerStatus, RunnerType
 from .limits import CHECKLIST_MAX_DEPTH, MAX_AGENTS_PER_RUNNER, MAX_PAYLOAD_BYTES, serialized_length
 from ..store.models import SECOND, BridgeCommand, Runner, database, now_us
 from .ownership import find_runner, get_runner, owned, owned_runners, require_runner
@@ -38,11 +39,11 @@ HEARTBEAT = {
 def list_runners(caller, project_id, status, page, size):
     query = owned_runners(caller.workspace, caller.user).where(Runner.project_id == project_id)
     now = now_us()
-    if status == "connected":
+    if status == RunnerStatus.CONNECTED:
         query = query.where(Runner.heartbeat_expires_at > now)
-    elif status == "disconnected":
+    elif status == RunnerStatus.DISCONNECTED:
         query = query.where(Runner.heartbeat_expires_at <= now)
-    elif status == "pairing":
+    elif status == RunnerStatus.PAIRING:
         return 0, []  # only the retired /pairs flow ever produced it
     total = query.count()
     rows = list(query.order_by(Runner.connected_at.desc(), Runner.id.desc()).paginate(page + 1, size))
@@ -127,7 +128,7 @@ def heartbeat(settings, caller, runner_id, capabilities):
     if bad:  # as Opik: the liveness is refreshed by then, the capabilities are not
         raise error(400, f"Invalid capability value: {bad[0]}")
     runner_type, announcements_waiting = found
-    if runner_type != "endpoint" or not announcements_waiting:
+    if runner_type != RunnerType.ENDPOINT or not announcements_waiting:
         return []
     return jobs.take_cancel_announcements(runner_id)
 

@@ -3,6 +3,7 @@ runners by status, jobs by status and the pending depth, the journal's size. Eac
 statement over an index; with a settings object and an open connection, no Flask."""
 from peewee import SQL, fn
 
+from ..protocol import JOB_UNFINISHED, JobStatus, RunnerStatus
 from ..store.models import Job, JournalEntry, Runner, now_us
 from ..settings import admin_enabled
 from ..store.statements import Statement
@@ -25,15 +26,15 @@ JOURNAL_ENTRIES = Statement("count journal entries", lambda p: JournalEntry.sele
 def database_state(settings):
     """{metric name: (help, label name or None, {label value: number})}."""
     now = now_us()
-    jobs = {status: JOBS_IN_STATUS.one(status=status)[0] for status in ("pending", "running")}
-    jobs["finished"] = JOBS_HELD.one()[0] - jobs["pending"] - jobs["running"]
+    jobs = {status: JOBS_IN_STATUS.one(status=status)[0] for status in JOB_UNFINISHED}
+    jobs["finished"] = JOBS_HELD.one()[0] - sum(jobs.values())
     state = {
         "opik_runners_runners": ("Runners not detached, by status (a heartbeat within its time-to-live: connected)",
-                                 "status", {"connected": RUNNERS_CONNECTED.one(now=now)[0],
-                                            "disconnected": RUNNERS_DISCONNECTED.one(now=now)[0]}),
+                                 "status", {RunnerStatus.CONNECTED: RUNNERS_CONNECTED.one(now=now)[0],
+                                            RunnerStatus.DISCONNECTED: RUNNERS_DISCONNECTED.one(now=now)[0]}),
         "opik_runners_jobs": ("Jobs the store holds: pending, running, and finished (completed, failed or "
                               "cancelled, until they expire)", "status", jobs),
-        "opik_runners_pending_jobs": ("Jobs waiting for a runner to claim them", None, {"": jobs["pending"]}),
+        "opik_runners_pending_jobs": ("Jobs waiting for a runner to claim them", None, {"": jobs[JobStatus.PENDING]}),
     }
     if admin_enabled(settings) and settings.journal_size > 0:
         state["opik_runners_journal_entries"] = (

@@ -132,7 +132,7 @@ class Enum(Str):
     """A string from a fixed set; anything else fails to parse (400), as a Java enum."""
 
     def __init__(self, choices, **kwargs):
-        self.choices = tuple(choices)
+        self.choices = tuple(str(choice) for choice in choices)  # plain strings, for the messages
         super().__init__(**kwargs)
 
     def _deserialize(self, value, attr, data, **kwargs):

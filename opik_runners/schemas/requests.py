@@ -3,7 +3,8 @@ Jackson and Jersey load them (schemas/fields.py says how each failure maps to Op
 from marshmallow import INCLUDE, fields, post_load, validate
 
 from ..errors import error
-from ..store.models import new_id
+from ..protocol import BRIDGE_STATUSES, BRIDGE_TYPES, JOB_STATUSES, RunnerStatus, RunnerType
+from ..protocol import new_id
 from . import notes
 from .fields import (
     NOT_BLANK, NOT_NULL, BodySchema, Bool, Enum, Int, JsonObject, List, QueryInt, QuerySchema, QueryUUID, Str,
@@ -28,8 +29,8 @@ class ListRunnersQuery(PageQuery):
         # Dropwizard matches enum query values case-insensitively.
         if data["status"] is not None:
             data["status"] = data["status"].lower()
-            if data["status"] not in ("pairing", "connected", "disconnected"):
-                raise error(400, "query param status must be one of [pairing, connected, disconnected]")
+            if data["status"] not in tuple(RunnerStatus):
+                raise error(400, f"query param status must be one of [{', '.join(RunnerStatus)}]")
         return data
 
 
@@ -39,9 +40,6 @@ class ListProjectsQuery(QuerySchema):
     page = QueryInt(load_default=1, validate=validate.Range(min=1, error="must be greater than or equal to {min}"))
     size = QueryInt(load_default=10, validate=validate.Range(min=1, error="must be greater than or equal to {min}"))
     name = fields.String(load_default=None)
-
-
-JOB_STATUSES = ("pending", "running", "completed", "failed", "cancelled")
 
 
 class ListJobsQuery(PageQuery):
@@ -102,7 +100,7 @@ class CreateJobRequest(BodySchema):
 
 
 class JobResultRequest(BodySchema):
-    status = Enum(("pending", "running", "completed", "failed", "cancelled"), required=True, error_messages=NOT_NULL)
+    status = Enum(JOB_STATUSES, required=True, error_messages=NOT_NULL)
     result = JsonObject(allow_none=True)
     error = Str(allow_none=True)
     trace_id = UUID(allow_none=True)
@@ -160,7 +158,7 @@ class CreateSessionRequest(BodySchema):
         allow_none=True,
         validate=validate.Range(min=60, max=600, error="must be between {min} and {max}"),
     )
-    type = Enum(("connect", "endpoint"), required=True, error_messages=NOT_NULL)
+    type = Enum((RunnerType.CONNECT, RunnerType.ENDPOINT), required=True, error_messages=NOT_NULL)
     headless = Bool(allow_none=True)  # upstream uses it for analytics only
 
     @post_load
@@ -192,10 +190,6 @@ class ProjectWriteRequest(BodySchema):
 class ProjectRetrieveRequest(BodySchema):
     name = Str(required=True, error_messages=NOT_NULL, validate=NOT_BLANK)
     includeStats = Bool(allow_none=True)
-
-
-BRIDGE_TYPES = ("ReadFile", "WriteFile", "EditFile", "ListFiles", "SearchFiles", "Exec")
-BRIDGE_STATUSES = ("pending", "picked_up", "completed", "failed", "timed_out")
 
 
 class BridgeSubmitRequest(BodySchema):

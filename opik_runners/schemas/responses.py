@@ -2,6 +2,7 @@
 them. Absent beats null, as Opik's mapper writes NON_NULL (docs/opik-behaviour.md#json)."""
 from marshmallow import Schema, fields, post_dump
 
+from ..protocol import RunnerStatus
 from .fields import Timestamp
 
 
@@ -24,7 +25,7 @@ class RunnerSchema(ResponseSchema):
     type = fields.String()
 
     def dump_agents(self, runner):
-        if runner.status != "connected":
+        if runner.status != RunnerStatus.CONNECTED:
             return []  # upstream hides a lapsed runner's agents
         return [{**agent, "name": name} for name, agent in runner.agents.items()]
 

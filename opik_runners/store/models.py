@@ -9,18 +9,15 @@ import json
 import time
 
 import peewee as pw
-from uuid6 import uuid7
 
 from ..clock import now_us
+from ..protocol import BridgeStatus, JobStatus, RunnerStatus, new_id
 
 # The open backend (sqlite.py or postgres.py), bound by db.open_database.
 database = pw.DatabaseProxy()
 SECOND = 1_000_000  # timestamps are integer microseconds
 
 
-def new_id():
-    """Server-made, time-ordered UUID v7, as upstream's IdGenerator."""
-    return uuid7()
 
 
 class JSONField(pw.TextField):
@@ -97,7 +94,7 @@ class Runner(BaseModel):
     @property
     def status(self):
         """Derived, never stored: alive while the last heartbeat's TTL runs."""
-        return "connected" if self.heartbeat_expires_at > now_us() else "disconnected"
+        return RunnerStatus.CONNECTED if self.heartbeat_expires_at > now_us() else RunnerStatus.DISCONNECTED
 
     class Meta:
         indexes = (
@@ -114,7 +111,7 @@ class Job(BaseModel):
     runner = pw.ForeignKeyField(Runner, backref="jobs", on_delete="CASCADE", index=False)
     project_id = pw.UUIDField()
     agent_name = pw.CharField()
-    status = pw.CharField(default="pending")
+    status = pw.CharField(default=JobStatus.PENDING)
     inputs = JSONField(null=True)
     result = JSONField(null=True)
     error = pw.TextField(null=True)
@@ -174,7 +171,7 @@ class BridgeCommand(BaseModel):
     type = pw.CharField()
     args = JSONField()
     timeout_seconds = pw.IntegerField()
-    status = pw.CharField(default="pending")
+    status = pw.CharField(default=BridgeStatus.PENDING)
     submitted_at = pw.BigIntegerField(default=now_us)
     picked_up_at = pw.BigIntegerField(null=True)
     completed_at = pw.BigIntegerField(null=True)

@@ -9,13 +9,14 @@ from flask import Blueprint, Response, current_app, g, request, url_for
 from .. import __version__
 from ..domain import bridge, jobs, listing, ownership, pairing, projects, runners, traces
 from ..schemas.requests import (
-    ActivateRequest, AgentsRequest, BridgeGetQuery, BridgeNextRequest, BridgeResultRequest,
-    BridgeSubmitRequest, CreateJobRequest, CreateSessionRequest, HeartbeatRequest, JobResultRequest,
-    ListJobsQuery, ListProjectsQuery, ListRunnersQuery, LogEntrySchema, LogsQuery, ProjectRetrieveRequest,
-    ProjectWriteRequest, SpanBatchRequest, SpansQuery, TelemetryDocument, TraceBatchRequest,
+    ActivateRequest, AgentsRequest, BridgeGetQuery, BridgeNextRequest, BridgeResultRequest, BridgeSubmitRequest,
+    CreateJobRequest, CreateSessionRequest, HeartbeatRequest, JobResultRequest, ListJobsQuery, ListProjectsQuery,
+    ListRunnersQuery, LogEntrySchema, LogsQuery, ProjectRetrieveRequest, ProjectWriteRequest, SpanBatchRequest,
+    SpansQuery, TelemetryDocument, TraceBatchRequest,
 )
 from ..schemas.responses import (
-    BridgeBatchSchema, BridgeCommandSchema, CreateSessionResponse, HeartbeatResponse, ProjectSchema, RunnerSchema, TelemetrySchema, runner_page, span_page,
+    BridgeBatchSchema, BridgeCommandSchema, CreateSessionResponse, HeartbeatResponse, ProjectSchema, RunnerSchema,
+    TelemetrySchema, runner_page, span_page,
 )
 from ..errors import error, failure
 from ..domain.limits import MAX_REQUEST_BYTES

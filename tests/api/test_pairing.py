@@ -10,8 +10,8 @@ from urllib.parse import urlsplit
 
 import pytest
 
+from opik_runners import protocol
 from opik_runners.store import models
-from opik_runners.domain import pairing
 from conftest import API, ROOT, activation_hmac, create_job, create_session, ensure_project, pair, register
 
 # Upstream's PairingServiceImplTest vectors (docs/opik-behaviour.md#activation-hmac).
@@ -79,7 +79,7 @@ def stored_session(app, session_id):
 
 @pytest.mark.parametrize("session_id, key, name, expected", VECTORS)
 def test_activation_hmac_vectors(session_id, key, name, expected):
-    assert pairing.activation_hmac(uuid.UUID(session_id), key, name).hex() == expected
+    assert protocol.activation_hmac(uuid.UUID(session_id), key, name).hex() == expected
 
 
 @pytest.mark.parametrize("session_id, key, name, expected", VECTORS)

@@ -14,6 +14,7 @@ import uuid
 import pytest
 
 from conftest import activation_hmac
+from opik_runners.protocol import JobStatus
 from opik_runners.store import db
 from opik_runners import errors
 from opik_runners.domain import jobs, maintenance, ownership, pairing, projects, runners
@@ -112,7 +113,7 @@ def test_create_queues_a_pending_job(ctx):
     before = now_us()
     job = new_job(project_id, inputs={"q": 1})
     stored = load(job.id)
-    assert stored.status == jobs.PENDING
+    assert stored.status == JobStatus.PENDING
     assert stored.runner_id == runner_id
     assert stored.project_id == project_id
     assert stored.inputs == {"q": 1}
@@ -153,7 +154,7 @@ def test_create_on_a_lapsed_runner_is_409(domain):
     assert raises(409, new_job, project_id, ME, "unregistered") == body  # liveness is checked first
     assert Job.select().count() == 0
     runners.heartbeat(ctx, ME, runner_id, None)
-    assert new_job(project_id).status == jobs.PENDING
+    assert new_job(project_id).status == JobStatus.PENDING
 
 
 def test_create_for_an_unregistered_agent_is_400(ctx):
@@ -194,9 +195,9 @@ def test_claim_is_fifo_and_marks_running(ctx):
         before = now_us()
         claimed = jobs.claim_next_job(runner_id)
         assert claimed.id == expected
-        assert claimed.status == jobs.RUNNING
+        assert claimed.status == JobStatus.RUNNING
         stored = load(expected)
-        assert stored.status == jobs.RUNNING
+        assert stored.status == JobStatus.RUNNING
         assert before <= stored.started_at <= now_us()
         assert stored.completed_at is None
     assert jobs.claim_next_job(runner_id) is None
@@ -220,7 +221,7 @@ def test_next_job_long_poll(domain):
     assert time.monotonic() - started >= 0.25
     job = new_job(project_id)
     assert jobs.next_job(ctx, ME, runner_id).id == job.id
-    assert load(job.id).status == jobs.RUNNING
+    assert load(job.id).status == JobStatus.RUNNING
     assert raises(404, jobs.next_job, ctx, BOB, runner_id)["message"] == f"Runner not found: {runner_id}"
     unknown = uuid.uuid4()
     assert raises(404, jobs.next_job, ctx, ME, unknown) == {"code": 404, "message": f"Runner not found: {unknown}"}
@@ -234,7 +235,7 @@ def test_cancel_pending_job(ctx):
     job = new_job(project_id)
     jobs.cancel_job(ME, job.id)
     stored = load(job.id)
-    assert stored.status == jobs.CANCELLED
+    assert stored.status == JobStatus.CANCELLED
     assert stored.completed_at is not None and stored.started_at is None
     assert jobs.claim_next_job(runner_id) is None  # left the queue
     assert runners.heartbeat(ctx, ME, runner_id, None) == []  # nothing for the runner to stop
@@ -246,11 +247,11 @@ def test_cancel_running_job_is_announced_once(ctx):
     still_running = claim_running(runner_id, project_id)
     jobs.cancel_job(ME, job_id)
     stored = load(job_id)
-    assert stored.status == jobs.CANCELLED
+    assert stored.status == JobStatus.CANCELLED
     assert stored.completed_at is not None and stored.started_at is not None
     assert runners.heartbeat(ctx, ME, runner_id, None) == [job_id]
     assert runners.heartbeat(ctx, ME, runner_id, None) == []
-    assert load(still_running).status == jobs.RUNNING
+    assert load(still_running).status == JobStatus.RUNNING
 
 
 def test_cancellations_are_announced_to_their_own_runner_only(ctx):
@@ -274,7 +275,7 @@ def test_running_report_records_in_flight_fields_only(ctx):
     trace_id = uuid.uuid4()
     jobs.report_job_result(ME, job_id, {"status": "running", "trace_id": trace_id, "result": {"p": 1}, "error": "w"})
     stored = load(job_id)
-    assert stored.status == jobs.RUNNING
+    assert stored.status == JobStatus.RUNNING
     assert stored.trace_id == trace_id
     assert stored.result == {"p": 1}
     assert stored.error == "w"
@@ -282,7 +283,7 @@ def test_running_report_records_in_flight_fields_only(ctx):
     assert stored.completed_at is None
 
 
-@pytest.mark.parametrize("final", [jobs.COMPLETED, jobs.FAILED])
+@pytest.mark.parametrize("final", [JobStatus.COMPLETED, JobStatus.FAILED])
 def test_final_report_finishes_a_running_job(ctx, final):
     runner_id, project_id = endpoint()
     job_id = claim_running(runner_id, project_id)
@@ -297,7 +298,7 @@ def test_final_report_finishes_a_running_job(ctx, final):
     assert runners.heartbeat(ctx, ME, runner_id, None) == []
 
 
-@pytest.mark.parametrize("final", [jobs.COMPLETED, jobs.FAILED])
+@pytest.mark.parametrize("final", [JobStatus.COMPLETED, JobStatus.FAILED])
 def test_final_report_finishes_a_never_claimed_job(ctx, final):
     _, project_id = endpoint()
     job = new_job(project_id)
@@ -316,7 +317,7 @@ def test_non_reportable_status_is_400_before_the_lookup(ctx, status):
     assert raises(400, jobs.report_job_result, ME, job_id, {"status": status}) == expected
     assert raises(400, jobs.report_job_result, ME, uuid.uuid4(), {"status": status}) == expected
     assert raises(400, jobs.report_job_result, BOB, job_id, {"status": status}) == expected
-    assert load(job_id).status == jobs.RUNNING
+    assert load(job_id).status == JobStatus.RUNNING
 
 
 # -- terminal -> (none)
@@ -324,7 +325,7 @@ def test_non_reportable_status_is_400_before_the_lookup(ctx, status):
 
 def finish(runner_id, project_id, final):
     job_id = claim_running(runner_id, project_id)
-    if final == jobs.CANCELLED:
+    if final == JobStatus.CANCELLED:
         jobs.cancel_job(ME, job_id)
         assert runners.heartbeat(CURRENT["settings"], ME, runner_id, None) == [job_id]
     else:
@@ -332,7 +333,7 @@ def finish(runner_id, project_id, final):
     return job_id
 
 
-@pytest.mark.parametrize("final", [jobs.COMPLETED, jobs.FAILED, jobs.CANCELLED])
+@pytest.mark.parametrize("final", [JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED])
 def test_finished_job_ignores_later_results_and_cancels(ctx, final):
     runner_id, project_id = endpoint()
     job_id = finish(runner_id, project_id, final)
@@ -352,14 +353,14 @@ def test_finished_job_ignores_later_results_and_cancels(ctx, final):
 
 def test_disconnect_fails_open_jobs_and_hides_them(ctx):
     runner_id, project_id = endpoint()
-    done = finish(runner_id, project_id, jobs.COMPLETED)
+    done = finish(runner_id, project_id, JobStatus.COMPLETED)
     running = claim_running(runner_id, project_id)
     pending = new_job(project_id).id
     done_before = snapshot(done)
     runners.disconnect_runner(ME, runner_id)
     for job_id in (pending, running):
         stored = load(job_id)
-        assert stored.status == jobs.FAILED
+        assert stored.status == JobStatus.FAILED
         assert stored.error == "Runner disconnected"
         assert stored.completed_at is not None
     assert snapshot(done) == done_before
@@ -378,7 +379,7 @@ def test_disconnect_by_another_user_changes_nothing(ctx):
     runner_id, project_id = endpoint()
     job = new_job(project_id)
     runners.disconnect_runner(BOB, runner_id)
-    assert load(job.id).status == jobs.PENDING
+    assert load(job.id).status == JobStatus.PENDING
     assert ownership.get_runner(ME, runner_id).id == runner_id
 
 
@@ -389,7 +390,7 @@ def test_eviction_fails_the_old_runners_open_jobs(ctx):
     new_id, _ = endpoint(name="new")
     for job_id in (pending, running):
         stored = load(job_id)
-        assert stored.status == jobs.FAILED
+        assert stored.status == JobStatus.FAILED
         assert stored.error == "Runner disconnected"
     assert raises(410, runners.heartbeat, ctx, ME, old_id, None)["errors"]
     assert raises(404, ownership.get_job, ME, pending)["code"] == 404
@@ -400,7 +401,7 @@ def test_a_connect_runner_does_not_evict_the_endpoint_runner(ctx):
     runner_id, project_id = endpoint()
     job = new_job(project_id)
     activate(project_id, runner_type="connect", name="connect")
-    assert load(job.id).status == jobs.PENDING
+    assert load(job.id).status == JobStatus.PENDING
     assert new_job(project_id).runner_id == runner_id
 
 
@@ -408,7 +409,7 @@ def test_another_users_pairing_does_not_evict(ctx):
     runner_id, project_id = endpoint()
     job = new_job(project_id)
     endpoint(BOB, name="bob's")
-    assert load(job.id).status == jobs.PENDING
+    assert load(job.id).status == JobStatus.PENDING
     assert ownership.get_runner(ME, runner_id).id == runner_id
 
 
@@ -420,8 +421,8 @@ def test_a_lapsed_runner_keeps_its_jobs(domain):
     time.sleep(0.3)
     assert ownership.get_runner(ME, runner_id).status == "disconnected"
     maintenance.reap(ctx)
-    assert load(running).status == jobs.RUNNING
-    assert load(pending).status == jobs.PENDING
+    assert load(running).status == JobStatus.RUNNING
+    assert load(pending).status == JobStatus.PENDING
     assert ownership.get_runner(ME, runner_id).id == runner_id
     # Its queue is still served, and its cancellations still delivered.
     assert jobs.claim_next_job(runner_id).id == pending
@@ -436,8 +437,8 @@ def test_reaper_keeps_a_runner_dead_for_less_than_the_purge_time(ctx):
     pending = new_job(project_id).id
     Runner.update(heartbeat_expires_at=now_us() - 23 * HOUR).where(Runner.id == runner_id).execute()
     maintenance.reap(ctx)
-    assert load(running).status == jobs.RUNNING
-    assert load(pending).status == jobs.PENDING
+    assert load(running).status == JobStatus.RUNNING
+    assert load(pending).status == JobStatus.PENDING
     assert ownership.get_runner(ME, runner_id).status == "disconnected"
 
 
@@ -449,7 +450,7 @@ def test_reaper_purges_a_runner_dead_for_the_purge_time(ctx):
     maintenance.reap(ctx)
     for job_id in (pending, running):
         stored = load(job_id)
-        assert stored.status == jobs.FAILED
+        assert stored.status == JobStatus.FAILED
         assert stored.error == "Runner disconnected"
         assert stored.completed_at is not None
     assert raises(404, ownership.get_runner, ME, runner_id)["code"] == 404
@@ -469,22 +470,22 @@ def test_reaper_fails_only_running_jobs_past_their_timeout_even_on_a_live_runner
     runners.heartbeat(ctx, ME, runner_id, None)  # the runner is alive throughout
     maintenance.reap(ctx)
     stored = load(stuck)
-    assert stored.status == jobs.FAILED
+    assert stored.status == JobStatus.FAILED
     assert stored.error == "Job timed out after 1s"
     assert stored.completed_at is not None
     assert ownership.get_runner(ME, runner_id).status == "connected"
     assert runners.heartbeat(ctx, ME, runner_id, None) == []  # the runner is not told
-    assert load(patient).status == jobs.RUNNING
-    assert load(waiting).status == jobs.PENDING
+    assert load(patient).status == JobStatus.RUNNING
+    assert load(waiting).status == JobStatus.PENDING
     # A later report from the runner is ignored.
     jobs.report_job_result(ME, stuck, {"status": "completed", "result": {"late": True}})
-    assert load(stuck).status == jobs.FAILED
+    assert load(stuck).status == JobStatus.FAILED
 
 
 def test_reaper_expires_finished_jobs_and_their_logs_after_the_ttl(ctx):
     runner_id, project_id = endpoint()
-    old = finish(runner_id, project_id, jobs.COMPLETED)
-    recent = finish(runner_id, project_id, jobs.FAILED)
+    old = finish(runner_id, project_id, JobStatus.COMPLETED)
+    recent = finish(runner_id, project_id, JobStatus.FAILED)
     running = claim_running(runner_id, project_id)
     for job_id in (old, recent, running):
         jobs.append_job_logs(ME, job_id, [{"stream": "stdout", "text": "x"}])
@@ -496,8 +497,8 @@ def test_reaper_expires_finished_jobs_and_their_logs_after_the_ttl(ctx):
     assert Job.get_or_none(Job.id == old) is None
     assert Job.get_or_none(Job.id == cancelled) is None
     assert JobLog.select().where(JobLog.job == old).count() == 0
-    assert load(recent).status == jobs.FAILED
-    assert load(running).status == jobs.RUNNING
+    assert load(recent).status == JobStatus.FAILED
+    assert load(running).status == JobStatus.RUNNING
     assert jobs.get_job_logs(ME, recent, 0) == [{"stream": "stdout", "text": "x"}]
 
 
@@ -515,7 +516,7 @@ def test_jobs_are_visible_to_the_runners_owner_only(ctx):
         raises(404, jobs.report_job_result, stranger, job.id, {"status": "completed"})
         raises(404, jobs.get_job_logs, stranger, job.id, 0)
         raises(404, jobs.append_job_logs, stranger, job.id, [{"stream": "stdout", "text": "x"}])
-    assert load(job.id).status == jobs.PENDING
+    assert load(job.id).status == JobStatus.PENDING
     assert jobs.get_job_logs(ME, job.id, 0) == []
 
 

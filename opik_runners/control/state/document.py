@@ -6,11 +6,10 @@ import json
 from marshmallow import Schema, ValidationError, fields, validate
 
 from ...clock import parse_instant
-from ...domain import jobs
+from ...protocol import BRIDGE_STATUSES, BRIDGE_TYPES, JOB_STATUSES, RunnerStatus, RunnerType
 from ...domain.limits import BRIDGE_MAX_TIMEOUT
 from ...domain.runners import CAPABILITY
 from ...schemas.fields import flatten
-from ...schemas.requests import BRIDGE_STATUSES, BRIDGE_TYPES
 
 
 VERSION = 1
@@ -19,7 +18,6 @@ VERSION = 1
 KINDS = ("projects", "runners", "jobs", "job_logs", "pairing_sessions", "bridge_commands", "traces", "spans")
 
 
-JOB_STATUSES = jobs.UNFINISHED + jobs.FINISHED
 
 
 class StateError(ValueError):
@@ -92,9 +90,9 @@ class ProjectItem(Item):
 class RunnerItem(Owned):
     project_id = optional(fields.UUID())
     project = optional(text())
-    type = optional(one_of(("endpoint", "connect")))
+    type = optional(one_of(tuple(RunnerType)))
     name = optional(text())
-    status = optional(one_of(("connected", "disconnected")))
+    status = optional(one_of((RunnerStatus.CONNECTED, RunnerStatus.DISCONNECTED)))
     connected_at = optional(Instant())
     heartbeat_expires_at = optional(Instant())
     detached_at = optional(Instant())
@@ -133,7 +131,7 @@ class SessionItem(Owned):
     project_id = optional(fields.UUID())
     project = optional(text())
     runner_id = optional(fields.UUID())
-    type = optional(one_of(("endpoint", "connect")))
+    type = optional(one_of(tuple(RunnerType)))
     activation_key = text(required=True)
     created_at = optional(Instant())
     expires_at = optional(Instant())

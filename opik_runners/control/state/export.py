@@ -1,6 +1,7 @@
 """Export: every row of the store, or of one workspace, as one state document (what
 GET /_admin/state answers, and what the load takes back)."""
 from ...clock import iso_utc
+from ...protocol import RunnerStatus
 from ...store.models import BridgeCommand, Job, JobLog, PairingSession, Project, Runner, Span, Trace, now_us
 from .document import VERSION
 
@@ -54,7 +55,8 @@ def export_state(workspace=None):
         compact({
             "id": str(r.id), "workspace": r.workspace, "user": r.user_name, "project_id": str(r.project_id),
             "type": r.type, "name": r.name,
-            "status": "connected" if r.heartbeat_expires_at > now and r.detached_at is None else "disconnected",
+            "status": (RunnerStatus.CONNECTED if r.heartbeat_expires_at > now and r.detached_at is None
+                       else RunnerStatus.DISCONNECTED),
             "connected_at": instant(r.connected_at), "heartbeat_expires_at": instant(r.heartbeat_expires_at),
             "detached_at": instant(r.detached_at), "capabilities": r.capabilities, "agents": r.agents,
             "checklist": r.checklist,

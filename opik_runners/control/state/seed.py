@@ -1,7 +1,6 @@
 """Seed: load a state document (as export writes it, or one written by hand) in one transaction.
 Every item is checked against the others and the store first; a document that will not load
 is a StateError naming the item and field, and nothing is written."""
-import base64
 import binascii
 import logging
 import uuid
@@ -12,9 +11,10 @@ from ...domain import jobs
 from ...domain.limits import BRIDGE_COMPLETED_TTL, BRIDGE_DEFAULT_TIMEOUT, MAX_AGENTS_PER_RUNNER, MAX_PAYLOAD_BYTES
 from ...domain.limits import serialized_length
 from ...errors import ApiError
+from ...protocol import JOB_FINISHED, BridgeStatus, JobStatus, RunnerStatus, RunnerType, decode_base64, new_id
 from ...schemas.requests import AgentSchema
 from ...store.models import (
-    SECOND, BridgeCommand, Job, JobLog, PairingSession, Project, Runner, Span, Trace, database, new_id, now_us,
+    SECOND, BridgeCommand, Job, JobLog, PairingSession, Project, Runner, Span, Trace, database, now_us,
 )
 from .document import KINDS, StateError, parse
 
@@ -116,9 +116,9 @@ class Loader:
         insert(Trace, [row_of(t) for t in traces])
         insert(Span, [row_of(s) for s in spans])
         # A poll held on one of these runners takes its work now, not at its next time-out.
-        for runner_id in {job.runner_id for job in jobs_ if job.status == jobs.PENDING}:
+        for runner_id in {job.runner_id for job in jobs_ if job.status == JobStatus.PENDING}:
             database.notify(("jobs", runner_id))
-        for runner_id in {c.runner_id for c in commands if c.status == "pending"}:
+        for runner_id in {c.runner_id for c in commands if c.status == BridgeStatus.PENDING}:
             database.notify(("bridge", runner_id))
         return {
             "projects": len(projects) + len(self.made_projects), "runners": len(runners), "jobs": len(jobs_),
@@ -224,11 +224,11 @@ class Loader:
         workspace = self.workspace_of(where, item)
         user = item.get("user") or DEFAULT_USER
         runner_id = item.get("id") or new_id()
-        runner_type = item.get("type") or "endpoint"
+        runner_type = item.get("type") or RunnerType.ENDPOINT
         detached_at = item.get("detached_at")
-        status = item.get("status") or ("disconnected" if detached_at is not None else "connected")
+        status = item.get("status") or (RunnerStatus.DISCONNECTED if detached_at is not None else RunnerStatus.CONNECTED)
         expires = item.get("heartbeat_expires_at")
-        if status == "connected":
+        if status == RunnerStatus.CONNECTED:
             if detached_at is not None:
                 raise StateError(f"{where}.status: a detached runner is not connected")
             if expires is None or expires <= self.now:
@@ -285,21 +285,21 @@ class Loader:
         return made, logs
 
     def job(self, where, item, runner):
-        status = item.get("status") or jobs.PENDING
+        status = item.get("status") or JobStatus.PENDING
         created_at = item.get("created_at") or self.now
         started_at, completed_at = item.get("started_at"), item.get("completed_at")
-        if status == jobs.PENDING and (started_at is not None or completed_at is not None):
+        if status == JobStatus.PENDING and (started_at is not None or completed_at is not None):
             raise StateError(f"{where}.{'started_at' if started_at is not None else 'completed_at'}: "
                              "a pending job has not started")
-        if status == jobs.RUNNING and completed_at is not None:
+        if status == JobStatus.RUNNING and completed_at is not None:
             raise StateError(f"{where}.completed_at: a running job has not finished")
-        if item.get("cancel_unannounced") and status != jobs.CANCELLED:
+        if item.get("cancel_unannounced") and status != JobStatus.CANCELLED:
             raise StateError(f"{where}.cancel_unannounced: only a cancelled job is announced as cancelled")
         # A finished job may never have started (a result for a job never claimed, a pending
         # job failed with its runner): only a running job must have.
-        if status == jobs.RUNNING and started_at is None:
+        if status == JobStatus.RUNNING and started_at is None:
             started_at = created_at
-        if status in jobs.FINISHED and completed_at is None:
+        if status in JOB_FINISHED and completed_at is None:
             completed_at = max(self.now, started_at or created_at)
         timeout = item.get("timeout")
         if timeout is None:
@@ -326,7 +326,7 @@ class Loader:
         workspace = self.workspace_of(where, item)
         user = item.get("user") or DEFAULT_USER
         try:
-            key = base64.b64decode(item["activation_key"] + "=" * (-len(item["activation_key"]) % 4), validate=True)
+            key = decode_base64(item["activation_key"])
         except (binascii.Error, ValueError):
             key = b""
         if len(key) != 32:
@@ -335,20 +335,20 @@ class Loader:
         return PairingSession(
             id=item.get("id") or new_id(), workspace=workspace, user_name=user,
             project_id=self.project_id_of(where, item, workspace, user), runner_id=item.get("runner_id") or new_id(),
-            type=item.get("type") or "endpoint", activation_key=item["activation_key"], created_at=created_at,
+            type=item.get("type") or RunnerType.ENDPOINT, activation_key=item["activation_key"], created_at=created_at,
             expires_at=item.get("expires_at") or created_at + SESSION_TTL, activated=bool(item.get("activated")),
         )
 
     def command(self, i, item):
         where = f"bridge_commands[{i}]"
         runner = self.find_runner(where, item["runner_id"])
-        status = item.get("status") or "pending"
+        status = item.get("status") or BridgeStatus.PENDING
         picked_up_at, completed_at = item.get("picked_up_at"), item.get("completed_at")
-        if status == "pending":
+        if status == BridgeStatus.PENDING:
             for name in ("picked_up_at", "completed_at", "result", "error", "duration_ms"):
                 if item.get(name) is not None:
                     raise StateError(f"{where}.{name}: a pending command has none")
-        elif status == "picked_up":
+        elif status == BridgeStatus.PICKED_UP:
             if completed_at is not None:
                 raise StateError(f"{where}.completed_at: a picked-up command has not finished")
             picked_up_at = picked_up_at or self.now

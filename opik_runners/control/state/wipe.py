@@ -1,6 +1,8 @@
 """Wipe: delete the store's rows, or one workspace's, in one transaction of bulk deletes, in
 the order every other write takes its locks (a reset, `opik-runners seed --replace`)."""
-from ...store.models import BridgeCommand, BridgeRate, Job, JobLog, PairingSession, Project, Runner, Span, Trace, database
+from ...store.models import (
+    BridgeCommand, BridgeRate, Job, JobLog, PairingSession, Project, Runner, Span, Trace, database,
+)
 
 
 def remove_runners(runner_ids):
