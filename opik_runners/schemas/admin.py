@@ -1,6 +1,6 @@
 """The control plane's (/_admin/) own API: its queries and bodies, whose errors are all
 `{"code": 400, "message": ...}`, and the journal's entries."""
-from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, post_load, validate
+from marshmallow import EXCLUDE, RAISE, Schema, ValidationError, fields, post_load, pre_load, validate
 
 from ..clock import parse_instant
 from ..errors import failure
@@ -10,6 +10,12 @@ from .fields import INTEGER_TEXT, NOT_BLANK, Timestamp, flatten
 class AdminSchema(Schema):
     class Meta:
         unknown = EXCLUDE
+
+    @pre_load
+    def require_object(self, data, **kwargs):
+        if not isinstance(data, dict):
+            raise failure(400, "Expected a JSON object")
+        return data
 
     def handle_error(self, exc, data, **kwargs):
         raise failure(400, "; ".join(flatten(exc.messages)))

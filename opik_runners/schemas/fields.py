@@ -184,6 +184,12 @@ class QuerySchema(Schema):
     class Meta:
         unknown = EXCLUDE
 
+    @pre_load
+    def refuse_nul(self, data, **kwargs):
+        if any("\x00" in value for values in data.values() for value in (values if isinstance(values, list) else [values])):
+            raise error(400, "query params must not contain NUL characters")
+        return data
+
     def handle_error(self, exc, data, **kwargs):
         raise error(400, *(f"query param {m}" for m in flatten(exc.messages)))
 

@@ -13,7 +13,7 @@ import errno
 import importlib.resources
 import time
 
-from flask import Blueprint, Response, current_app, g, request
+from flask import Blueprint, Response, g, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from .. import clock, metrics
@@ -23,7 +23,7 @@ from ..control.state.document import StateError
 from ..control.state import export, seed
 from ..domain import maintenance
 from ..schemas import notes
-from .api import has_body, inflate, read_json, requested_workspace, respond
+from .messages import has_body, inflate, load_body, load_query, read_json, requested_workspace, respond, settings
 from ..errors import failure
 from ..store.models import database
 from ..schemas.admin import (
@@ -68,31 +68,13 @@ def start_worker(app):
             journal.start_flusher(configured.journal_size)
 
 
-def settings():
-    return current_app.extensions["opik_runners"]
-
-
-def load(schema_class):
-    """The body (gzipped or not, as the API takes them; none is {}) through an admin schema."""
-    data = read_json(required=False)
-    if data is None:
-        data = {}
-    if not isinstance(data, dict):
-        raise failure(400, "Expected a JSON object")
-    return schema_class().load(data)
-
-
-def load_query(schema_class):
-    return schema_class().load(request.args.to_dict())
-
-
 # -- access
 
 
 @admin.before_request
 def check_access():
     """With API keys configured, only the users OPIK_RUNNERS_ADMIN_USERS names may use the
-    control plane (app.identify_caller has already answered 401 for a missing or unknown key)."""
+    control plane (lifecycle.identify_caller has already answered 401 for a missing or unknown key)."""
     configured = settings()
     if configured.api_keys and g.caller.user not in configured.admin_users and request.method != "OPTIONS":
         raise failure(403, f"User {g.caller.user!r} may not use the control plane (OPIK_RUNNERS_ADMIN_USERS)")
@@ -132,7 +114,7 @@ def load_state():
 
 @admin.post("/provider-states")
 def provider_state():
-    body = load(ProviderStateRequest)
+    body = load_body(ProviderStateRequest, required=False)
     act = provider_states.setup if body["action"] == "setup" else provider_states.teardown
     try:
         made = act(settings(), body["state"], body["params"] or {})
@@ -159,7 +141,7 @@ def clear_requests():
 @admin.post("/requests/wait")
 def wait_for_requests():
     called_at = clock.real_now_us()
-    body = load(WaitRequest)
+    body = load_body(WaitRequest, required=False)
     count, timeout = body.pop("count"), body.pop("timeout_s")
     filters = pattern(body)
     control.flush_journals()
@@ -184,7 +166,7 @@ def pattern(query):
 
 @admin.post("/faults")
 def add_fault():
-    body = load(FaultRequest)
+    body = load_body(FaultRequest, required=False)
     odds = {key: body.pop(key) for key in ("probability", "seed", "times")}
     rule = {key: value for key, value in body.items() if value is not None and value is not False}
     return respond(faults.add_rule(rule, **odds), 201)
@@ -214,7 +196,7 @@ def get_clock():
 
 @admin.post("/clock")
 def advance_clock():
-    control.advance_clock(load(ClockRequest)["advance_s"])
+    control.advance_clock(load_body(ClockRequest, required=False)["advance_s"])
     # What is now due (heartbeats lapsed, jobs timed out, sessions expired) happens before the
     # answer: a cycle started after the change (one running elsewhere is waited out).
     maintenance.run_cycle_now(settings())
@@ -240,7 +222,7 @@ def before_opik_request():
     if outside_opik_api(environ):
         return None
     # Notes come from loading a body (schemas.py): a request without one has none to collect.
-    if has_body(environ) and current_app.extensions["opik_runners"].journal_size:
+    if has_body(environ) and settings().journal_size:
         notes.collect()
     if control.current.rules:
         return inject_fault()
@@ -258,7 +240,7 @@ def inject_fault():
         database.hand_back_connection()  # a delayed request must not hold one of the pool's connections
         time.sleep(spec["delay_ms"] / 1000)
     if spec.get("drop"):
-        record(current_app, status=None, response_body=None, fault=rule["id"])
+        record(status=None, response_body=None, fault=rule["id"])
         raise DropConnection()
     if spec.get("hold_ms") is not None:
         database.hand_back_connection()
@@ -284,7 +266,7 @@ def drop_middleware(wsgi_app):
     as the client library would.
 
     A closure, not a class with __call__: calling an instance re-enters the interpreter in C,
-    and each held poll keeps that C stack (this and app.timed_requests as classes: 1.7 KB more
+    and each held poll keeps that C stack (this and lifecycle.timed_requests as classes: 1.7 KB more
     a held poll, measured at 4,000)."""
 
     def dropping_connections(environ, start_response):
@@ -308,7 +290,7 @@ def record_request(response):
         body = response.response[0] or None  # what get_data would join, without the copy
     else:
         body = response.get_data() or None
-    record(current_app._get_current_object(), response.status_code, body, g.get("fault"))
+    record(response.status_code, body, g.get("fault"))
     return response
 
 
@@ -317,11 +299,11 @@ def record_request(response):
 CONSOLE_HEADER = "HTTP_X_OPIK_RUNNERS_CONSOLE"
 
 
-def record(app, status, response_body, fault):
+def record(status, response_body, fault):
     """Journal this request (journal.record). Only captured here, from the WSGI environ rather
     than through `request`'s properties: the journal runs on every request, and the flusher
     makes the row (measured: 65 -> 35 us a request)."""
-    size = app.extensions["opik_runners"].journal_size
+    size = settings().journal_size
     if not size or CONSOLE_HEADER in request.environ:
         return
     found = notes._collecting.get()
@@ -337,7 +319,7 @@ def record(app, status, response_body, fault):
         request_text(environ),
         status,
         response_body,
-        (time.perf_counter() - environ.get(metrics.STARTED, time.perf_counter())) * 1000,  # app.timed_requests
+        (time.perf_counter() - environ.get(metrics.STARTED, time.perf_counter())) * 1000,  # lifecycle.timed_requests
         operation_name(),
         workspace_name(),
         found,

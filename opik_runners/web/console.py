@@ -11,10 +11,11 @@ import re
 
 from urllib.parse import urlencode
 
-from flask import Blueprint, current_app, jsonify, redirect, request, send_from_directory
+from flask import Blueprint, jsonify, redirect, request, send_from_directory
 
 from .. import __version__
 from ..settings import admin_enabled
+from .messages import settings
 
 STATIC = os.path.join(os.path.dirname(os.path.dirname(__file__)), "static")
 ASSETS = os.path.join(STATIC, "console")
@@ -54,12 +55,12 @@ def asset(name):
 @console.get(f"{PREFIX}/config.json", endpoint="console_config")
 def config():
     """What the page cannot ask the API: whether it needs a key, whether /_admin/ is on."""
-    settings = current_app.extensions["opik_runners"]
+    configured = settings()
     return jsonify({
         "version": __version__,
-        "api_keys": bool(settings.api_keys),
-        "admin": admin_enabled(settings),
-        "journal": admin_enabled(settings) and settings.journal_size > 0,
+        "api_keys": bool(configured.api_keys),
+        "admin": admin_enabled(configured),
+        "journal": admin_enabled(configured) and configured.journal_size > 0,
     })
 
 

@@ -28,6 +28,7 @@ import ipaddress
 from flask import request
 
 from ..errors import failure
+from .messages import has_body
 
 LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "[::1]"})
 STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})
@@ -148,9 +149,8 @@ def warn_if_exposed(settings, bind, say):
         "(a proxy's, a DNS name) gets 403 until it is listed in OPIK_RUNNERS_ALLOWED_HOSTS")
 
 
-def init_app(app, settings, has_body):
-    """The checks before every other hook; CORS for the listed origins, if any. `has_body`:
-    whether a request sends a body (the API's own test of it)."""
+def init_app(app, settings):
+    """The checks before every other hook; CORS for the listed origins, if any."""
     guard = Guard(settings)
     app.extensions["opik_runners.guard"] = guard
 

@@ -8,7 +8,7 @@ import pytest
 from flask import Flask
 from flask.sessions import NullSession
 
-from opik_runners.web.api import has_body, requested_workspace
+from opik_runners.web.messages import has_body, requested_workspace
 
 
 @pytest.mark.parametrize("environ, expected", [
@@ -40,7 +40,7 @@ def test_requested_workspace(headers, query, expected):
         assert requested_workspace() == expected
 
 
-# -- the long polls, matched before the router (app.App): the same rule and arguments as the
+# -- the long polls, matched before the router (web/lean_app.py): the same rule and arguments as the
 # router gives, for exactly the requests the router would send to a poll's view
 
 RUNNER = "0193a0b0-0000-7000-8000-00000000000a"
@@ -108,7 +108,7 @@ def test_with_trusted_hosts_every_request_takes_the_router(app, monkeypatch):
 
 
 def test_requests_share_one_read_only_session(app):
-    """The API keeps no cookie sessions (app.NoSessions): no request makes a session object of its own."""
+    """The API keeps no cookie sessions (lean_app.NoSessions): no request makes a session object of its own."""
     sessions = []
     for path in ("/is-alive/ping", f"/api/v1/private/local-runners/{RUNNER}/jobs/next"):
         with app.test_request_context(path, method="POST"):
