@@ -13,8 +13,6 @@ Polling one indexed row every 25 ms costs a process about 0.2% of a core; it nee
 channel between processes beyond the database they already share.
 """
 import logging
-import os
-import socket
 import threading
 import time
 from collections import namedtuple
@@ -22,7 +20,7 @@ from collections import namedtuple
 from .. import clock
 from . import journal
 from ..store import db, wakeups
-from ..store.models import ControlValue, FaultRule, ServerProcess, database
+from ..store.models import ControlValue, FaultRule, ServerProcess, database, holder_name
 from ..store.statements import Param, Statement
 
 log = logging.getLogger(__name__)
@@ -76,11 +74,6 @@ def bump(key, by=1):
     return value
 
 
-def holder():
-    """This process, as the `server_process` table names it (after a fork: the worker's pid)."""
-    return f"{socket.gethostname()}:{os.getpid()}"
-
-
 def read_generation():
     row = GENERATION.one()
     return row[0] if row else None
@@ -114,7 +107,7 @@ def forget():
 
 
 def mark_seen():
-    SEEN.execute(holder=holder(), generation=current.generation or 0, seen_at=clock.real_now_us())
+    SEEN.execute(holder=holder_name(), generation=current.generation or 0, seen_at=clock.real_now_us())
 
 
 def change(write):
@@ -139,7 +132,7 @@ def wait_until_taken(generation, timeout=TAKE_TIMEOUT_SECONDS):
     deadline = time.monotonic() + timeout
     while True:
         behind = BEHIND.execute(
-            generation=generation, alive_after=clock.real_now_us() - int(ALIVE_SECONDS * 1e6), holder=holder()
+            generation=generation, alive_after=clock.real_now_us() - int(ALIVE_SECONDS * 1e6), holder=holder_name()
         ).fetchall()
         if not behind:
             return True

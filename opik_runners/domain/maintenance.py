@@ -10,22 +10,19 @@ Of all the workers and instances sharing a database, one runs each cycle:
   reaps once per interval, not once per worker.
 """
 import logging
-import os
 import random
-import socket
 import threading
 import time
 from collections import namedtuple
 
 from . import bridge, jobs, pairing, runners
 from .. import clock, metrics
-from ..store.models import SECOND, MaintenanceTask, database, now_us
+from ..store.models import SECOND, MaintenanceTask, database, holder_name, now_us
 from ..store.statements import Param, Statement
 
 log = logging.getLogger(__name__)
 
 REAPER = "reaper"
-HOLDER = f"{socket.gethostname()}:{os.getpid()}"
 
 Report = namedtuple(
     "Report", "jobs_timed_out runners_purged commands_timed_out jobs_expired runners_dropped sessions_expired"
@@ -72,7 +69,7 @@ def run_cycle(settings, force=False):
         # The schedule keeps real time: the control plane's clock moves what is due, not when.
         now = clock.real_now_us()
         due_before = now if force else now - int(settings.reaper_interval * SECOND)
-        if not START_CYCLE.execute(name=REAPER, now=now, holder=HOLDER, due_before=due_before).rowcount:
+        if not START_CYCLE.execute(name=REAPER, now=now, holder=holder_name(), due_before=due_before).rowcount:
             return None
         report = reap(settings)
     metrics.REAPER_CYCLES.inc()

@@ -6,6 +6,8 @@ the claim or an ownership lookup. A change here needs a migration (migrations/),
 which a test holds to these definitions.
 """
 import json
+import os
+import socket
 import time
 
 import peewee as pw
@@ -228,6 +230,12 @@ class Wakeup(BaseModel):
     id = pw.AutoField()
     key = pw.CharField()
     created_at = pw.FloatField(default=time.time)
+
+
+def holder_name():
+    """This process as the tables that name processes write it (MaintenanceTask.last_holder,
+    ServerProcess.holder): host:pid, read at each call, so that a forked worker names itself."""
+    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 class MaintenanceTask(BaseModel):
