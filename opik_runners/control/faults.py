@@ -20,10 +20,14 @@ from ..store.statements import Statement
 
 log = logging.getLogger(__name__)
 
+# A matching request counts itself in the rule, and the count numbers its draw: one UPDATE ...
+# RETURNING, so workers and instances drawing at once each take a number of their own.
 MATCHED = Statement(
     "count fault match",
     lambda p: FaultRule.update(matched=FaultRule.matched + 1).where(FaultRule.id == p.id).returning(FaultRule.matched),
 )
+# The firing counts itself only while the rule has fired fewer than `times`: the condition is in
+# the UPDATE, so two requests at once cannot both take the last firing.
 FIRED = Statement(
     "count fault fired",
     lambda p: FaultRule.update(fired=FaultRule.fired + 1)

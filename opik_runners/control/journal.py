@@ -40,11 +40,14 @@ BODY_INLINE = 512
 FLUSH_SECONDS = 0.05
 
 WRITTEN = [field for field in JournalEntry._meta.sorted_fields if field.name != "id"]  # the id is the store's
+# Every column named, the id left to the store (its sequence orders the journal).
 INSERT_ENTRY = Statement("insert journal entry", lambda p: JournalEntry.insert(columns(JournalEntry, *WRITTEN)))
 # The order `prepare` gives a row's values in (a test holds it to INSERT_ENTRY.order).
 ROW = ("at", "method", "path", "query", "headers", "request_body", "request_body_hash", "status", "response_body",
        "response_body_hash", "duration_ms", "operation", "workspace", "notes", "fault")
+# The newest id, read after a flush: what the trim counts the journal's size from.
 NEWEST_ID = Statement("newest journal entry", lambda p: JournalEntry.select(fn.MAX(JournalEntry.id)))
+# Ids only grow: everything at or below the last id to drop is past the size, in one range delete.
 TRIM = Statement("trim journal", lambda p: JournalEntry.delete().where(JournalEntry.id <= p.last_dropped))
 # A body stored already is marked used again, so that a concurrent trim (which deletes only bodies
 # unused for a while) cannot drop one an entry still being written refers to.

@@ -34,18 +34,22 @@ TAKE_TIMEOUT_SECONDS = 5.0  # how long a change waits for the other processes to
 Snapshot = namedtuple("Snapshot", "generation clock_offset_us resets journal_flushes rules")
 current = Snapshot(None, 0, 0, 0, ())  # this process's copy
 
+# One indexed row, read every CHECK_SECONDS by each process: the only cost of listening.
 GENERATION = Statement(
     "control generation", lambda p: ControlValue.select(ControlValue.value).where(ControlValue.key == "generation")
 )
+# Add to a value and read it back in one statement: two changes at once each get their own number.
 BUMP = Statement(
     "bump control value",
     lambda p: ControlValue.update(value=ControlValue.value + p.by).where(ControlValue.key == p.key)
     .returning(ControlValue.value),
 )
+# A value set outright (the clock offset): the generation bumped beside it says it changed.
 SET_VALUE = Statement(
     "set control value",
     lambda p: ControlValue.update(value=Param("value", ControlValue.value)).where(ControlValue.key == p.key),
 )
+# An upsert keyed by host:pid: a process's first look makes its row, every later one refreshes it.
 SEEN = Statement(
     "server process seen",
     lambda p: ServerProcess.insert(
@@ -58,6 +62,8 @@ SEEN = Statement(
                 ServerProcess.seen_at: Param("seen_at", ServerProcess.seen_at)},
     ),
 )
+# Who a change still waits for: processes seen lately that have not taken its generation (the
+# asking process is not waited for: it took the change by making it).
 BEHIND = Statement(
     "live processes behind a generation",
     lambda p: ServerProcess.select(ServerProcess.holder).where(

@@ -65,38 +65,47 @@ INSERT_JOB_UNDER_LIMIT = Statement(
 )
 # A plain read first: an idle poll never takes the write lock.
 PEEK_PENDING = Statement("peek pending job", lambda p: oldest_pending(p.runner_id).select(Job.id))
+# The claim itself: the oldest pending job, locked so that exactly one poll takes it (PostgreSQL
+# skips a row another claim holds; SQLite's one write lock serializes them).
 CLAIM = Statement("claim oldest pending job", lambda p: database.claim_rows(oldest_pending(p.runner_id)))
+# Every field a job's life changes, with its rendered document, in one write (apply()).
 UPDATE_JOB = Statement(
     "update job", lambda p: Job.update(columns(Job, *CHANGEABLE)).where(Job.id == Param("id", Job.id))
 )
+# A result or a cancel reads the job only while it is unfinished and the caller's, locked until the
+# commit: of a result and a cancel sent at once, the second finds it finished and changes nothing.
 UNFINISHED_JOB = Statement(
     "caller's unfinished job, locked",
     lambda p: database.lock_rows(
         Job.select().where((Job.id == p.job_id) & Job.status.in_(JOB_UNFINISHED) & owns_job_runner(p.workspace, p.user))
     ),
 )
-# One statement takes and clears the set, so two beats never announce a job twice.
-# Only a job cancelled while running is announced, so the search stays in the runner's cancelled
-# jobs ((runner, status, seq)), not all of them; and a plain read first, so that the heartbeat of
-# a runner with nothing to announce (nearly every one) writes nothing here.
 def cancel_unannounced(p):
     return (Job.runner == p.runner_id) & (Job.status == JobStatus.CANCELLED) & (Job.cancel_unannounced == True)  # noqa: E712
 
 
-def any_cancel_announcement(p):
-    """EXISTS: a cancel waits to be announced to runner `p.runner_id` (the heartbeat returns it)."""
-    return NodeList((SQL("EXISTS"), Job.select(Job.id).where(cancel_unannounced(p)).limit(1)))
-
-
+# One statement takes and clears the set, so two beats never announce a job twice.
+# Only a job cancelled while running is announced, so the search stays in the runner's cancelled
+# jobs ((runner, status, seq)), not all of them; and a plain read first (any_cancel_announcement,
+# in the heartbeat's own statement), so that the heartbeat of a runner with nothing to announce
+# (nearly every one) writes nothing here.
 TAKE_CANCEL_ANNOUNCEMENTS = Statement(
     "take cancel announcements",
     lambda p: Job.update(cancel_unannounced=False).where(cancel_unannounced(p)).returning(Job.id),
 )
+# A job's log lines in the order they came, from the reader's offset (the CLI and the console
+# tail it): one range of the (job, id) index.
 LOGS = Statement(
     "job logs",
     lambda p: JobLog.select(JobLog.stream, JobLog.text).where(JobLog.job == p.job_id).order_by(JobLog.id)
     .offset(p.offset),
 )
+
+
+def any_cancel_announcement(p):
+    """EXISTS: a cancel waits to be announced to runner `p.runner_id` (the heartbeat's statement,
+    runners.HEARTBEAT, returns it beside the runner's type)."""
+    return NodeList((SQL("EXISTS"), Job.select(Job.id).where(cancel_unannounced(p)).limit(1)))
 
 
 # -- writing a job

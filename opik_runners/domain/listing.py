@@ -26,9 +26,10 @@ def job_page(p):
     )
 
 
+# Ownership, the counters and the page in one statement (job_page): one index seek for any page.
 LISTING_PAGE = Statement("listing page", job_page)
-
-
+# Past expired jobs' gaps in the numbering (until the reaper closes them), the page is counted
+# by OFFSET instead: slower for a deep page, right meanwhile.
 LISTING_PAGE_PAST_GAPS = Statement(
     "listing page past gaps",
     lambda p: Job.select(Job.document).where(Job.runner == p.runner_id).order_by(Job.seq.desc())
@@ -67,6 +68,7 @@ def filtered_page(p, by_agent):
     return Job.select(Job.document).where((Job.runner == p.runner_id) & Job.seq.in_(page)).order_by(Job.seq.desc())
 
 
+# One shape per filter (with or without an agent), each compiled once (filtered_page).
 FILTERED_PAGE = {
     by_agent: Statement(f"listing page by status{' and agent' if by_agent else ''}",
                         lambda p, by_agent=by_agent: filtered_page(p, by_agent))
@@ -74,6 +76,7 @@ FILTERED_PAGE = {
 }
 
 
+# A count per status for the console's tabs: an index range each, no table rows.
 STATUS_COUNTS = {
     by_agent: Statement(
         f"job counts by status{' of an agent' if by_agent else ''}",

@@ -28,6 +28,8 @@ Report = namedtuple(
     "Report", "jobs_timed_out runners_purged commands_timed_out jobs_expired runners_dropped sessions_expired"
 )
 
+# The cycle is taken by whoever moves last_started_at first, the condition in the UPDATE: of
+# workers and instances due at once, one changes the row and the others change nothing.
 START_CYCLE = Statement(
     "start maintenance cycle",
     lambda p: MaintenanceTask.update({
@@ -35,6 +37,7 @@ START_CYCLE = Statement(
         MaintenanceTask.last_holder: Param("holder", MaintenanceTask.last_holder),
     }).where((MaintenanceTask.name == p.name) & (MaintenanceTask.last_started_at <= p.due_before)),
 )
+# When the last cycle started, anywhere: the next is due an interval after it.
 LAST_START = Statement(
     "last maintenance start",
     lambda p: MaintenanceTask.select(MaintenanceTask.last_started_at).where(MaintenanceTask.name == p.name),

@@ -29,6 +29,7 @@ def owns_job_runner(workspace, user):
     return fn.EXISTS(owned_runners(workspace, user).select(Runner.id).where(Runner.id == Job.runner))
 
 
+# The caller's runner, whole (agents and checklist too): GET runner, DELETE, the routing of a job.
 FIND_RUNNER = Statement(
     "find runner", lambda p: owned_runners(p.workspace, p.user).where(Runner.id == p.runner_id)
 )
@@ -46,6 +47,7 @@ RUNNER_COUNTERS = Statement(
     .select(Runner.project_id, Runner.job_count, Runner.last_seq)
     .where(Runner.id == p.runner_id),
 )
+# A job by id, seen only by whoever owns its runner (owns_job_runner: an EXISTS, not a join).
 GET_JOB = Statement("get job", lambda p: Job.select().where((Job.id == p.job_id) & owns_job_runner(p.workspace, p.user)))
 
 

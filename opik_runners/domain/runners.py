@@ -31,11 +31,14 @@ def beat(p, with_capabilities):
             .returning(Runner.type, jobs.any_cancel_announcement(p)))
 
 
+# Two shapes: a beat that names capabilities writes them too, one that does not leaves them.
 HEARTBEAT = {
     with_capabilities: Statement(f"heartbeat{' with capabilities' if with_capabilities else ''}",
                                  lambda p, with_capabilities=with_capabilities: beat(p, with_capabilities))
     for with_capabilities in (False, True)
 }
+
+
 def list_runners(caller, project_id, status, page, size):
     query = owned_runners(caller.workspace, caller.user).where(Runner.project_id == project_id)
     now = now_us()
