@@ -179,6 +179,7 @@ def simulate(project, url, name, spec, workspace, api_key, pairing):
     """
     from .client import agents as scripts
     from .client import simulate as simulation
+    from .client.pairing import SimulationError
 
     try:
         agents = scripts.parse_agents(spec)
@@ -192,7 +193,7 @@ def simulate(project, url, name, spec, workspace, api_key, pairing):
                                   pairing=pairing, say=click.echo)
     try:
         runner.run()
-    except simulation.SimulationError as exc:
+    except SimulationError as exc:
         raise click.ClickException(str(exc)) from None
 
 

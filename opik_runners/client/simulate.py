@@ -4,13 +4,12 @@ It speaks only the public Opik API, with the calls the real CLI (SDK 2.2.122) ma
 the same way (docs/opik-behaviour.md#cli): the project by name, a pairing session with a
 random activation key, activation, `PUT agents`, the checklist, a heartbeat every 5 s, the
 `jobs/next` long poll, one report per job state, log batches, the job's trace, and a DELETE of
-the runner on the way out. So it serves against this server and against a real Opik alike:
+the runner on the way out (the pairing is pairing.py's). So it serves against this server and against a real Opik alike:
 people building a UI or a client on runners can work without writing an agent.
 
 The standard library's urllib is its HTTP client (http.py), so the package gains no dependency.
 Nothing here knows click or Flask: `cli.py` parses the command line and calls `Simulator.run`.
 """
-import json
 import os
 import random
 import secrets
@@ -18,71 +17,27 @@ import signal
 import sys
 import threading
 import time
-import urllib.error
-import urllib.parse
-import urllib.request
-import uuid
 from collections import OrderedDict
 from datetime import datetime, timezone
 
 from uuid6 import uuid7
 
-from ..protocol import (
-    JobStatus, RunnerStatus, RunnerType, activation_hmac_text, encode_base64, link_fragment,
-)
+from ..protocol import JobStatus, RunnerType
 from .agents import DEFAULT_AGENTS, declaration, parse_agents
 from .http import Client, HttpError, Unreachable
+from .pairing import Interrupted, Pairing, SimulationError, short
 
 DEFAULT_URL = "http://127.0.0.1:5173/api"  # `opik-runners serve`'s default bind, API under /api
 
-# The CLI's timings (docs/opik-behaviour.md#cli-startup, docs/opik-behaviour.md#cli-pairing-poll,
-# docs/opik-behaviour.md#cli-supervisor, docs/opik-behaviour.md#cli-endpoint-loop,
+# The CLI's timings (docs/opik-behaviour.md#cli-supervisor, docs/opik-behaviour.md#cli-endpoint-loop,
 # docs/opik-behaviour.md#cli-cancellation).
 HEARTBEAT_INTERVAL = 5.0
 POLL_IDLE_INTERVAL = 0.5
 BACKOFF_FIRST, BACKOFF_CAP = 1.0, 30.0
-PAIRING_POLL_INTERVAL, PAIRING_DEADLINE = 2.0, 300
-SESSION_TTL = 300
 PING_INTERVAL = 10.0
 NEXT_JOB_READ_TIMEOUT = 100  # httpx's read timeout: longer than any server's held poll
 CANCELLED_TTL, CANCELLED_MAX = 300, 10_000
 MAX_LOG_BATCH = 1000  # the server's limit per POST logs
-PROVIDER_STATE = "a connected endpoint runner"  # provider_states.ENDPOINT (this server's only)
-
-
-class SimulationError(Exception):
-    """Something that stops the simulator, worded for the person who started it."""
-
-
-# -- pairing
-
-
-def pairing_link(api_url, session_id, key, project_id, project_name, runner_name, workspace):
-    """The link `opik endpoint` prints (docs/opik-behaviour.md#cli-pairing-link): the pairing page at the
-    domain root, with the session, key, project, name and type in the fragment."""
-    fragment = link_fragment(session_id, key, project_id, runner_name, RunnerType.ENDPOINT)
-    parsed = urllib.parse.urlparse(api_url)
-    ui_url = api_url.rstrip("/")
-    ui_url = (ui_url[: -len("/api")] if ui_url.endswith("/api") else ui_url) + "/"
-    query = [f"url={urllib.parse.quote(ui_url, safe='')}", f"project={urllib.parse.quote(project_name, safe='')}"]
-    if workspace:
-        query.append(f"workspace={urllib.parse.quote(workspace, safe='')}")
-    return f"{parsed.scheme}://{parsed.netloc}/opik/pair/v1?{'&'.join(query)}#{fragment}"
-
-
-# -- HTTP
-
-
-# -- the runner
-
-
-class _Interrupted(BaseException):
-    """Ctrl-C or SIGTERM before the runner is serving: unwinds whatever call is under way."""
-
-
-def short(value, limit=120):
-    text = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
-    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 def iso_now():
@@ -127,7 +82,7 @@ class Simulator:
             self._interruptible = True
             try:
                 self._start()
-            except _Interrupted:
+            except Interrupted:
                 self.say(f"{self._signal or 'interrupted'}: stopping before the runner was serving")
                 return
             finally:
@@ -152,7 +107,7 @@ class Simulator:
             self.stopping.set()
             if self._interruptible:
                 self._interruptible = False
-                raise _Interrupted()
+                raise Interrupted()
 
         previous = {}
         if threading.current_thread() is threading.main_thread():  # signals reach the main thread only
@@ -163,122 +118,13 @@ class Simulator:
     def _start(self):
         self.say(f"simulated endpoint runner for project {self.project!r}, workspace {self.workspace!r}, "
                  f"server {self.url}")
-        project_id = self._ensure_project()
-        key = os.urandom(32)
+        pairing = Pairing(self.client, self.url, self.project, self.workspace, self.name,
+                          {name: declaration(agent) for name, agent in self.agents.items()}, self.pairing, self.say,
+                          self.stopping)
         try:
-            session = self.client.call("POST", "v1/private/pairing/sessions", {
-                "project_id": project_id,
-                "activation_key": encode_base64(key),
-                "ttl_seconds": SESSION_TTL,
-                "type": RunnerType.ENDPOINT,
-            }, need_json=True)
-            session_id, runner_id = str(uuid.UUID(session["session_id"])), str(uuid.UUID(session["runner_id"]))
-        except HttpError as exc:
-            raise SimulationError(f"could not create a pairing session: {exc}") from None
-        except (TypeError, KeyError, ValueError):
-            raise SimulationError(f"the server's pairing session has no session_id/runner_id: {session!r}") from None
-        self.runner_id = runner_id
-        self._pair(session_id, key, project_id)
-
-    def _ensure_project(self):
-        """The project's id by name, created when missing (as `opik endpoint --headless` does)."""
-        def retrieve():
-            found = self.client.call("POST", "v1/private/projects/retrieve", {"name": self.project}, need_json=True)
-            if not isinstance(found, dict) or not found.get("id"):
-                raise SimulationError(f"the server's answer for project {self.project!r} has no id: {short(found)}")
-            return found["id"]
-
-        try:
-            return retrieve()
-        except Unreachable as exc:
-            raise SimulationError(f"cannot reach the Opik server at {self.url} ({exc}); is it running? "
-                                  "(start one with `opik-runners serve`, or give --url)") from None
-        except HttpError as exc:
-            if exc.status in (401, 403):
-                raise SimulationError(f"the server refused the API key ({exc}); give --api-key or set OPIK_API_KEY") from None
-            if exc.status != 404:
-                raise SimulationError(f"could not retrieve project {self.project!r}: {exc}") from None
-        try:
-            self.client.call("POST", "v1/private/projects", {"name": self.project})
-        except HttpError as exc:
-            if exc.status != 409:  # 409: made meanwhile by someone else
-                raise SimulationError(f"could not create project {self.project!r}: {exc}") from None
-        project_id = retrieve()
-        self.say(f"created project {self.project!r} ({project_id})")
-        return project_id
-
-    def _pair(self, session_id, key, project_id):
-        if self.pairing == "headless":
-            try:
-                self.client.call("POST", f"v1/private/pairing/sessions/{session_id}/activate",
-                                 {"runner_name": self.name, "hmac": activation_hmac_text(session_id, key, self.name)})
-                return self._paired("activated it itself, as `opik endpoint --headless` does")
-            except HttpError as exc:
-                if exc.status != 409:  # 409: the server activated the session already
-                    raise SimulationError(f"could not activate the pairing session: {exc}") from None
-        if self._connected():
-            return self._paired("the server activated the pairing session itself (OPIK_PAIRING_AUTO_ACTIVATE)")
-        if self.pairing == "auto" and self._pair_with_provider_state(project_id):
-            return
-        link = pairing_link(self.url, session_id, key, project_id, self.project, self.name, self.workspace)
-        self.say("waiting for activation: open this link in a browser logged in to Opik (it expires in 5 minutes):")
-        self.say(f"  {link}")
-        deadline = time.monotonic() + PAIRING_DEADLINE
-        while time.monotonic() < deadline:
-            if self.stopping.wait(PAIRING_POLL_INTERVAL):
-                raise _Interrupted()
-            if self._connected():
-                return self._paired("activated from the pairing link")
-        raise SimulationError(f"Pairing timed out after {PAIRING_DEADLINE} seconds.")
-
-    def _connected(self):
-        """Whether the runner is connected; the pairing poll's rules (docs/opik-behaviour.md#cli-pairing-poll):
-        404 and no answer mean not yet, any other error is fatal."""
-        try:
-            runner = self.client.call("GET", f"v1/private/local-runners/{self.runner_id}", need_json=True)
-        except Unreachable:
-            return False
-        except HttpError as exc:
-            if exc.status == 404:
-                return False
-            raise SimulationError(f"while waiting for activation: {exc}") from None
-        if isinstance(runner, dict) and runner.get("status") == RunnerStatus.CONNECTED:
-            self.name = runner.get("name") or self.name
-            return True
-        return False
-
-    def _pair_with_provider_state(self, project_id):
-        """This server's control plane, when it answers: a connected runner made at once. Any
-        server without one (a real Opik) says no, and the link is printed instead."""
-        # The runner's user is left to the state's default, the user of a server without API
-        # keys; with keys, this key's user may differ, and the check below tells.
-        state = {"state": PROVIDER_STATE, "params": {
-            "workspace": self.workspace, "project": self.project, "runner": self.name,
-            "agents": {name: declaration(agent) for name, agent in self.agents.items()},
-        }}
-        try:
-            made = self.client.call("POST", "_admin/provider-states", state, at_root=True, need_json=True)
-            runner_id = str(uuid.UUID(made["runner_id"]))
-        except (HttpError, Unreachable, TypeError, KeyError, ValueError):
-            return False
-        session_runner, self.runner_id = self.runner_id, runner_id
-        try:
-            ours = self._connected()
-        except SimulationError:
-            ours = False
-        if not ours:  # another user's runner: not ours to drive, so take it away again
-            self.runner_id = session_runner
-            try:
-                self.client.call("POST", "_admin/provider-states", {**state, "action": "teardown"}, at_root=True)
-            except (HttpError, Unreachable):
-                pass
-            return False
-        self._paired(f"made by the server's control plane (POST /_admin/provider-states {PROVIDER_STATE!r})")
-        return True
-
-    def _paired(self, how):
-        self.paired = True
-        self.say(f"paired: runner {self.name!r} ({self.runner_id}); {how}")
+            pairing.run()
+        finally:  # the runner to DELETE on the way out, even when the pairing was interrupted
+            self.runner_id, self.name, self.paired = pairing.runner_id, pairing.name, pairing.paired
 
     def _serve(self):
         """In the CLI's order: heartbeats and the checklist (its supervisor), then the agents

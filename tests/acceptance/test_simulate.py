@@ -335,9 +335,9 @@ def test_the_simulator_calls_what_the_real_cli_calls(tmp_path, simulators):
 
 def test_the_provider_state_is_one_the_server_knows():
     from opik_runners.control import provider_states
-    from opik_runners.client import simulate
+    from opik_runners.client import pairing
 
-    assert simulate.PROVIDER_STATE in provider_states.KNOWN
+    assert pairing.PROVIDER_STATE in provider_states.KNOWN
 
 
 def test_command_line_errors(simulators):
