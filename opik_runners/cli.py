@@ -57,7 +57,7 @@ def serve(bind, workers):
     from . import serving
 
     settings = read_settings()
-    serving.Server(serving.gunicorn_options(settings, bind=bind, workers=workers)).run()
+    serving.Gunicorn(serving.gunicorn_options(settings, bind=bind, workers=workers)).run()
 
 
 @main.command()

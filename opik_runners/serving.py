@@ -170,7 +170,7 @@ def post_fork(server, worker):
     make_driver_cooperative(load_settings().database_url)
 
 
-class Server(BaseApplication):
+class Gunicorn(BaseApplication):
     """gunicorn run from Python with these options, serving create_app() in each worker."""
 
     def __init__(self, options):

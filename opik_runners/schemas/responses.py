@@ -83,7 +83,9 @@ class ProjectSchema(ResponseSchema):
     last_updated_by = fields.String()
 
 
-class BridgeCommandItem(ResponseSchema):
+class PolledCommandSchema(ResponseSchema):
+    """A command as a poll hands it to the runner (bridge/commands/next)."""
+
     command_id = fields.UUID(attribute="id")
     type = fields.String()
     args = fields.Raw()
@@ -91,7 +93,9 @@ class BridgeCommandItem(ResponseSchema):
     submitted_at = Timestamp()
 
 
-class BridgeCommandSchema(BridgeCommandItem):
+class BridgeCommandSchema(PolledCommandSchema):
+    """A command as GET command answers it: the polled fields, and its state and outcome."""
+
     runner_id = fields.UUID(attribute="runner_id")
     status = fields.String()
     result = fields.Raw()
@@ -102,7 +106,7 @@ class BridgeCommandSchema(BridgeCommandItem):
 
 
 class BridgeBatchSchema(Schema):
-    commands = fields.List(fields.Nested(BridgeCommandItem))
+    commands = fields.List(fields.Nested(PolledCommandSchema))
 
 
 class TelemetrySchema(Schema):
