@@ -38,7 +38,7 @@ import aiohttp
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from opik_runners.testing import Server, child_pids  # noqa: E402
+from opik_runners.client.testing import Server, child_pids  # noqa: E402
 
 API = "/api/v1/private"
 HEARTBEAT_SECONDS = 5.0

@@ -24,7 +24,7 @@ from pathlib import Path
 import aiohttp
 
 import seed  # beside this script
-from opik_runners.testing import Server
+from opik_runners.client.testing import Server
 
 ROOT = Path(__file__).resolve().parents[1]
 

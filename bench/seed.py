@@ -3,9 +3,9 @@ import uuid
 
 from tqdm import tqdm
 
-from opik_runners import db
-from opik_runners.jobs import render
-from opik_runners.models import SECOND, Job, Project, Runner, database, new_id, now_us
+from opik_runners.store import db
+from opik_runners.domain.jobs import render
+from opik_runners.store.models import SECOND, Job, Project, Runner, database, new_id, now_us
 
 WORKSPACE, USER = "default", "admin"
 AGENT = {

@@ -1,6 +1,7 @@
 """Application factory: settings, database, caller identification, error rendering, the
 background reaper, and the blueprint served twice, at the root and under /api, as Opik
 serves it."""
+import hmac
 import logging
 import re
 import sqlite3
@@ -15,11 +16,14 @@ from werkzeug.routing import UUIDConverter
 
 import peewee
 
-from . import admin, console, db, maintenance, metrics, stats
-from .api import api, has_body, requested_workspace, respond
+from .web import admin, console, guard
+from .store import db
+from .domain import maintenance, stats
+from . import metrics
+from .web.api import api, has_body, requested_workspace, respond
 from .errors import ApiError, failure
-from .limits import MAX_REQUEST_BYTES
-from .ownership import Caller
+from .domain.limits import MAX_REQUEST_BYTES
+from .domain.ownership import Caller
 from .settings import load_settings
 
 log = logging.getLogger(__name__)
@@ -38,6 +42,7 @@ def create_app(**overrides):
     app.config["MAX_CONTENT_LENGTH"] = MAX_REQUEST_BYTES
     app.json.sort_keys = False
 
+    guard.init_app(app, settings, has_body)  # first: a request a web page must not make runs nothing
     app.before_request(read_body_first)  # before db.init_app's open_connection
     db.init_app(app, settings)
     maintenance.start(settings)
@@ -164,14 +169,27 @@ def identify_caller():
         raise failure(400, "The workspace name must not contain NUL characters")
     keys = current_app.extensions["opik_runners"].api_keys
     user = "admin"
-    if keys and request.endpoint and request.endpoint.rsplit(".", 1)[-1] not in PUBLIC_ENDPOINTS:
+    # A CORS preflight carries no credentials (guard.py has checked its origin).
+    if keys and request.endpoint and request.endpoint.rsplit(".", 1)[-1] not in PUBLIC_ENDPOINTS \
+            and request.method != "OPTIONS":
         key = request.environ.get("HTTP_AUTHORIZATION")
         if not key:
             raise failure(401, "API key should be provided")
-        if key not in keys:
+        user = user_of(keys, key)
+        if user is None:
             raise failure(401, "User not allowed")
-        user = keys[key]
     g.caller = Caller(workspace, user)
+
+
+def user_of(keys, key):
+    """The user whose API key `key` is, or None: compared in constant time with every key (a
+    dict lookup's string comparison stops at the first byte that differs, which timing shows)."""
+    found = None
+    presented = key.encode()
+    for known, user in keys.items():
+        if hmac.compare_digest(presented, known.encode()):
+            found = user
+    return found
 
 
 def read_body_first():

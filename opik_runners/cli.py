@@ -17,7 +17,7 @@ def read_settings(**overrides):
 def open_database(settings, migrate=True):
     """The backend DATABASE_URL names (migrated, unless `migrate` is off), with a
     connection open; errors become click's."""
-    from . import db, migrations
+    from .store import db, migrations
 
     try:
         if migrate:
@@ -66,7 +66,7 @@ def migrate(check):
     Servers do this themselves when they start; run it to upgrade ahead of them, or
     with --check to see what an upgrade would do.
     """
-    from . import migrations
+    from .store import migrations
 
     open_database(read_settings(), migrate=False)
     try:
@@ -99,7 +99,7 @@ def reap():
     across all their workers and instances. This one does not wait for the interval, and
     does nothing if a cycle is running elsewhere right now.
     """
-    from . import maintenance
+    from .domain import maintenance
 
     settings = read_settings()
     open_database(settings)
@@ -119,7 +119,7 @@ def backup(file, force):
     server keeps serving, and checked with PRAGMA integrity_check. For PostgreSQL, use
     pg_dump.
     """
-    from .backends import BackupUnsupported, open_backend
+    from .store.backends import BackupUnsupported, open_backend
 
     if os.path.exists(file) and not force:
         raise click.ClickException(f"{file} exists; add --force to replace it")
@@ -174,7 +174,7 @@ def simulate(project, url, name, spec, workspace, api_key, pairing):
     Example:
       opik-runners simulate --project demo --agents echo,nap=sleep:2,logs:100,stuck=timeout
     """
-    from . import simulate as simulation
+    from .client import simulate as simulation
 
     try:
         agents = simulation.parse_agents(spec)
@@ -208,8 +208,10 @@ def seed(file, workspace, replace):
     """
     import json
 
-    from . import state
-    from .models import database
+    from .control.state.document import StateError
+    from .control.state.seed import load_state
+    from .control.state.wipe import wipe
+    from .store.models import database
 
     def refuse(constant):
         raise ValueError(f"{constant} is not a JSON value")
@@ -228,9 +230,9 @@ def seed(file, workspace, replace):
     try:
         with database.atomic():
             if replace:
-                state.wipe(workspace)
-            loaded = state.load_state(settings, document)
-    except state.StateError as exc:
+                wipe(workspace)
+            loaded = load_state(settings, document)
+    except StateError as exc:
         raise click.ClickException(f"{file.name}: {exc}") from None
     if replace:
         click.echo(f"Wiped {'the database' if workspace is None else f'workspace {workspace!r}'}.")

@@ -1,6 +1,6 @@
 """The one way a request fails: raise ApiError, and app.py renders it.
 
-Opik answers in two shapes (behaviour notes §3.0): business rules build
+Opik answers in two shapes (docs/opik-behaviour.md#error-shapes): business rules build
 `{"errors": [...]}` themselves, while thrown exceptions become Dropwizard's
 `{"code": N, "message": "..."}`. Each call site picks the shape upstream uses.
 """

@@ -49,9 +49,22 @@ _made_metrics_dir = []
 
 
 def on_starting(server):
-    """In the master, before any worker: the metrics' shared directory, then the database."""
+    """In the master, before any worker: the bound address for the workers' host check, the
+    metrics' shared directory, then the database."""
+    announce_bind(server)
     prepare_metrics()
     prepare_database(server)
+
+
+def announce_bind(server):
+    """The workers allow the host name they are bound to (guard.py): the address gunicorn binds
+    (a --bind or -b wins over OPIK_RUNNERS_BIND), passed on in the environment they inherit; and
+    one warning if it reaches beyond loopback with no host names listed."""
+    from .web import guard
+
+    bind = server.cfg.bind[0] if server.cfg.bind else load_settings().bind
+    os.environ["OPIK_RUNNERS_BIND"] = bind
+    guard.warn_if_exposed(load_settings(), bind, server.log.warning)
 
 
 def prepare_metrics():
@@ -90,7 +103,7 @@ def prepare_database(server):
         os.close(read_end)
         code, message = 0, ""
         try:
-            from . import db
+            from .store import db
 
             settings = load_settings()
             db.open_and_migrate(settings.database_url, settings.pool_size).shut()
@@ -151,7 +164,7 @@ def post_worker_init(worker):
     signal.signal(signal.SIGINT, leave_once)
     signal.signal(signal.SIGQUIT, leave_once)
 
-    from . import admin
+    from .web import admin
 
     admin.start_worker(worker.wsgi)
     worker.wsgi = called_directly(worker.wsgi)

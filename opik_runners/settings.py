@@ -61,6 +61,33 @@ def parse_names(value):
     return frozenset(filter(None, (name.strip() for name in (value or "").split(","))))
 
 
+def parse_hosts(value):
+    """`runners.example.com,.corp.example` -> frozenset of lower-case names (any port); `*`
+    allows any host. A leading dot also allows the name's subdomains (as Django spells it)."""
+    names = frozenset(name.strip().lower() for name in (value or "").split(",") if name.strip())
+    for name in names - {"*"}:
+        if not re.fullmatch(r"\.?[a-z0-9_-]+(\.[a-z0-9_-]+)*\.?", name):
+            raise ValueError(f"host names (any port) look like runners.example.com or .example.com, got {name!r}")
+    return frozenset(name.rstrip(".") if name != "*" else name for name in names)
+
+
+def parse_origins(value):
+    """`http://localhost:3000,https://ui.example.com` -> a tuple of origins, as browsers send them
+    in `Origin` (scheme://host[:port], no path, no default port)."""
+    origins = []
+    for origin in filter(None, (o.strip() for o in (value or "").split(","))):
+        if origin == "*":
+            raise ValueError("list each origin: * would let every web page call this server with your credentials")
+        found = re.fullmatch(r"(https?)://([^/?#@\s]+?)(?::(\d+))?/?", origin, re.I)
+        if not found:
+            raise ValueError(f"origins look like http://localhost:3000, got {origin!r}")
+        scheme, host, port = found[1].lower(), found[2].lower(), found[3]
+        if port is not None and int(port) != {"http": 80, "https": 443}[scheme]:
+            host = f"{host}:{int(port)}"
+        origins.append(f"{scheme}://{host}")
+    return tuple(dict.fromkeys(origins))
+
+
 def parse_count(value):
     number = int(value)
     if number < 0:
@@ -91,6 +118,10 @@ SETTINGS = [
     Setting("admin", "OPIK_RUNNERS_ADMIN", "auto", parse_admin),
     Setting("admin_users", "OPIK_RUNNERS_ADMIN_USERS", "", parse_names),
     Setting("journal_size", "OPIK_RUNNERS_JOURNAL_SIZE", "10000", parse_count),
+    # What a web page may do (guard.py): host names besides loopback and IP addresses, and the
+    # origins whose pages may call the API across origins (CORS).
+    Setting("allowed_hosts", "OPIK_RUNNERS_ALLOWED_HOSTS", "", parse_hosts),
+    Setting("cors_origins", "OPIK_RUNNERS_CORS_ORIGINS", "", parse_origins),
     # Serving (serving.py reads these).
     Setting("bind", "OPIK_RUNNERS_BIND", "127.0.0.1:5173", str),
     Setting("workers", "OPIK_RUNNERS_WORKERS", "2", parse_count),

@@ -1,9 +1,13 @@
 """Debian's Chromium driven by Playwright (nothing downloaded), for the pages' tests: launch,
-screenshots a person can open, and the axe-core accessibility check."""
+screenshots a person can open, the axe-core accessibility check, and a watch on the pages'
+Content-Security-Policy that fails every page test whose pages it refused anything."""
+import contextlib
+import http.server
 import os
 import pathlib
 import re
 import shutil
+import threading
 
 import pytest
 from axe_playwright_python.sync_playwright import Axe
@@ -22,21 +26,116 @@ PHONE = {"width": 390, "height": 844}
 BLOCKING = {"serious", "critical"}
 
 
-def launch(p):
+def launch(p, *args):
+    """Chromium, headless, with the flags this machine needs and any more `args`."""
     return p.chromium.launch(
         executable_path=CHROMIUM,
         headless=True,
         args=["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-              "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+              "--disable-background-networking", "--disable-component-update", "--disable-sync", *args],
     )
+
+
+# In every frame of every page, before the page's own scripts: what the page's CSP refused.
+CSP_LISTENER = """
+window.addEventListener("securitypolicyviolation", event => window.__cspViolation({
+  directive: event.effectiveDirective, blocked: event.blockedURI, source: event.sourceFile,
+  line: event.lineNumber, sample: event.sample, page: event.documentURI,
+}), true);
+"""
+
+
+class CspWatch:
+    """Collects what the pages' Content-Security-Policy refused: each `securitypolicyviolation`
+    event a page saw and each console message of Chromium's that names the policy (a refusal
+    no page sees, such as a frame-ancestors one, is only logged)."""
+
+    def __init__(self):
+        self.reports = []
+
+    def watch(self, context):
+        context.expose_binding("__cspViolation", lambda source, report: self.reports.append(f"violation: {report}"))
+        context.add_init_script(CSP_LISTENER)
+        context.on("console", self._console)
+
+    def _console(self, message):
+        if "Content Security Policy" in message.text or "Content-Security-Policy" in message.text:
+            self.reports.append(f"console {message.type}: {message.text}")
+
+    def take(self):
+        """The reports so far, forgotten: a test that provokes a refusal checks and takes it."""
+        reports, self.reports = self.reports, []
+        return reports
+
+    def flush(self, browser):
+        """A round trip to each open page, so that a report already sent is received."""
+        for context in browser.contexts:
+            for page in context.pages:
+                try:
+                    page.evaluate("0")
+                except playwright.Error:
+                    pass  # closed, or navigating: nothing to wait for
+
+
+class WatchedBrowser:
+    """Chromium whose every context, and so every page, is watched by `csp`. Otherwise the
+    Browser it wraps (new_page makes a context of its own, closed with the browser)."""
+
+    def __init__(self, browser):
+        self._browser = browser
+        self.csp = CspWatch()
+
+    def new_context(self, **options):
+        context = self._browser.new_context(**options)
+        self.csp.watch(context)
+        return context
+
+    def new_page(self, **options):
+        return self.new_context(**options).new_page()
+
+    def __getattr__(self, name):
+        return getattr(self._browser, name)
 
 
 @pytest.fixture
 def browser():
+    """Chromium for one test; the test fails if a page it opened reported a CSP violation."""
     with playwright.sync_playwright() as p:
-        browser = launch(p)
-        yield browser
-        browser.close()
+        browser = WatchedBrowser(launch(p))
+        try:
+            yield browser
+            browser.csp.flush(browser)
+        finally:
+            browser.close()
+        reports = browser.csp.take()
+        assert not reports, "the Content-Security-Policy refused something:\n" + "\n".join(reports)
+
+
+@contextlib.contextmanager
+def another_origin(html):
+    """A page of another site (another port of this machine): its URL, serving `html` at /."""
+    body = html.encode()
+
+    class Page(http.server.BaseHTTPRequestHandler):
+        def do_GET(self):
+            self.send_response(200)
+            self.send_header("Content-Type", "text/html; charset=utf-8")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Page)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}/"
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(5)
 
 
 def screenshot(page, name):

@@ -9,9 +9,9 @@ from flask.testing import FlaskClient
 import contract
 from browser import browser  # noqa: F401 - Chromium for the page tests (the pairing page, the console)
 from helpers import AGENT, activation_hmac  # noqa: F401 - the tests import them from here
-from opik_runners import db
+from opik_runners.store import db
 from opik_runners.app import create_app
-from opik_runners.models import database
+from opik_runners.store.models import database
 from opik_runners.settings import load_settings
 from server import fresh_database_url
 
@@ -90,7 +90,8 @@ def make_app(tmp_path):
 
 def reap(app):
     """One reaper cycle now, as the background reaper runs it (the test apps run none)."""
-    from opik_runners import maintenance, models
+    from opik_runners.domain import maintenance
+    from opik_runners.store import models
 
     with models.database.connection_context():
         return maintenance.reap(app.extensions["opik_runners"])
@@ -99,7 +100,7 @@ def reap(app):
 def lapse(*runner_ids, ago=1.0):
     """Let runners' heartbeats lapse `ago` seconds ago, as if their TTL had run out then (tests
     of what a lapsed runner does; test_runners also waits for a real TTL to run out)."""
-    from opik_runners.models import SECOND, Runner, database, now_us
+    from opik_runners.store.models import SECOND, Runner, database, now_us
 
     with database.connection_context():
         Runner.update(heartbeat_expires_at=now_us() - int(ago * SECOND)).where(

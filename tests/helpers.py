@@ -6,7 +6,7 @@ import hmac
 import time
 import uuid
 
-from opik_runners.models import SECOND, Job, Project, Runner, new_id, now_us
+from opik_runners.store.models import SECOND, Job, Project, Runner, new_id, now_us
 
 
 def activation_hmac(session_id, key_bytes, runner_name):

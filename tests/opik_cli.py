@@ -107,7 +107,7 @@ class CLI(Collected):
 
 
 def decode_link(link):
-    """The pairing link's fragment (client-protocol §3.4)."""
+    """The pairing link's fragment (docs/opik-behaviour.md#cli-pairing-link)."""
     fragment = link.rsplit("#", 1)[1]
     raw = base64.urlsafe_b64decode(fragment + "=" * (-len(fragment) % 4))
     name_length = raw[64]
@@ -132,7 +132,7 @@ def bridge_key(activation_key, session_id):
 
 
 def sign(key, label, payload):
-    """client-protocol §5.1: base64(HMAC(key, label || canonical JSON of payload))."""
+    """docs/opik-behaviour.md#bridge-signatures: base64(HMAC(key, label || canonical JSON of payload))."""
     canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"))
     return base64.b64encode(hmac.new(key, label.encode() + canonical.encode(), hashlib.sha256).digest()).decode()
 

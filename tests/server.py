@@ -7,7 +7,7 @@ import time
 import requests
 
 from helpers import AGENT, activation_hmac
-from opik_runners.testing import Server, child_pids, free_port  # noqa: F401 - the tests' import point
+from opik_runners.client.testing import Server, child_pids, free_port  # noqa: F401 - the tests' import point
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Set by .ci/run for the second pass: the whole suite against PostgreSQL.

@@ -15,10 +15,11 @@ import uuid
 import pytest
 import requests
 
-from opik_runners import __version__, db
-from opik_runners.migrations import LATEST, MIGRATIONS, SchemaMigration
+from opik_runners import __version__
+from opik_runners.store import db
+from opik_runners.store.migrations import LATEST, MIGRATIONS, SchemaMigration
 from helpers import running_job
-from opik_runners.models import Job, MaintenanceTask, now_us
+from opik_runners.store.models import Job, MaintenanceTask, now_us
 from server import POSTGRES_URL, ROOT, Server, child_pids, free_port, pair, wait_until
 
 COMMAND = str(pathlib.Path(sys.executable).with_name("opik-runners"))
@@ -343,11 +344,11 @@ def seed(url, *args, document=None):
 
 
 def stored(url, workspace=None):
-    from opik_runners import state
+    from opik_runners.control.state.export import export_state
 
     backend = db.open_and_migrate(url)
     with backend.connection_context():
-        document = state.export_state(workspace)
+        document = export_state(workspace)
     backend.shut()
     return document
 
@@ -469,7 +470,10 @@ def test_pip_install_into_a_fresh_venv_serves_from_anywhere(tmp_path):
         server.wait_listening(port)
         base = f"http://127.0.0.1:{port}"
         assert requests.get(f"{base}/opik/pair/v1", timeout=5).status_code == 200  # package data
-        for asset in ("app.js", "api.js", "forms.js", "bridge.js", "console.css"):  # the console's, too
+        for asset in ("pair.js", "pair.css"):
+            assert requests.get(f"{base}/opik/pair/{asset}", timeout=5).status_code == 200, asset
+        console = pathlib.Path(ROOT) / "opik_runners" / "static" / "console"  # the console's, every file (views/ too)
+        for asset in sorted(path.relative_to(console).as_posix() for path in console.rglob("*") if path.is_file()):
             assert requests.get(f"{base}/console/assets/{asset}", timeout=5).status_code == 200, asset
         assert b"/console/assets/app.js" in requests.get(f"{base}/", timeout=5).content
         made = requests.post(f"{base}/api/v1/private/projects", json={"name": "demo"}, timeout=5)

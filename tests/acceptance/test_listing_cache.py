@@ -1,4 +1,4 @@
-"""The listing keeps pages it answered while SQLite's data_version stands still (jobs.list_jobs).
+"""The listing keeps pages it answered while SQLite's data_version stands still (listing.list_jobs).
 Any commit, by any worker or instance, must show in the very next listing: a client that has
 its answer to a write finds the write listed, whichever process answers the read."""
 import requests

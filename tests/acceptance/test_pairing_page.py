@@ -7,7 +7,7 @@ import uuid
 import pytest
 import requests
 
-from browser import assert_accessible, needs_chromium, screenshot
+from browser import another_origin, assert_accessible, needs_chromium, screenshot
 from server import Server, fresh_database_url
 
 pytestmark = needs_chromium
@@ -21,7 +21,8 @@ def server(tmp_path):
 
 
 def cli_link(server, runner_name="page-runner", runner_type="connect", workspace="default"):
-    """Create a session exactly as the CLI does and build the link it prints (client-protocol §3.3-3.4)."""
+    """Create a session exactly as the CLI does and build the link it prints
+    (docs/opik-behaviour.md#cli-startup, docs/opik-behaviour.md#cli-pairing-link)."""
     api = f"{server.url}/api/v1/private"
     headers = {"Comet-Workspace": workspace}
     requests.post(f"{api}/projects", json={"name": "demo"}, headers=headers, timeout=5)
@@ -85,3 +86,23 @@ def test_page_reports_an_unknown_session(server, browser):
     page.goto(forged)
     page.wait_for_selector("#status.fail", timeout=15000)
     assert "unknown or expired" in page.inner_text("#status")
+
+
+def test_another_site_cannot_frame_the_page(server, browser):
+    """A page of another origin frames a real pairing link, as a clickjacking page would: the
+    browser refuses to show the pairing page in the frame, so nothing is paired."""
+    link, session, headers = cli_link(server)
+    api = f"{server.url}/api/v1/private/local-runners/{session['runner_id']}"
+    with another_origin(f'<!doctype html><title>Another site</title><iframe id="framed" name="framed" src="{link}"></iframe>') as url:
+        page = browser.new_page()
+        logged = []
+        page.on("console", lambda message: logged.append(message.text))
+        page.goto(url)  # ("load" waits for the frame's)
+        page.wait_for_timeout(1500)  # time enough for a framed pairing page to have paired
+        frame = page.frame(name="framed")
+        assert not frame.url.startswith(server.url), frame.url  # Chromium's error page, not the pairing page
+        assert frame.query_selector("#status") is None
+        assert requests.get(api, headers=headers, timeout=5).status_code == 404  # not paired
+        assert any("frame-ancestors 'none'" in text for text in logged), logged
+    # The watch saw the refusal too (it is what this test expects, not a failure).
+    assert any("frame-ancestors 'none'" in report for report in browser.csp.take())

@@ -13,7 +13,7 @@ import urllib.request
 import pytest
 
 import contract
-from opik_runners.testing import RunnerServer, RunnerServerError
+from opik_runners.client.testing import RunnerServer, RunnerServerError
 from server import POSTGRES_URL, ROOT, fresh_database_url
 
 # The README quotes this file; a person copies it into their project as a test file.
@@ -30,7 +30,7 @@ RESETS = textwrap.dedent('''
 
 
     def test_a_test_without_the_fixtures_starts_no_server():
-        assert "opik_runners.testing" not in sys.modules
+        assert "opik_runners.client.testing" not in sys.modules
 
 
     def test_one_leaves_everything_behind(opik_runners):
@@ -120,10 +120,10 @@ def test_pip_install_into_a_fresh_venv_and_the_readme_example_runs_green(tmp_pat
     pathlib.Path(purelib, "dev_dependencies.pth").write_text(ours + "\n")
     installed = subprocess.run([python, "-c", textwrap.dedent('''
         import importlib.metadata, importlib.resources, json
-        import opik_runners.pytest_plugin
+        import opik_runners.client.pytest_plugin
         dist = importlib.metadata.distribution("opik-runners")
         print(json.dumps({
-            "plugin": opik_runners.pytest_plugin.__file__,
+            "plugin": opik_runners.client.pytest_plugin.__file__,
             "dist": str(dist.locate_file("")),
             "pytest11": [ep.value for ep in dist.entry_points if ep.group == "pytest11"],
             "document": importlib.resources.files("opik_runners").joinpath("admin-openapi.yaml").is_file(),
@@ -132,7 +132,7 @@ def test_pip_install_into_a_fresh_venv_and_the_readme_example_runs_green(tmp_pat
     assert installed.returncode == 0, installed.stderr
     found = json.loads(installed.stdout)
     assert found["plugin"].startswith(purelib) and found["dist"].startswith(purelib), found  # not the checkout
-    assert found["pytest11"] == ["opik_runners.pytest_plugin"] and found["document"], found
+    assert found["pytest11"] == ["opik_runners.client.pytest_plugin"] and found["document"], found
 
     project = new_project(tmp_path, **{"test_opik_endpoint.py": EXAMPLE.read_text()})
     code, output = child_pytest(project, python)  # as a person runs it: every installed plugin loaded

@@ -1,7 +1,8 @@
 """Scale-out under load, on real gunicorn servers: exactly-once job and bridge-command claims
 across worker processes (and across server instances sharing one PostgreSQL), wake-ups of
-held polls across processes, and a worker SIGKILLed under load (behaviour notes §2.2, §2.3,
-§3.2, §3.4)."""
+held polls across processes, and a worker SIGKILLed under load (docs/opik-behaviour.md#job-states,
+docs/opik-behaviour.md#bridge-states, docs/opik-behaviour.md#job-claim,
+docs/opik-behaviour.md#bridge-next)."""
 import asyncio
 import base64
 import json

@@ -13,7 +13,7 @@ import pytest
 import requests
 
 from opik_cli import CLI, LINK, Collected, activation_hmac, cli_env, decode_link
-from opik_runners.simulate import parse_agents
+from opik_runners.client.simulate import parse_agents
 from server import Server, free_port, fresh_database_url, wait_until
 
 JOB_TIMEOUT = 4  # seconds: the `timeout` script's job is failed by the reaper once it passes
@@ -336,7 +336,8 @@ def test_the_simulator_calls_what_the_real_cli_calls(tmp_path, simulators):
 
 
 def test_the_provider_state_is_one_the_server_knows():
-    from opik_runners import provider_states, simulate
+    from opik_runners.control import provider_states
+    from opik_runners.client import simulate
 
     assert simulate.PROVIDER_STATE in provider_states.KNOWN
 
@@ -360,7 +361,8 @@ def test_agent_specs(spec, agents):
 
 
 def test_the_command_default_is_the_modules():
-    from opik_runners import cli, simulate
+    from opik_runners import cli
+    from opik_runners.client import simulate
 
     (option,) = [param for param in cli.simulate.params if param.name == "spec"]
     assert option.default == simulate.DEFAULT_AGENTS
@@ -383,7 +385,8 @@ def test_bad_agent_specs(spec, message):
 
 
 def test_the_activation_hmac_matches_the_server_and_the_vectors():
-    from opik_runners import pairing, simulate
+    from opik_runners.domain import pairing
+    from opik_runners.client import simulate
 
     key = bytes(range(32))
     session = "00000000-0000-0000-0000-000000000001"

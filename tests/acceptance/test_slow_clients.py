@@ -42,11 +42,11 @@ def test_trickling_bodies_and_unfinished_headers_do_not_hold_up_other_requests(t
         port = int(server.url.rsplit(":", 1)[1])
         body = b'{"agent_name": "answer", "project_id": "%s"}' % runner["project_id"].encode()
         for _ in range(20):  # bodies at a byte a second
-            slow.append(Trickle(port, b"POST /api/v1/private/local-runners/jobs HTTP/1.1\r\nHost: x\r\n"
+            slow.append(Trickle(port, b"POST /api/v1/private/local-runners/jobs HTTP/1.1\r\nHost: 127.0.0.1\r\n"
                                       b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body),
                                 body, every=1.0))
         for _ in range(20):  # headers that never end
-            slow.append(Trickle(port, b"GET /api/v1/private/projects HTTP/1.1\r\nHost: x\r\nX-Slow: "))
+            slow.append(Trickle(port, b"GET /api/v1/private/projects HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Slow: "))
         for client in slow:
             client.start()
         time.sleep(0.5)
@@ -61,7 +61,7 @@ def test_trickling_bodies_and_unfinished_headers_do_not_hold_up_other_requests(t
         # Every one answered well inside the second each slow client waits between bytes.
         assert answered > 50 and slowest < 0.5, (answered, slowest)
         # The trickled bodies were not lost either: once complete, each is a job (checked on two).
-        short = Trickle(port, b"POST /api/v1/private/local-runners/jobs HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+        short = Trickle(port, b"POST /api/v1/private/local-runners/jobs HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n"
                               b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n" % len(body),
                         body, every=0.01)
         short.run()

@@ -102,7 +102,7 @@ def test_a_reset_logs_one_line_once_it_is_committed(client, caplog):
 
     # Logged by the reset after its transaction, which may run again on a deadlock, not by
     # the wipe inside it (a line for an attempt rolled back would stay in the log).
-    lines = [r.getMessage() for r in caplog.records if r.name in ("opik_runners.reset", "opik_runners.state")]
+    lines = [r.getMessage() for r in caplog.records if r.name.startswith(("opik_runners.control.reset", "opik_runners.control.state"))]
     assert lines == ["reset workspace default (2 runners removed)", "reset everything (1 runner removed)"]
 
 
@@ -425,8 +425,8 @@ def test_moving_the_clock_keeps_the_reaper_on_real_time(app, client):
     """Back to real time after a jump, the reaper's next cycle is still due on schedule."""
     admin_post(client, "/clock", {"advance_s": 3600})
     client.delete("/_admin/clock")
-    from opik_runners import maintenance
-    from opik_runners.models import database
+    from opik_runners.domain import maintenance
+    from opik_runners.store.models import database
 
     with database.connection_context():
         assert maintenance.seconds_until_due(app.extensions["opik_runners"]._replace(reaper_interval=60)) <= 60

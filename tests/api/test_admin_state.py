@@ -7,7 +7,7 @@ import uuid
 import pytest
 
 from conftest import API, create_job, pair, register
-from opik_runners import provider_states
+from opik_runners.control import provider_states
 
 TEAM = {"Comet-Workspace": "team-b"}
 

@@ -1,5 +1,5 @@
 """Bad input on every JSON-body endpoint: never a 500, always one of Opik's two error
-shapes (behaviour notes §3.0), and nothing half-written."""
+shapes (docs/opik-behaviour.md#error-shapes), and nothing half-written."""
 import base64
 import json
 import uuid
@@ -7,8 +7,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from opik_runners import models
-from opik_runners.limits import MAX_REQUEST_BYTES
+from opik_runners.store import models
+from opik_runners.domain.limits import MAX_REQUEST_BYTES
 from conftest import API, ROOT, activation_hmac, create_job, create_session, pair, register
 
 # name -> (method, path template); {runner}, {job} and {session} are filled from the `world` fixture.
@@ -561,7 +561,7 @@ def test_nan_and_infinity_are_taken_and_come_back_as_strings(client, world):
 
 
 def test_a_number_as_a_capability_is_a_bad_capability_not_a_parse_error(client, world):
-    # Jackson reads [1] as ["1"]; then the capability check refuses it (behaviour notes §3.1).
+    # Jackson reads [1] as ["1"]; then the capability check refuses it (docs/opik-behaviour.md#heartbeats).
     response = send(client, world, "heartbeats", {"capabilities": [1]})
     assert response.status_code == 400
     assert response.json == {"errors": ["Invalid capability value: 1"]}

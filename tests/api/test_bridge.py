@@ -1,5 +1,7 @@
-"""The bridge endpoints of /v1/private/local-runners (behaviour notes §1.5, §2.3, §3.0, §3.4, §5, §8;
-client protocol §2.3, §5).
+"""The bridge endpoints of /v1/private/local-runners (docs/opik-behaviour.md#bridge-fields,
+docs/opik-behaviour.md#bridge-states, docs/opik-behaviour.md#error-shapes, docs/opik-behaviour.md#bridge,
+docs/opik-behaviour.md#limits, docs/opik-behaviour.md#opik-vs-spec, docs/opik-behaviour.md#cli-bridge-loop,
+docs/opik-behaviour.md#bridge-signatures).
 
 One test (or one parametrised group) per row of the behaviour tables. Every
 response also goes through the contract check of the test client. Where a rule
@@ -13,7 +15,9 @@ from datetime import datetime, timezone
 
 import pytest
 
-from opik_runners import bridge, models, schemas
+from opik_runners.domain import bridge
+from opik_runners.store import models
+from opik_runners.schemas import requests as schemas
 from conftest import API, ROOT, lapse, pair, reap
 from helpers import start_of_fresh_minute_if_needed
 from threads import Task, run_all
@@ -27,7 +31,8 @@ RATE_LIMITED = {"errors": ["Rate limit exceeded"]}
 WRITE_RATE_LIMITED = {"errors": ["Write rate limit exceeded"]}
 NEITHER = {"errors": ["Either result or error must be provided"]}
 ALREADY_COMPLETED = {"errors": ["Command already completed"]}
-# The CLI's body for a command whose HMAC did not verify (client protocol §2.3, §5.1).
+# The CLI's body for a command whose HMAC did not verify (docs/opik-behaviour.md#cli-bridge-loop,
+# docs/opik-behaviour.md#bridge-signatures).
 CLI_AUTH_FAILED = {
     "status": "failed",
     "result": {"_hmac": "q8lJ9mFzY0yH1cQmB2gO2c1q7m3dW0rjX0e2mJm6r3w="},
@@ -681,8 +686,9 @@ def test_report_without_result_or_error_is_400(client, body):
 
 
 def test_payload_size_counts_utf16_units_as_javas_string_length(client):
-    """Behaviour notes §5: "length of the serialized JSON", a Java string: a character outside
-    the BMP counts 2 (a surrogate pair), one inside counts 1 whatever its UTF-8 size."""
+    """The size is the length of the serialized JSON as a Java string (docs/opik-behaviour.md#bridge-submit,
+    docs/opik-behaviour.md#limits): a character outside the BMP counts 2 (a surrogate pair), one inside
+    counts 1 whatever its UTF-8 size."""
     runner_id = bridge_runner(client)
     emoji = "\N{GRINNING FACE}"
     over = {"c": emoji * ((MIB - 7) // 2 + 1)}  # fewer code points than MIB, more UTF-16 units
@@ -808,7 +814,8 @@ def test_get_with_wait_on_an_unfinished_command_returns_its_state_after_the_time
 
 @pytest.mark.parametrize("asked, held", [(-5, 1), (0, 1), (1, 1), (45, 45), (120, 120), (121, 120), (10**6, 120)])
 def test_get_wait_is_clamped_to_1_to_120_seconds(asked, held):
-    # Behaviour notes §3.4; the ends are seen without waiting them out (the 1 s end over HTTP below).
+    # docs/opik-behaviour.md#bridge-wait; the ends are seen without waiting them out (the 1 s end over
+    # HTTP below).
     assert bridge.clamp_wait(asked) == held
 
 
@@ -872,8 +879,8 @@ def test_delete_times_out_pending_and_picked_up_commands(app, client):
 
 
 def test_purging_a_long_dead_runner_times_out_its_open_commands(make_app):
-    # Behaviour notes §2.1, §2.3: dead for the purge time (24 h by default), the runner is purged
-    # by the reaper and its pending and picked-up commands time out.
+    # docs/opik-behaviour.md#purge, docs/opik-behaviour.md#bridge-states: dead for the purge time (24 h by
+    # default), the runner is purged by the reaper and its pending and picked-up commands time out.
     app = make_app()
     client = app.test_client()
     runner_id = bridge_runner(client)
@@ -947,7 +954,7 @@ def test_the_reaper_times_out_stale_commands_on_an_endpoint_runner_too(make_app)
 
 
 def test_a_never_polled_command_is_gone_2x_timeout_plus_60_s_after_submit(make_app):
-    # Behaviour notes §2.3: the hash expires; GET then 404s, and a poll skips the command.
+    # docs/opik-behaviour.md#bridge-expiry: the hash expires; GET then 404s, and a poll skips the command.
     app = make_app(OPIK_BRIDGE_POLL_TIMEOUT="0.2")
     client = app.test_client()
     runner_id = bridge_runner(client)
@@ -965,7 +972,7 @@ def test_a_never_polled_command_is_gone_2x_timeout_plus_60_s_after_submit(make_a
 
 
 def test_a_reported_command_is_kept_1_hour_after_its_report(make_app):
-    # Behaviour notes §2.3: the report resets the TTL to 1 h, whatever the command's timeout.
+    # docs/opik-behaviour.md#bridge-expiry: the report resets the TTL to 1 h, whatever the command's timeout.
     app = make_app()
     client = app.test_client()
     runner_id = bridge_runner(client)

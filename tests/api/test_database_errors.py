@@ -5,7 +5,7 @@ import sqlite3
 import pytest
 
 from conftest import API
-from opik_runners import backends
+from opik_runners.store import backends
 from server import POSTGRES_URL
 
 

@@ -5,14 +5,18 @@ import zlib
 
 import pytest
 
-from opik_runners.limits import MAX_REQUEST_BYTES
+from opik_runners.domain.limits import MAX_REQUEST_BYTES
 from conftest import API, AGENT, pair
+
+
+# As the CLI sends them: a JSON media type, and the encoding on top.
+GZIPPED_JSON = {"Content-Encoding": "gzip", "content-type": "application/json"}
 
 
 def gz(client, method, path, body, **kwargs):
     data = gzip.compress(json.dumps(body).encode())
     return client.open(path, method=method, data=data,
-                       headers={"Content-Encoding": "gzip", "content-type": "application/json"}, **kwargs)
+                       headers=GZIPPED_JSON, **kwargs)
 
 
 def test_gzip_bodies_are_accepted_everywhere(client):
@@ -36,14 +40,14 @@ def test_gzip_bodies_are_accepted_everywhere(client):
 
 def test_corrupt_gzip_is_400(client):
     response = client.post(f"{API}/projects", data=b"\x1f\x8bnot really gzip",
-                           headers={"Content-Encoding": "gzip"})
+                           headers=GZIPPED_JSON)
     assert response.status_code == 400
     assert response.json["code"] == 400 and "gzip" in response.json["message"]
 
 
 def test_truncated_gzip_is_400(client):
     data = gzip.compress(json.dumps({"name": "x" * 1000}).encode())[:-12]
-    response = client.post(f"{API}/projects", data=data, headers={"Content-Encoding": "gzip"})
+    response = client.post(f"{API}/projects", data=data, headers=GZIPPED_JSON)
     assert response.status_code == 400
 
 
@@ -52,7 +56,7 @@ def test_gzip_bomb_is_413_without_inflating_it(client):
     bomb = zlib.compressobj(9, zlib.DEFLATED, 16 + zlib.MAX_WBITS)
     data = bomb.compress(b"0" * (64 * 1024 * 1024)) + bomb.flush()
     assert len(data) < MAX_REQUEST_BYTES
-    response = client.post(f"{API}/projects", data=data, headers={"Content-Encoding": "gzip"})
+    response = client.post(f"{API}/projects", data=data, headers=GZIPPED_JSON)
     assert response.status_code == 413
     assert response.json["code"] == 413
 
@@ -60,4 +64,4 @@ def test_gzip_bomb_is_413_without_inflating_it(client):
 @pytest.mark.parametrize("encoding", ["GZIP", " gzip "])
 def test_encoding_name_is_case_insensitive(client, encoding):
     data = gzip.compress(b'{"name": "cased"}')
-    assert client.post(f"{API}/projects", data=data, headers={"Content-Encoding": encoding}).status_code == 201
+    assert client.post(f"{API}/projects", data=data, headers={**GZIPPED_JSON, "Content-Encoding": encoding}).status_code == 201

@@ -1,4 +1,6 @@
-"""The job endpoints of /v1/private/local-runners (behaviour notes §1.3, §1.4, §2.2, §3.0, §3.2, §5, §8).
+"""The job endpoints of /v1/private/local-runners (docs/opik-behaviour.md#job-fields,
+docs/opik-behaviour.md#job-logs, docs/opik-behaviour.md#job-states, docs/opik-behaviour.md#error-shapes,
+docs/opik-behaviour.md#jobs, docs/opik-behaviour.md#limits, docs/opik-behaviour.md#opik-vs-spec).
 
 One test (or one parametrised group) per row of the behaviour tables. Every
 response also goes through the contract check of the test client.
@@ -144,7 +146,7 @@ def test_create_on_a_lapsed_runner_is_409_and_next_job_neither_checks_nor_revive
     response = client.post(JOBS, json={"agent_name": "answer", "project_id": project_id})
     assert response.status_code == 409
     assert response.json == NOT_CONNECTED
-    # Liveness comes before the agent check (order of checks, §3.2).
+    # Liveness comes before the agent check (order of checks, docs/opik-behaviour.md#job-create).
     response = client.post(JOBS, json={"agent_name": "nope", "project_id": project_id})
     assert response.status_code == 409
     assert response.json == NOT_CONNECTED
@@ -152,7 +154,7 @@ def test_create_on_a_lapsed_runner_is_409_and_next_job_neither_checks_nor_revive
     assert next_job(client, runner_id)["id"] == queued
     assert client.get(f"{API}/local-runners/{runner_id}").json["status"] == "disconnected"
     assert client.post(JOBS, json={"agent_name": "answer", "project_id": project_id}).status_code == 409
-    # A heartbeat brings a lapsed (not purged) runner back (§2.1).
+    # A heartbeat brings a lapsed (not purged) runner back (docs/opik-behaviour.md#runner-status).
     heartbeat(client, runner_id)
     create_job(client, project_id)
 

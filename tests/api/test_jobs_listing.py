@@ -4,9 +4,9 @@ import uuid
 import pytest
 
 from conftest import API, ROOT, create_job, pair, reap, register
-from opik_runners import jobs
-from opik_runners.models import Job, Runner, database
-from opik_runners.ownership import Caller
+from opik_runners.domain import listing as listing_domain
+from opik_runners.store.models import Job, Runner, database
+from opik_runners.domain.ownership import Caller
 
 
 def listing(client, runner_id, prefix=API, **query):
@@ -234,7 +234,7 @@ def test_pages_stay_exact_while_gaps_remain(client):
         # Expire jobs the way the reaper does, but leave the numbering with gaps.
         Job.delete().where(Job.id.in_([ids[2], ids[5], ids[6]])).execute()
         Runner.update(job_count=Runner.job_count - 3).where(Runner.id == runner_id).execute()
-        pages = [jobs.list_jobs(Caller("default", "admin"), runner_id, None, p, 4) for p in range(3)]
+        pages = [listing_domain.list_jobs(Caller("default", "admin"), runner_id, None, p, 4) for p in range(3)]
     kept = [job_id for job_id in ids if job_id not in (ids[2], ids[5], ids[6])][::-1]
     assert [total for total, _ in pages] == [9, 9, 9]
     import json
@@ -379,6 +379,6 @@ def test_empty_or_padded_filter_values_are_ignored_or_trimmed(client):
 def test_repeated_statuses_count_once_in_the_domain_rule(client):
     seed_jobs(client)
     with database.connection_context():
-        total, documents, counts = jobs.list_filtered_jobs(
+        total, documents, counts = listing_domain.list_filtered_jobs(
             Caller("default", "admin"), uuid.UUID(FILTER_RUNNER), None, 0, 100, ("failed", "failed"))
     assert total == counts["failed"] == len(documents)

@@ -1,5 +1,6 @@
-"""POST /v1/private/pairing/sessions and /sessions/{id}/activate (behaviour notes §1.6, §2.1, §3.3, §4;
-client protocol §3)."""
+"""POST /v1/private/pairing/sessions and /sessions/{id}/activate (docs/opik-behaviour.md#pairing,
+docs/opik-behaviour.md#activation-hmac, docs/opik-behaviour.md#eviction, docs/opik-behaviour.md#cli-startup,
+docs/opik-behaviour.md#cli-pairing-link, docs/opik-behaviour.md#cli-pairing-poll)."""
 import base64
 import hashlib
 import hmac as hmaclib
@@ -9,10 +10,11 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from opik_runners import models, pairing
+from opik_runners.store import models
+from opik_runners.domain import pairing
 from conftest import API, ROOT, activation_hmac, create_job, create_session, ensure_project, pair, register
 
-# Behaviour notes §4 (upstream PairingServiceImplTest vectors).
+# Upstream's PairingServiceImplTest vectors (docs/opik-behaviour.md#activation-hmac).
 VECTORS = [
     (
         "00000000-0000-0000-0000-000000000001",
@@ -425,7 +427,7 @@ def test_activation_needs_a_key_when_keys_are_set(make_app):
     assert activate(client, session_id, key, headers=ALICE).status_code == 201
 
 
-# -- eviction (behaviour notes §2.1)
+# -- eviction (docs/opik-behaviour.md#eviction)
 
 
 def test_new_endpoint_runner_evicts_the_old_one(app, client):

@@ -1,5 +1,6 @@
 """Health checks, the two project calls the CLI makes, auth and workspace scoping
-(behaviour notes §6; client protocol §1.1-§1.3, §2.1, §2.5)."""
+(docs/opik-behaviour.md#auth; docs/opik-behaviour.md#cli-config, docs/opik-behaviour.md#paths,
+docs/opik-behaviour.md#cli-headers, docs/opik-behaviour.md#cli-startup, docs/opik-behaviour.md#cli-side-traffic)."""
 import uuid
 from urllib.parse import urlsplit
 
@@ -138,7 +139,7 @@ def test_projects_are_per_workspace(client):
 
 
 def test_ensure_project_flow_of_the_headless_cli(client):
-    # retrieve 404, create 201, retrieve 200 (client protocol §3.2)
+    # retrieve 404, create 201, retrieve 200 (docs/opik-behaviour.md#cli-startup)
     assert retrieve(client, "new").status_code == 404
     assert create(client, "new").status_code == 201
     assert retrieve(client, "new").status_code == 200
@@ -278,7 +279,7 @@ def test_project_search_matches_inside_a_name_and_totals_every_match(client):
 
 
 def test_project_search_breaks_created_at_ties_by_id_newest_first(client):
-    from opik_runners.models import Project, database
+    from opik_runners.store.models import Project, database
 
     for name in ["one", "two", "three", "four"]:
         create(client, name)

@@ -12,9 +12,9 @@ import sqlite3
 import pytest
 
 from conftest import API, ContractClient
-from opik_runners import migrations
+from opik_runners.store import migrations
 from opik_runners.app import create_app
-from opik_runners.models import database
+from opik_runners.store.models import database
 
 FIXTURES = pathlib.Path(__file__).resolve().parents[1] / "fixtures"
 RELEASES = sorted(path.stem for path in FIXTURES.glob("release-*.db"))

@@ -1,5 +1,8 @@
 """The runner endpoints: list, get, delete, agents, checklist, heartbeats, and the
-liveness rules and reaper behind them. Behaviour notes §2.1, §2.2, §3.0, §3.1, §5, §6, §8.
+liveness rules and reaper behind them (docs/opik-behaviour.md#runner-status,
+docs/opik-behaviour.md#job-states, docs/opik-behaviour.md#error-shapes,
+docs/opik-behaviour.md#runners, docs/opik-behaviour.md#limits, docs/opik-behaviour.md#scoping,
+docs/opik-behaviour.md#opik-vs-spec).
 
 Most job state is only visible through the API while the runner is still owned;
 once a runner is deleted, evicted or purged its jobs 404, so those transitions
@@ -12,7 +15,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from opik_runners import models
+from opik_runners.store import models
 from conftest import AGENT, API, ROOT, create_job, lapse, pair, reap, register
 
 LAPSE = 1.1  # a little over OPIK_RUNNER_HEARTBEAT_TTL="1"
@@ -629,8 +632,8 @@ def test_checklist_size_is_checked_on_the_merged_document(client, endpoint_runne
 
 
 def test_checklist_size_counts_characters_not_utf8_bytes(client, endpoint_runner):
-    """Upstream measures `serialized.length()` of the compact JSON (behaviour notes §5:
-    "length of the serialized JSON"); 600,000 "é" are 600,008 characters, well under the
+    """Upstream measures `serialized.length()` of the compact JSON (docs/opik-behaviour.md#checklist,
+    docs/opik-behaviour.md#limits); 600,000 "é" are 600,008 characters, well under the
     cap, even though they take 1,200,008 bytes in UTF-8."""
     runner_id, _ = endpoint_runner
     body = {"t": "é" * 600_000}
@@ -781,7 +784,8 @@ def test_heartbeat_of_a_connect_runner_is_always_empty(client, endpoint_runner):
     assert heartbeat(client, endpoint_id).json == {"cancelled_job_ids": [job_id]}
 
 
-# -- liveness and the reaper (behaviour notes §2.1, §2.2, §5)
+# -- liveness and the reaper (docs/opik-behaviour.md#runner-status, docs/opik-behaviour.md#job-timeouts,
+# docs/opik-behaviour.md#reaper, docs/opik-behaviour.md#purge)
 
 
 def test_reaper_purges_a_runner_dead_longer_than_the_purge_time(make_app):

@@ -1,4 +1,5 @@
-"""The job state machine without HTTP (behaviour notes §2.1, §2.2, §3.2, §5).
+"""The job state machine without HTTP (docs/opik-behaviour.md#runner-status,
+docs/opik-behaviour.md#job-states, docs/opik-behaviour.md#jobs, docs/opik-behaviour.md#limits).
 
 The domain rules run here with a database and a settings object only: no app, no
 Flask context. Failures must surface as errors.ApiError carrying the status and body
@@ -13,8 +14,10 @@ import uuid
 import pytest
 
 from conftest import activation_hmac
-from opik_runners import db, errors, jobs, maintenance, ownership, pairing, projects, runners
-from opik_runners.models import SECOND, Job, JobLog, Project, Runner, database, now_us
+from opik_runners.store import db
+from opik_runners import errors
+from opik_runners.domain import jobs, maintenance, ownership, pairing, projects, runners
+from opik_runners.store.models import SECOND, Job, JobLog, Project, Runner, database, now_us
 from opik_runners.settings import load_settings
 from server import fresh_database_url
 
@@ -545,7 +548,7 @@ def test_heartbeat_of_a_connect_runner_announces_nothing(ctx):
     assert runners.heartbeat(ctx, ME, runner_id, None) == []
 
 
-# -- deep_merge (checklist PATCH, §3.1)
+# -- deep_merge (checklist PATCH, docs/opik-behaviour.md#checklist)
 
 
 def test_deep_merge_merges_objects_recursively():

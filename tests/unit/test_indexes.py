@@ -8,9 +8,10 @@ import uuid
 
 import pytest
 
-from opik_runners import bridge, control, faults, jobs, journal, maintenance, ownership, runners  # noqa: F401
-from opik_runners.models import BridgeCommand, Job, PairingSession, Runner, database, now_us
-from opik_runners.statements import Statement
+from opik_runners.domain import bridge, jobs, listing, maintenance, ownership, runners  # noqa: F401
+from opik_runners.control import shared as control, faults, journal  # noqa: F401
+from opik_runners.store.models import BridgeCommand, Job, PairingSession, Runner, database, now_us
+from opik_runners.store.statements import Statement
 from server import POSTGRES_URL, fresh_database_url
 
 # Statements that read a single row by primary key or write one: nothing to index.
@@ -89,15 +90,15 @@ def test_reaper_query_uses_an_index(store, name):
 
 @pytest.mark.parametrize("by_agent", [False, True])
 def test_a_filtered_listing_page_is_one_index_search_per_status(store, by_agent):
-    statement = jobs.FILTERED_PAGE[by_agent]
+    statement = listing.FILTERED_PAGE[by_agent]
     steps = plan(*statement.bind({name: 0 for name in statement.names}))
     index = "job_runner_id_agent_name_status_seq" if by_agent else "job_runner_id_status_seq"
     searches = [step for step in steps if step.startswith("SEARCH") and index in step]
     # Each status slot reads the index alone (COVERING: no job rows), newest first...
-    assert len(searches) == jobs.STATUS_SLOTS and all("COVERING INDEX" in step for step in searches), steps
+    assert len(searches) == listing.STATUS_SLOTS and all("COVERING INDEX" in step for step in searches), steps
     # ...and only the page's own documents are read, by (runner, seq).
     assert "SEARCH t1 USING INDEX job_runner_id_seq (runner_id=? AND seq=?)" in steps
-    counts = jobs.STATUS_COUNTS[by_agent]
+    counts = listing.STATUS_COUNTS[by_agent]
     assert [f"SEARCH t1 USING COVERING INDEX {index} ({'runner_id=? AND agent_name=? AND status=?' if by_agent else 'runner_id=? AND status=?'})"] == plan(
         *counts.bind({name: 0 for name in counts.names}))
 

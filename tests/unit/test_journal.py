@@ -3,8 +3,10 @@ rows as `prepare` makes them, long bodies stored once, the bound, the buffer a s
 keeps, and a change that waits for the live processes."""
 import pytest
 
-from opik_runners import clock, control, db, journal
-from opik_runners.models import JournalBody, JournalEntry, ServerProcess, database
+from opik_runners import clock
+from opik_runners.control import shared as control, journal
+from opik_runners.store import db
+from opik_runners.store.models import JournalBody, JournalEntry, ServerProcess, database
 from server import fresh_database_url
 
 
@@ -112,6 +114,6 @@ def test_the_clock_offset_is_shared_through_the_database(store):
 
 def test_a_rule_deleted_meanwhile_does_not_fire(store):
     """Another worker's copy of the rules can lag a deletion by a moment: no 500 then."""
-    from opik_runners import faults
+    from opik_runners.control import faults
 
     assert faults.fires({"id": 10**6, "probability": 1.0, "seed": None, "times": None}) is False

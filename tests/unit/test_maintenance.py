@@ -11,11 +11,14 @@ import time
 
 import pytest
 
-from opik_runners import bridge, db, jobs, maintenance, runners, state
-from opik_runners.maintenance import REAPER
+from opik_runners.domain import bridge, jobs, maintenance, runners
+from opik_runners.store import db
+from opik_runners.control.state.wipe import wipe
+from opik_runners.domain.maintenance import REAPER
 from helpers import running_job
-from opik_runners.models import (SECOND, BridgeCommand, BridgeRate, Job, MaintenanceTask, PairingSession, Runner,
-                                 database, now_us)
+from opik_runners.store.models import (
+    SECOND, BridgeCommand, BridgeRate, Job, MaintenanceTask, PairingSession, Runner, database, now_us,
+)
 from opik_runners.settings import load_settings
 from server import POSTGRES_URL, fresh_database_url, wait_until, waiting_on_locks
 from threads import Task, join_all, run_all
@@ -23,7 +26,7 @@ from threads import Task, join_all, run_all
 # A process that takes the reaper's lock through the backend, says so, and waits to be killed.
 HOLDER = """
 import sys, time
-from opik_runners import db
+from opik_runners.store import db
 backend = db.open_database(sys.argv[1])
 backend.connect()
 with backend.exclusive("reaper") as taken:
@@ -157,7 +160,7 @@ def test_the_expiry_and_a_reset_take_a_runner_in_one_order(settings):
     given the row, then waited for those jobs, and PostgreSQL failed one of the two.)"""
     job_id = running_job(timeout=0, started_ago=5)
     Job.update(status="completed", completed_at=1).where(Job.id == job_id).execute()
-    outcomes = run_behind_a_held_runner(settings, Job.get_by_id(job_id).runner_id, ("reset", state.wipe),
+    outcomes = run_behind_a_held_runner(settings, Job.get_by_id(job_id).runner_id, ("reset", wipe),
                                         ("expiry", lambda: jobs.expire_finished_jobs(2)))
     assert outcomes == {"reset": 1, "expiry": 0}  # the reset deleted the job first
     assert Job.select().count() == 0
@@ -175,7 +178,7 @@ def test_the_reapers_command_expiry_and_a_reset_take_a_runner_in_one_order(setti
         BridgeCommand.create(runner=runner_id, type="ReadFile", args={}, timeout_seconds=1, status=status,
                              picked_up_at=1, expires_at=1 if status == "completed" else now_us() + 600 * SECOND)
     BridgeRate.create(runner_id=runner_id, minute=1, total=1, writes=0)
-    outcomes = run_behind_a_held_runner(settings, runner_id, ("reset", state.wipe),
+    outcomes = run_behind_a_held_runner(settings, runner_id, ("reset", wipe),
                                         ("reaper", lambda: bridge.reap_commands(now_us())))
     assert outcomes == {"reset": 1, "reaper": 0}  # the reset removed them first: nothing left to time out
     assert BridgeCommand.select().count() == 0 and BridgeRate.select().count() == 0
@@ -224,7 +227,7 @@ def test_a_reaper_cycle_and_a_reset_take_rows_in_one_order(settings):
     PairingSession.create(workspace="w", user_name="u", project_id=job.project_id, type="endpoint",
                           activation_key="k", expires_at=1)
     outcomes = run_behind_a_held_runner(settings, job.runner_id, ("cycle", lambda: maintenance.reap(settings)),
-                                        ("reset", state.wipe), first_waits_in='%"runner"%')
+                                        ("reset", wipe), first_waits_in='%"runner"%')
     assert outcomes["reset"] == 1, outcomes
     assert not isinstance(outcomes["cycle"], Exception), outcomes
     assert (outcomes["cycle"].jobs_expired, outcomes["cycle"].sessions_expired) == (1, 0)  # the reset took the session

@@ -5,9 +5,10 @@ import threading
 import peewee as pw
 import pytest
 
-from opik_runners import __version__, db, migrations
-from opik_runners.migrations import LATEST, MIGRATIONS, SchemaMigration, SchemaTooNew, m0001_baseline
-from opik_runners.models import MODELS, database
+from opik_runners import __version__
+from opik_runners.store import db, migrations
+from opik_runners.store.migrations import LATEST, MIGRATIONS, SchemaMigration, SchemaTooNew, m0001_baseline
+from opik_runners.store.models import MODELS, database
 from server import fresh_database_url
 from threads import Task, run_all
 

@@ -4,8 +4,9 @@ import uuid
 
 import pytest
 
-from opik_runners import provider_states, state
-from opik_runners.models import Job, Project, Runner
+from opik_runners.control import provider_states
+from opik_runners.control.state.document import StateError
+from opik_runners.store.models import Job, Project, Runner
 
 ENDPOINT, CONNECT, WITH_JOBS, NO_RUNNERS = (provider_states.ENDPOINT, provider_states.CONNECT,
                                             provider_states.WITH_JOBS, provider_states.NO_RUNNERS)
@@ -82,7 +83,7 @@ def test_bad_params_are_state_errors_and_write_nothing(settings):
         ({"agents": {}}, "params.agents: a runner with jobs needs an agent"),
         ([], "params: a JSON object, got list"),
     ]:
-        with pytest.raises(state.StateError) as refused:
+        with pytest.raises(StateError) as refused:
             provider_states.setup(settings, WITH_JOBS, params)
         assert str(refused.value) == message
     assert Runner.select().count() == Project.select().count() == 0

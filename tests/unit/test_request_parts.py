@@ -8,7 +8,7 @@ import pytest
 from flask import Flask
 from flask.sessions import NullSession
 
-from opik_runners.api import has_body, requested_workspace
+from opik_runners.web.api import has_body, requested_workspace
 
 
 @pytest.mark.parametrize("environ, expected", [

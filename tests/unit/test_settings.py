@@ -1,8 +1,8 @@
-"""Settings: the defaults are Opik's (behaviour notes §5), and values read from the environment
+"""Settings: the defaults are Opik's (docs/opik-behaviour.md#limits), and values read from the environment
 mean what their names say."""
 import pytest
 
-from opik_runners import limits
+from opik_runners.domain import limits
 from opik_runners.settings import SETTINGS, SettingsError, load_settings, parse_duration
 
 ATTRIBUTE = {setting.env: setting.name for setting in SETTINGS}
@@ -10,7 +10,7 @@ ATTRIBUTE = {setting.env: setting.name for setting in SETTINGS}
 HOUR, DAY = 3600, 86400
 
 
-# §5, one row each: (env name or constant, Opik's default)
+# docs/opik-behaviour.md#limits, one row each: (env name or constant, Opik's default)
 DEFAULTS = [
     ("OPIK_RUNNER_HEARTBEAT_TTL", 15),
     ("OPIK_RUNNER_NEXT_JOB_POLL_TIMEOUT", 10),

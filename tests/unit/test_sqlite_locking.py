@@ -7,10 +7,10 @@ import threading
 import peewee as pw
 import pytest
 
-from opik_runners import models
-from opik_runners import backends
-from opik_runners.backends import SqliteBackend
-from opik_runners.models import Project, Wakeup
+from opik_runners.store import models
+from opik_runners.store import backends
+from opik_runners.store.backends import SqliteBackend
+from opik_runners.store.models import Project, Wakeup
 
 from server import POSTGRES_URL
 
@@ -151,7 +151,7 @@ def test_a_new_connection_waits_for_a_lock_held_on_the_file(tmp_path):
     database.close_all()
 
 
-# -- data_version: what the listing's kept pages are checked against (jobs.list_jobs)
+# -- data_version: what the listing's kept pages are checked against (listing.list_jobs)
 
 
 def test_data_version_moves_with_every_commit_and_only_then(database):

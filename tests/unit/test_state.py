@@ -11,8 +11,15 @@ import uuid
 import pytest
 
 from helpers import activation_hmac
-from opik_runners import bridge, jobs, ownership, pairing, projects, runners, schemas, state, traces, wakeups
-from opik_runners.models import (
+from opik_runners.domain import bridge, jobs, listing, ownership, pairing, projects, runners, traces
+from opik_runners.clock import iso_utc
+from opik_runners.schemas import responses
+from opik_runners.control.state.document import StateError
+from opik_runners.control.state.export import export_state
+from opik_runners.control.state.seed import load_state
+from opik_runners.control.state.wipe import wipe
+from opik_runners.store import wakeups
+from opik_runners.store.models import (
     SECOND, BridgeCommand, BridgeRate, Job, JobLog, MaintenanceTask, PairingSession, Project, Runner, Span, Trace,
     database, now_us,
 )
@@ -104,7 +111,7 @@ def build_everything(settings):
 
 def listing_page(caller, runner_id, project_id, page, size):
     """GET .../{runnerId}/jobs as api.py joins it."""
-    total, documents = jobs.list_jobs(caller, runner_id, project_id, page, size)
+    total, documents = listing.list_jobs(caller, runner_id, project_id, page, size)
     return f'{{"page":{page},"size":{size},"total":{total},"content":[{",".join(documents)}]}}'
 
 
@@ -119,19 +126,19 @@ def reads(made):
         for page, size in ((0, 25), (0, 3), (1, 3), (2, 3), (5, 3)):
             seen[f"jobs {runner_id} {page} {size}"] = listing_page(caller, runner_id, None, page, size)
         seen[f"jobs {runner_id} project"] = listing_page(caller, runner_id, project_id, 0, 25)
-        seen[f"runner {runner_id}"] = dump(schemas.RunnerSchema(), ownership.get_runner(caller, runner_id))
+        seen[f"runner {runner_id}"] = dump(responses.RunnerSchema(), ownership.get_runner(caller, runner_id))
         seen[f"runners {caller} {project_id}"] = dump(
-            schemas.runner_page, dict(zip(("total", "content"), runners.list_runners(caller, project_id, None, 0, 25)))
+            responses.runner_page, dict(zip(("total", "content"), runners.list_runners(caller, project_id, None, 0, 25)))
         )
-        seen[f"project {project_id}"] = dump(schemas.ProjectSchema(), projects.get_project(caller, project_id))
+        seen[f"project {project_id}"] = dump(responses.ProjectSchema(), projects.get_project(caller, project_id))
         for job in Job.select(Job.id).where(Job.runner == runner_id):
             seen[f"job {job.id}"] = ownership.get_job(caller, job.id).document
             seen[f"logs {job.id}"] = json.dumps(jobs.get_job_logs(caller, job.id, 0))
     for command_id in made["commands"]:
-        seen[f"command {command_id}"] = dump(schemas.BridgeCommandSchema(),
+        seen[f"command {command_id}"] = dump(responses.BridgeCommandSchema(),
                                              bridge.get_command(ME, made["connect"], command_id, False, 0))
-    seen["trace"] = dump(schemas.TelemetrySchema(), traces.get_trace(ME, made["trace"]))
-    seen["spans"] = dump(schemas.span_page, dict(zip(("total", "content"), traces.list_spans(ME, made["trace"], 0, 25))))
+    seen["trace"] = dump(responses.TelemetrySchema(), traces.get_trace(ME, made["trace"]))
+    seen["spans"] = dump(responses.span_page, dict(zip(("total", "content"), traces.list_spans(ME, made["trace"], 0, 25))))
     return seen
 
 
@@ -145,14 +152,14 @@ def row_counts():
 
 def test_export_wipe_load_answers_every_read_byte_for_byte(settings):
     made = build_everything(settings)
-    before, exported = reads(made), text(state.export_state())
-    state.wipe()
+    before, exported = reads(made), text(export_state())
+    wipe()
     assert set(row_counts().values()) == {0}
-    loaded = state.load_state(settings, json.loads(exported))
+    loaded = load_state(settings, json.loads(exported))
     assert loaded == {"projects": 4, "runners": 6, "jobs": 22, "job_logs": 4, "pairing_sessions": 7,
                       "bridge_commands": 3, "traces": 2, "spans": 2}
     assert reads(made) == before
-    assert text(state.export_state()) == exported
+    assert text(export_state()) == exported
     # The gap is closed: every runner's jobs are numbered 1..n again.
     for runner in Runner.select():
         seqs = [job.seq for job in Job.select(Job.seq).where(Job.runner == runner.id).order_by(Job.seq)]
@@ -161,9 +168,9 @@ def test_export_wipe_load_answers_every_read_byte_for_byte(settings):
 
 def test_the_loaded_store_goes_on_working(settings):
     made = build_everything(settings)
-    exported = state.export_state()
-    state.wipe()
-    state.load_state(settings, exported)
+    exported = export_state()
+    wipe()
+    load_state(settings, exported)
     caller, runner_id, project_id = made["runners"][0]
     # The running job cancelled before the export is still to be announced; then no more.
     assert len(runners.heartbeat(settings, caller, runner_id, None)) == 1
@@ -181,17 +188,17 @@ def test_the_loaded_store_goes_on_working(settings):
 
 def test_a_workspace_exports_wipes_and_loads_alone(settings):
     build_everything(settings)
-    team, others = text(state.export_state("team-b")), text(state.export_state("default"))
+    team, others = text(export_state("team-b")), text(export_state("default"))
     assert json.loads(team)["workspace"] == "team-b"
     assert {r["workspace"] for r in json.loads(team)["runners"]} == {"team-b"}
-    state.wipe("team-b")
-    assert text(state.export_state("team-b")) == text({"version": 1, "workspace": "team-b", "projects": [],
+    wipe("team-b")
+    assert text(export_state("team-b")) == text({"version": 1, "workspace": "team-b", "projects": [],
                                                        "runners": [], "jobs": [], "pairing_sessions": [],
                                                        "bridge_commands": [], "traces": [], "spans": []})
-    assert text(state.export_state("default")) == others
-    state.load_state(settings, json.loads(team))
-    assert text(state.export_state("team-b")) == team
-    assert text(state.export_state("default")) == others
+    assert text(export_state("default")) == others
+    load_state(settings, json.loads(team))
+    assert text(export_state("team-b")) == team
+    assert text(export_state("default")) == others
 
 
 def test_wipe_deletes_every_domain_row_and_nothing_else(settings):
@@ -199,19 +206,19 @@ def test_wipe_deletes_every_domain_row_and_nothing_else(settings):
     bridge.count_command(made["connect"], False)
     assert BridgeRate.select().count() == 1
     maintenance_rows = MaintenanceTask.select().count()
-    state.wipe("default")
+    wipe("default")
     left = row_counts()
     assert left["BridgeRate"] == left["BridgeCommand"] == 0
     assert {r.workspace for r in Runner.select()} == {p.workspace for p in Project.select()} == {"team-b"}
     assert left["Job"] == 7 and left["PairingSession"] == 2 and left["Trace"] == 1 and left["Span"] == 0
-    state.wipe()
+    wipe()
     assert set(row_counts().values()) == {0}
     assert MaintenanceTask.select().count() == maintenance_rows  # not a domain row
 
 
 def test_a_hand_written_seed_gets_what_it_leaves_out(settings):
     agents = {"answer": {"params": [{"name": "question", "type": "string", "presence": None}], "timeout": 7}}
-    loaded = state.load_state(settings, {"runners": [{"project": "demo", "agents": agents}]})
+    loaded = load_state(settings, {"runners": [{"project": "demo", "agents": agents}]})
     assert loaded["projects"] == loaded["runners"] == 1
     runner = Runner.get()
     assert (runner.workspace, runner.user_name, runner.type, runner.name) == \
@@ -220,7 +227,7 @@ def test_a_hand_written_seed_gets_what_it_leaves_out(settings):
     assert runner.heartbeat_expires_at - runner.connected_at == settings.heartbeat_ttl * SECOND
     assert runner.agents == {"answer": {"params": [{"name": "question", "type": "string"}], "timeout": 7}}
     statuses = ["pending", "running", "completed", "failed", "cancelled", "pending"]
-    state.load_state(settings, {"jobs": [{"runner_id": str(runner.id), "agent_name": "answer", "status": s}
+    load_state(settings, {"jobs": [{"runner_id": str(runner.id), "agent_name": "answer", "status": s}
                                          for s in statuses]})
     loaded_jobs = list(Job.select().order_by(Job.seq))
     assert [(j.seq, j.status, j.timeout) for j in loaded_jobs] == [(i + 1, s, 7) for i, s in enumerate(statuses)]
@@ -239,7 +246,7 @@ def test_jobs_for_a_stored_runner_are_numbered_after_its_own(settings):
     runner_id = activate(settings, ME, project_id)
     runners.register_agents(ME, runner_id, {"answer": {"timeout": 0}})
     first = new_job(settings, ME, project_id)
-    state.load_state(settings, {"jobs": [{"runner_id": str(runner_id), "agent_name": "answer"}] * 1
+    load_state(settings, {"jobs": [{"runner_id": str(runner_id), "agent_name": "answer"}] * 1
                                 + [{"runner_id": str(runner_id), "agent_name": "answer", "status": "completed"}]})
     page = json.loads(listing_page(ME, runner_id, None, 0, 25))
     assert page["total"] == 3 and page["content"][-1]["id"] == str(first)
@@ -249,7 +256,7 @@ def test_jobs_for_a_stored_runner_are_numbered_after_its_own(settings):
 
 def test_a_runners_status_says_what_it_should_be(settings):
     now = now_us()
-    ahead, past = schemas.iso_utc(now + 600 * SECOND), schemas.iso_utc(now - 600 * SECOND)
+    ahead, past = iso_utc(now + 600 * SECOND), iso_utc(now - 600 * SECOND)
     rows = [
         {"status": "connected", "heartbeat_expires_at": ahead},  # kept
         {"status": "connected", "heartbeat_expires_at": past},  # refreshed
@@ -258,12 +265,12 @@ def test_a_runners_status_says_what_it_should_be(settings):
         {"heartbeat_expires_at": past},  # connected by default
         {"detached_at": past},  # disconnected by default
     ]
-    state.load_state(settings, {"runners": [{"project": "demo", "name": f"r{i}", **row} for i, row in enumerate(rows)]})
+    load_state(settings, {"runners": [{"project": "demo", "name": f"r{i}", **row} for i, row in enumerate(rows)]})
     found = {r.name: r for r in Runner.select()}
     assert [found[f"r{i}"].status for i in range(6)] == ["connected", "connected", "disconnected", "disconnected",
                                                          "connected", "disconnected"]
-    assert schemas.iso_utc(found["r0"].heartbeat_expires_at) == ahead
-    assert schemas.iso_utc(found["r2"].heartbeat_expires_at) == past
+    assert iso_utc(found["r0"].heartbeat_expires_at) == ahead
+    assert iso_utc(found["r2"].heartbeat_expires_at) == past
     assert found["r3"].heartbeat_expires_at <= now_us()
     assert ownership.find_runner(ME, found["r5"].id) is None  # detached: no caller sees it
 
@@ -323,37 +330,37 @@ def job(**fields):
 ])
 def test_a_document_that_will_not_load_names_what_and_where_and_writes_nothing(settings, document, message):
     project(ME, "stored")
-    before = text(state.export_state())
-    with pytest.raises(state.StateError) as refused:
-        state.load_state(settings, document)
+    before = text(export_state())
+    with pytest.raises(StateError) as refused:
+        load_state(settings, document)
     assert str(refused.value) == message
-    assert text(state.export_state()) == before
+    assert text(export_state()) == before
 
 
 def test_a_conflict_found_only_by_the_store_rolls_back_what_was_written(settings):
     trace_id = str(uuid.uuid4())
     traces.store_traces(ME, [{"id": trace_id, "name": "stored"}])
-    before = text(state.export_state())
+    before = text(export_state())
     document = {"runners": [GOOD_RUNNER], "jobs": [job()], "traces": [{"data": {"id": trace_id}}]}
-    with pytest.raises(state.StateError) as refused:
-        state.load_state(settings, document)
+    with pytest.raises(StateError) as refused:
+        load_state(settings, document)
     assert str(refused.value).startswith("the document conflicts with the stored data: ")
-    assert text(state.export_state()) == before
+    assert text(export_state()) == before
 
 
 def test_stored_ids_and_names_are_refused(settings):
     runner_id = activate(settings, ME, project(ME))
-    with pytest.raises(state.StateError, match=rf"^runners\[0\]\.id: {runner_id} exists already$"):
-        state.load_state(settings, {"runners": [{"id": str(runner_id), "project": "demo"}]})
-    with pytest.raises(state.StateError, match=r"^projects\[0\]\.name: workspace 'default' has a project named"):
-        state.load_state(settings, {"projects": [{"name": "demo"}]})
-    with pytest.raises(state.StateError, match=r"^runners\[0\]\.project_id: the project is in workspace 'default', "
+    with pytest.raises(StateError, match=rf"^runners\[0\]\.id: {runner_id} exists already$"):
+        load_state(settings, {"runners": [{"id": str(runner_id), "project": "demo"}]})
+    with pytest.raises(StateError, match=r"^projects\[0\]\.name: workspace 'default' has a project named"):
+        load_state(settings, {"projects": [{"name": "demo"}]})
+    with pytest.raises(StateError, match=r"^runners\[0\]\.project_id: the project is in workspace 'default', "
                                                r"not 'team-b'$"):
-        state.load_state(settings, {"runners": [{"workspace": "team-b", "project_id": str(project(ME))}]})
+        load_state(settings, {"runners": [{"workspace": "team-b", "project_id": str(project(ME))}]})
 
 
 def test_a_loaded_pending_job_wakes_a_held_poll(settings):
-    state.load_state(settings, {"runners": [GOOD_RUNNER]})
+    load_state(settings, {"runners": [GOOD_RUNNER]})
     held = settings._replace(job_poll_timeout=120)  # far past the join below: only a wake-up ends it early
     database.obj.start_watcher()  # as a server's: it passes on the wake-up once the load commits
     got = []
@@ -365,6 +372,6 @@ def test_a_loaded_pending_job_wakes_a_held_poll(settings):
     poller = Task(poll)
     poller.start()
     wait_until(lambda: wakeups._waiters)  # the poll is waiting
-    state.load_state(settings, {"jobs": [job(id="0190d2b4-0000-7000-8000-0000000000aa")]})
+    load_state(settings, {"jobs": [job(id="0190d2b4-0000-7000-8000-0000000000aa")]})
     join_all([poller], timeout=30, what="held polls")
     assert str(got[0].id) == "0190d2b4-0000-7000-8000-0000000000aa"

@@ -4,8 +4,8 @@ import uuid
 
 import pytest
 
-from opik_runners.models import Project, Runner, database
-from opik_runners.statements import Param, Statement, columns
+from opik_runners.store.models import Project, Runner, database
+from opik_runners.store.statements import Param, Statement, columns
 
 
 @pytest.fixture

@@ -2,7 +2,7 @@
 import threading
 import time
 
-from opik_runners import wakeups
+from opik_runners.store import wakeups
 
 
 def counting(result=None):

@@ -1,4 +1,5 @@
-// Signing bridge commands in the browser, as the Opik UI does (client-protocol §3.7, §5.1):
+// Signing bridge commands in the browser, as the Opik UI does (docs/opik-behaviour.md#bridge-key,
+// docs/opik-behaviour.md#bridge-signatures):
 //   bridge key = HKDF-SHA256(ikm = activation key, salt = session uuid bytes, info = "opik-bridge-v1")
 //   args._hmac = base64(HMAC-SHA256(bridge key, type || canonical JSON of args))
 //   result._hmac = base64(HMAC-SHA256(bridge key, status || canonical JSON of result))

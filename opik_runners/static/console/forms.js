@@ -1,6 +1,6 @@
-// A Run form built from an agent's params (client-protocol §6: string, integer, float, boolean,
-// prompt, prompt_commit from the CLI; dict, list and json from other clients). Each value is
-// checked as it is typed; Run (or Ctrl/Cmd+Enter) sends only what parses.
+// A Run form built from an agent's params (docs/opik-behaviour.md#cli-agents: string, integer, float,
+// boolean, prompt, prompt_commit from the CLI; dict, list and json from other clients). Each
+// value is checked as it is typed; Run (or Ctrl/Cmd+Enter) sends only what parses.
 
 const JSON_TYPES = { dict: "object", object: "object", list: "array", array: "array", json: "any" };
 let formCount = 0;
