@@ -4,7 +4,6 @@ serves it."""
 import hmac
 import logging
 import re
-import sqlite3
 import time
 import uuid
 
@@ -14,7 +13,6 @@ from flask.sessions import NullSession, SessionInterface
 from werkzeug.exceptions import HTTPException
 from werkzeug.routing import UUIDConverter
 
-import peewee
 
 from .web import admin, console, guard
 from .store import db
@@ -60,10 +58,8 @@ def create_app(**overrides):
     app.wsgi_app = timed_requests(app.wsgi_app)
     app.teardown_request(yield_to_other_requests)
     app.register_error_handler(ApiError, render_api_error)
-    app.register_error_handler(peewee.DatabaseError, render_database_error)
-    # Not a DatabaseError in peewee: a connection the database dropped ("connection already closed").
-    app.register_error_handler(peewee.InterfaceError, render_database_error)
-    app.register_error_handler(sqlite3.DatabaseError, render_database_error)
+    for failure_class in db.FAILURES:
+        app.register_error_handler(failure_class, render_database_error)
     app.register_error_handler(HTTPException, render_http_error)
     app.register_error_handler(Exception, render_unexpected_error)
     app.match_polls_first()
@@ -245,8 +241,7 @@ def render_database_error(exc):
     message = str(exc).strip() or type(exc).__name__
     metrics.DATABASE_ERRORS.labels(type(exc).__name__).inc()
     log.warning("database error on %s %s: %s", request.method, request.path, message)
-    # SQLite's "database or disk is full", PostgreSQL's "could not extend file ...: No space left on device".
-    if "disk is full" in message or "No space left" in message:
+    if db.disk_full(exc):
         return respond({"code": 507, "message": f"The database's disk is full; nothing was written: {message}"}, 507)
     return respond({"code": 503, "message": f"The database is unavailable; try again: {message}"}, 503,
                    {"Retry-After": "1"})

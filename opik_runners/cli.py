@@ -16,7 +16,9 @@ def read_settings(**overrides):
 
 def open_database(settings, migrate=True):
     """The backend DATABASE_URL names (migrated, unless `migrate` is off), with a
-    connection open; errors become click's."""
+    connection open; errors become click's. The control plane's shared state comes with it:
+    a reaper cycle or a seed reads the server's clock, moved or not."""
+    from .control import shared  # noqa: F401 - registers the clock's refresh with the database
     from .store import db, migrations
 
     try:
@@ -119,7 +121,8 @@ def backup(file, force):
     server keeps serving, and checked with PRAGMA integrity_check. For PostgreSQL, use
     pg_dump.
     """
-    from .store.backends import BackupUnsupported, open_backend
+    from .store.backend import BackupUnsupported
+    from .store.db import open_backend
 
     if os.path.exists(file) and not force:
         raise click.ClickException(f"{file} exists; add --force to replace it")

@@ -6,7 +6,7 @@ gevent workers: every runner keeps one or two long polls open all the time, so a
 held request must cost a greenlet (a few KB), not a thread or a process. SQLite
 calls are short and never yield mid-transaction, so greenlets in one worker never
 contend for its lock. Two workers use both cores of a small machine; a job created
-in one wakes a poll held in the other (backends.py).
+in one wakes a poll held in the other (store/sqlite.py, store/postgres.py).
 """
 import os
 import shutil
@@ -187,11 +187,9 @@ def called_directly(app):
 
 
 def post_fork(server, worker):
-    if load_settings().database_url.startswith("postgres"):
-        # psycopg2 waits for PostgreSQL in C; make those waits yield to other greenlets.
-        from psycogreen.gevent import patch_psycopg
+    from .store.urls import make_driver_cooperative
 
-        patch_psycopg()
+    make_driver_cooperative(load_settings().database_url)
 
 
 class Server(BaseApplication):

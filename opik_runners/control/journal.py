@@ -21,7 +21,7 @@ import time
 from peewee import fn
 
 from .. import clock, metrics
-from ..store import wakeups
+from ..store import db, wakeups
 from ..store.models import JournalBody, JournalEntry, database
 from ..store.statements import Statement, columns
 
@@ -353,3 +353,10 @@ def headers_of(headers):
         elif key in BODY_HEADERS and value:
             found[key.replace("_", "-").title()] = value
     return found
+
+
+@db.on_switch
+def stop_flushing():
+    """The flusher writes to the open database: it stops while another replaces it (a served
+    worker starts one afresh with the control plane's listener; a test's app writes at once)."""
+    stop_flusher()

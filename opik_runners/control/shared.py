@@ -21,7 +21,7 @@ from collections import namedtuple
 
 from .. import clock
 from . import journal
-from ..store import wakeups
+from ..store import db, wakeups
 from ..store.models import ControlValue, FaultRule, ServerProcess, database
 from ..store.statements import Param, Statement
 
@@ -229,3 +229,18 @@ def stop():
     if listener is not threading.current_thread():
         listener.join(timeout=5)
     return True
+
+
+# The database is this process's to share: a new one (tests open one after another) stops the
+# listener while it is swapped, and starts with its own clock and rules.
+
+
+@db.on_switch
+def pause_listener():
+    return start if stop() else None
+
+
+@db.on_migrated
+def take_the_new_database():
+    forget()
+    refresh()

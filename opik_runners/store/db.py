@@ -1,22 +1,71 @@
-"""The database an app serves from: which backend, its schema brought up to date, and
-a pooled connection per request (flaskr's `db.init_app`)."""
-from . import backends, migrations
-from ..control import shared as control, journal
+"""The database a process serves from: which backend DATABASE_URL names, its schema brought
+up to date, a pooled connection per request (flaskr's `db.init_app`), and the hooks of what
+runs beside it.
+
+Whatever must pause while the database is swapped, or start afresh on a new one (the control
+plane's listener and journal flusher), registers itself here with `on_switch` and
+`on_migrated`: the store imports nothing above it."""
+import sqlite3
+
+import peewee
+from playhouse.db_url import parse
+
+from . import migrations
 from .models import database
+from .postgres import PostgresBackend
+from .sqlite import SqliteBackend
+from .urls import kind_of
+
+# What a failing database raises, whichever it is: the app answers each with a 503 (or 507).
+# peewee.InterfaceError is not a DatabaseError in peewee: a connection the database dropped
+# ("connection already closed"); sqlite3's own errors escape peewee from the backup and the
+# data_version reads.
+FAILURES = (peewee.DatabaseError, peewee.InterfaceError, sqlite3.DatabaseError)
+
+_on_switch = []  # called before the open database is swapped; each returns what to call after, or None
+_on_migrated = []  # called with a connection open, once a database is open and its schema current
+
+
+def on_switch(hook):
+    """Register `hook()`: called before another database replaces the open one; it returns
+    a function to call once the new one is bound (to start again what it stopped), or None."""
+    _on_switch.append(hook)
+    return hook
+
+
+def on_migrated(hook):
+    """Register `hook()`: called once a database is opened and its schema is current."""
+    _on_migrated.append(hook)
+    return hook
+
+
+def open_backend(url, pool_size=20):
+    """The backend for a DATABASE_URL (peewee's db_url syntax), as a connection pool: a
+    request borrows a connection and a held long poll hands it back."""
+    kind = kind_of(url)
+    # Held polls hand their connection back, so a pool this size serves thousands of them;
+    # a request finding it empty waits (up to 30 s) for a free one rather than failing.
+    pool = {"max_connections": pool_size, "stale_timeout": 300, "timeout": 30}
+    if kind == "sqlite":
+        return SqliteBackend(parse(url)["database"], **pool)
+    try:
+        import psycopg2  # noqa: F401
+    except ImportError:
+        raise ValueError("PostgreSQL needs psycopg2: pip install 'opik-runners[postgres]'") from None
+    return PostgresBackend(**parse(url), **pool)
 
 
 def open_database(url, pool_size=20):
     """Bind the models to the backend for `url`; a previously open one (tests open one per
     test) stops its watcher and gives its connections back."""
-    backend = backends.open_backend(url, pool_size)
-    # The control listener reads the database from its own thread: not while it is swapped.
-    listening = control.stop()
-    journal.stop_flusher()
+    backend = open_backend(url, pool_size)
+    # What reads the database from threads of its own must not while it is swapped.
+    resume = [after for after in (hook() for hook in _on_switch) if after is not None]
     if database.obj is not None:
         database.obj.shut()
     database.initialize(backend)
-    if listening:
-        control.start()
+    for after in resume:
+        after()
     return backend
 
 
@@ -26,9 +75,14 @@ def open_and_migrate(url, pool_size=20):
     backend = open_database(url, pool_size)
     with backend.connection_context():
         migrations.migrate()
-        control.forget()  # the clock and fault rules are this database's (tests open one after another)
-        control.refresh()
+        for hook in _on_migrated:
+            hook()
     return backend
+
+
+def disk_full(error):
+    """Whether a database error says the database's disk is full."""
+    return database.obj is not None and database.obj.disk_full(error)
 
 
 def init_app(app, settings):

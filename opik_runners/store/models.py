@@ -13,7 +13,7 @@ from uuid6 import uuid7
 
 from ..clock import now_us
 
-# The open backend (backends.py), bound by db.open_database.
+# The open backend (sqlite.py or postgres.py), bound by db.open_database.
 database = pw.DatabaseProxy()
 SECOND = 1_000_000  # timestamps are integer microseconds
 

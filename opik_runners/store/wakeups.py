@@ -1,7 +1,7 @@
 """Wake-ups for long polls, within one process: a poll waits on a key, and whatever
 makes work for it wakes that key at once.
 
-This module knows nothing of the database. The backend (backends.py) records each
+This module knows nothing of the database. The backend (store/sqlite.py, store/postgres.py) records each
 wake-up in the writer's transaction and runs one watcher per process that passes
 other processes' wake-ups on to `wake` here. A waiter sleeps until woken or its
 deadline: no periodic re-check, so idle polls cost nothing.

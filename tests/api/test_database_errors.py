@@ -5,13 +5,13 @@ import sqlite3
 import pytest
 
 from conftest import API
-from opik_runners.store import backends
+from opik_runners.store import sqlite
 from server import POSTGRES_URL
 
 
 @pytest.mark.skipif(bool(POSTGRES_URL), reason="another SQLite connection holds the file's write lock")
 def test_a_write_the_database_refuses_is_a_503_and_changes_nothing(client, app, monkeypatch):
-    monkeypatch.setattr(backends, "BUSY_TIMEOUT_SECONDS", 0.2)  # wait 0.2 s for the lock, not 30
+    monkeypatch.setattr(sqlite, "BUSY_TIMEOUT_SECONDS", 0.2)  # wait 0.2 s for the lock, not 30
     path = app.extensions["opik_runners"].database_url.removeprefix("sqlite:///")
     holder = sqlite3.connect(path, timeout=0)
     holder.execute("BEGIN EXCLUSIVE")
@@ -30,7 +30,7 @@ def test_a_write_the_database_refuses_is_a_503_and_changes_nothing(client, app, 
 
 @pytest.mark.skipif(not POSTGRES_URL, reason="ends PostgreSQL sessions")
 def test_a_connection_postgresql_dropped_is_a_503_then_the_next_request_is_served(client, endpoint_runner):
-    """The pool hands out connections without a round trip to check them (backends.py): a
+    """The pool hands out connections without a round trip to check them (store/postgres.py): a
     request on one whose session the server ended answers 503, not 500, and writes nothing;
     the next request is served on a new connection."""
     import psycopg2

@@ -8,8 +8,8 @@ import peewee as pw
 import pytest
 
 from opik_runners.store import models
-from opik_runners.store import backends
-from opik_runners.store.backends import SqliteBackend
+from opik_runners.store import sqlite
+from opik_runners.store.sqlite import SqliteBackend
 from opik_runners.store.models import Project, Wakeup
 
 from server import POSTGRES_URL
@@ -87,7 +87,7 @@ def test_reads_do_not_wait_for_a_writer(database):
 
 
 def test_the_wait_gives_up_at_the_deadline_and_writes_nothing(database, monkeypatch):
-    monkeypatch.setattr(backends, "BUSY_TIMEOUT_SECONDS", 0.2)
+    monkeypatch.setattr(sqlite, "BUSY_TIMEOUT_SECONDS", 0.2)
     lock = WriteLock(database)  # never released while the write waits
     with pytest.raises(pw.OperationalError, match="locked"):
         with database.atomic():
