@@ -346,6 +346,9 @@ def test_compose_serves_one_node_with_its_volume(compose):
     node("up", "-d")
     container = node.container("opik-runners").wait_healthy()  # the image's HEALTHCHECK
     assert container.api("POST", "/projects", json={"name": "composed"}).status_code == 201
+    # Its service name passes the host check (compose.yaml lists it), another name does not.
+    assert container.api("GET", "/projects", headers={"Host": "opik-runners:5173"}).status_code == 200
+    assert container.api("GET", "/projects", headers={"Host": "elsewhere.example:5173"}).status_code == 403
     volumes = podman("volume", "ls", "--format", "{{.Name}}", "--filter",
                      f"label=io.podman.compose.project={node.project}").stdout.split()
     assert volumes == [f"{node.project}_data"]
