@@ -110,7 +110,8 @@ def prepare_database(server):
         except RuntimeError as exc:  # migrations.SchemaTooNew says what to do
             code, message = 1, str(exc)
         except BaseException as exc:
-            code, message = 1, f"cannot open the database at {load_settings().database_url}: {exc}"
+            url = load_settings().database_url
+            code, message = 1, f"cannot open the database at {url}: {exc}{why_sqlite_cannot_write(url)}"
         os.write(write_end, message.encode())
         os._exit(code)
     os.close(write_end)
@@ -119,6 +120,27 @@ def prepare_database(server):
     _, status = os.waitpid(pid, 0)
     if os.waitstatus_to_exitcode(status) != 0:
         raise RuntimeError(message or "preparing the database failed")
+
+
+def why_sqlite_cannot_write(database_url):
+    """For a SQLite file whose directory (or the file itself) this process may not write, as
+    in a container whose /data is a host directory of another owner: what to change. SQLite
+    alone says "unable to open database file". Run in prepare_database's child."""
+    if not database_url.startswith("sqlite"):
+        return ""
+    from playhouse.db_url import parse
+
+    path = parse(database_url)["database"]
+    if path == ":memory:":
+        return ""
+    path = os.path.abspath(path)
+    directory = os.path.dirname(path)
+    if not os.path.isdir(directory):
+        return f" ({directory} does not exist)"
+    if os.access(directory, os.W_OK | os.X_OK) and (not os.path.exists(path) or os.access(path, os.W_OK)):
+        return ""
+    return (f" ({directory} is not writable by uid {os.getuid()}, the user this server runs as: make it "
+            f"writable by that user, or point DATABASE_URL elsewhere)")
 
 
 def post_worker_init(worker):
