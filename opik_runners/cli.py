@@ -1,9 +1,10 @@
-"""The `opik-runners` command: serve, migrate, reap, backup, seed, simulate."""
+"""The `opik-runners` command: serve, migrate, reap, backup, seed, simulate, conformance."""
 import os
 
 import click
 
 from . import __version__
+from .conformance.commands import conformance
 from .settings import SettingsError, load_settings
 
 
@@ -242,3 +243,6 @@ def seed(file, workspace, replace):
     if replace:
         click.echo(f"Wiped {'the database' if workspace is None else f'workspace {workspace!r}'}.")
     click.echo("Loaded " + ", ".join(f"{count} {kind.replace('_', ' ')}" for kind, count in loaded.items()) + ".")
+
+
+main.add_command(conformance)  # opik-runners conformance server | runner

@@ -84,14 +84,16 @@ class FaultRequest(StrictAdminSchema):
     delay_ms = fields.Integer(load_default=None, validate=validate.Range(0, 600_000))
     drop = fields.Boolean(load_default=False)
     hold_ms = fields.Integer(load_default=None, validate=validate.Range(0, 600_000))
+    answer_delay_ms = fields.Integer(load_default=None, validate=validate.Range(0, 600_000))
     probability = fields.Float(load_default=1.0, validate=validate.Range(0, 1))
     seed = fields.Integer(load_default=None, validate=validate.Range(0, 2**63 - 1))
     times = fields.Integer(load_default=None, validate=validate.Range(1, 2**31 - 1))
 
     @post_load
     def needs_an_effect(self, data, **kwargs):
-        if data["status"] is None and not data["delay_ms"] and not data["drop"] and data["hold_ms"] is None:
-            raise failure(400, "A fault rule needs an effect: status, delay_ms, drop or hold_ms")
+        if (data["status"] is None and not data["delay_ms"] and not data["drop"] and data["hold_ms"] is None
+                and not data["answer_delay_ms"]):
+            raise failure(400, "A fault rule needs an effect: status, delay_ms, drop, hold_ms or answer_delay_ms")
         if data["body"] is not None and data["status"] is None:
             raise failure(400, "A fault rule's body goes with a status")
         return data

@@ -49,6 +49,7 @@ def init_app(app, settings):
     app.before_request(before_opik_request)
     if settings.journal_size > 0:
         app.after_request(record_request)
+    app.after_request(answer_late)  # registered after record_request, so it runs before it
     app.wsgi_app = drop_middleware(app.wsgi_app)
 
 
@@ -247,12 +248,24 @@ def inject_fault():
         time.sleep(spec["hold_ms"] / 1000)
         if operation in EMPTY_POLL_ANSWERS:
             return Response(EMPTY_POLL_ANSWERS[operation], mimetype="application/json")
+    if spec.get("answer_delay_ms"):
+        g.answer_delay = spec["answer_delay_ms"] / 1000  # answer_late(), once the view has answered
     if spec.get("status"):
         body = spec.get("body")
         if body is None:
             body = {"code": spec["status"], "message": f"Injected by fault rule {rule['id']}"}
         return respond(body, spec["status"])
     return None  # a delay or a hold: then the real answer
+
+
+def answer_late(response):
+    """A fault's answer_delay_ms: the request was served (a job claimed, a command taken), and its
+    answer waits, as a slow network would make it. The journal's entry is written after it."""
+    delay = g.get("answer_delay")
+    if delay:
+        database.hand_back_connection()
+        time.sleep(delay)
+    return response
 
 
 class DropConnection(BaseException):

@@ -4,6 +4,7 @@ across workers and instances)."""
 import gzip
 import json
 import threading
+import time
 import uuid
 
 import pytest
@@ -328,6 +329,17 @@ def test_a_hold_fault_holds_a_long_poll_and_answers_it_empty(client, endpoint_ru
     assert held.status_code == 200 and held.data == b"null"
     assert client.get(f"{API}/local-runners/jobs/{job_id}").json["status"] == "pending"  # not claimed
     assert client.post(f"{API}/local-runners/{runner_id}/jobs/next").json["id"] == job_id
+
+
+def test_an_answer_delay_fault_serves_at_once_and_answers_late(client, endpoint_runner):
+    runner_id, project_id = endpoint_runner
+    job_id = create_job(client, project_id)
+    admin_post(client, "/faults", {"operation": "next_job", "answer_delay_ms": 300, "times": 1})
+    started = time.monotonic()
+    claimed = client.post(f"{API}/local-runners/{runner_id}/jobs/next")
+    assert claimed.json["id"] == job_id and time.monotonic() - started >= 0.3  # claimed, and answered late
+    (entry,) = admin_get(client, "/requests?operation=next_job").json["requests"]
+    assert entry["duration_ms"] >= 300 and entry["fault"] is not None and job_id in entry["response_body"]
 
 
 def test_deleting_fault_rules(client):

@@ -26,7 +26,9 @@ LAYERS = {
     "control": {"store", "schemas", "domain"},
     "web": {"store", "schemas", "domain", "control"},
 }
-# The clients speak HTTP: the wire protocol and the package's version are all they may import.
+# The clients (and the conformance kit, which may also use them) speak HTTP: the wire protocol and
+# the package's version are all they may import of the rest.
+CLIENTS = {"client": {"client"}, "conformance": {"client", "conformance"}}
 CLIENT_MAY_IMPORT = {"opik_runners", "opik_runners.protocol"}
 # Who may import Flask or werkzeug: the web layer, the app factory, and serving (which unwraps
 # the Flask app for gunicorn).
@@ -69,12 +71,10 @@ def layer_of(module):
     """The folder a module is in ("store", "web", ...), "client", "foundation", or "top" for the
     app factory, the command and serving, which may use everything."""
     parts = module.split(".")
-    if len(parts) > 2 and parts[1] in LAYERS or len(parts) > 2 and parts[1] == "client":
-        return parts[1]
+    if len(parts) >= 2 and (parts[1] in LAYERS or parts[1] in CLIENTS):
+        return parts[1]  # a module of the folder, or its __init__.py
     if module in FOUNDATION:
         return "foundation"
-    if len(parts) == 2 and parts[1] in LAYERS | {"client": None}:
-        return parts[1]  # a folder's __init__.py
     return "top"
 
 
@@ -87,8 +87,8 @@ def violations(graph):
             other = layer_of(imported)
             if layer == "foundation" and other != "foundation":
                 found.append(f"{name} -> {imported} (the foundation imports no folder)")
-            elif layer == "client" and other != "client" and imported not in CLIENT_MAY_IMPORT:
-                found.append(f"{name} -> {imported} (the clients import nothing of the server)")
+            elif layer in CLIENTS and other not in CLIENTS[layer] and imported not in CLIENT_MAY_IMPORT:
+                found.append(f"{name} -> {imported} ({layer} imports nothing of the server)")
             elif layer in LAYERS and other not in {layer, "foundation"} | LAYERS[layer]:
                 found.append(f"{name} -> {imported} ({layer} may import {sorted(LAYERS[layer]) or 'no other folder'})")
         if external & FLASK and layer != "web" and name not in FLASK_ALLOWED:
@@ -103,7 +103,7 @@ def test_the_graph_was_read():
     imports = GRAPH["opik_runners.domain.jobs"][0]
     assert {"opik_runners.domain.ownership", "opik_runners.store.statements", "opik_runners.store.models"} <= imports
     assert "opik_runners.store.db" in GRAPH["opik_runners.app"][0]
-    assert {layer_of(name) for name in GRAPH} == {"foundation", "top", "client", *LAYERS}
+    assert {layer_of(name) for name in GRAPH} == {"foundation", "top", *CLIENTS, *LAYERS}
 
 
 def test_every_folder_keeps_the_rule_its_init_states():
@@ -111,7 +111,7 @@ def test_every_folder_keeps_the_rule_its_init_states():
 
 
 def test_every_folder_states_its_rule():
-    for folder in [*LAYERS, "client"]:
+    for folder in [*LAYERS, *CLIENTS]:
         docstring = ast.get_docstring(ast.parse((PACKAGE / folder / "__init__.py").read_text())) or ""
         assert "Rule:" in docstring, f"{folder}/__init__.py states no rule"
 
@@ -145,6 +145,7 @@ PLANTS = {
     "domain/flask_planted.py": ("import flask\n", "opik_runners.domain.flask_planted -> ['flask']"),
     "control/planted.py": ("from ..web import api\n", "opik_runners.control.planted -> opik_runners.web"),
     "client/planted.py": ("from ..domain.limits import MAX_AGENTS_PER_RUNNER\n", "opik_runners.client.planted -> "),
+    "conformance/planted.py": ("from ..store.models import Job\n", "opik_runners.conformance.planted -> "),
     "settings_planted.py": ("from .store import db\n", "opik_runners.settings_planted -> opik_runners.store"),
 }
 
