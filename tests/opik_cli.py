@@ -8,6 +8,7 @@ import re
 import shutil
 import signal
 import subprocess
+import textwrap
 import threading
 import time
 import uuid
@@ -16,6 +17,43 @@ from server import child_pids
 
 OPIK = shutil.which("opik") or os.path.join(os.path.dirname(os.sys.executable), "opik")
 LINK = re.compile(r"(https?://\S+/opik/pair/v1\S*#[A-Za-z0-9_-]+)")
+# An agent file for `opik endpoint -- python agent.py`: one agent answers, one fails; SIGTERM ends it.
+AGENT_FILE = textwrap.dedent('''
+    import signal
+    import sys
+    import time
+
+    import opik
+
+
+    @opik.track(entrypoint=True)
+    def answer(question: str, n: int = 1) -> str:
+        """Answer a question n times."""
+        print(f"answering {question!r} x{n}")
+        return f"42 x{n}"
+
+
+    @opik.track(entrypoint=True)
+    def boom(x: str) -> str:
+        print("about to fail")
+        raise ValueError("kaboom")
+
+
+    _previous = signal.getsignal(signal.SIGTERM)
+
+
+    def _stop(signum, frame):  # let the runner loops stop, then leave at once
+        if callable(_previous):
+            _previous(signum, frame)
+        sys.exit(0)
+
+
+    signal.signal(signal.SIGTERM, _stop)
+
+    if __name__ == "__main__":
+        while True:
+            time.sleep(0.2)
+''')
 
 
 def cli_env(server_url, home, **extra):

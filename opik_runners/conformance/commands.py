@@ -84,3 +84,89 @@ def server(url, api_key, workspace, prefix, profile, only, slow, heartbeat_ttl, 
     if json_file:
         report.write_json(json_file, outcomes, **about)
     sys.exit(1 if any(o.bad for o in outcomes) else 0)
+
+
+@conformance.command(context_settings={"ignore_unknown_options": True})
+@click.option("--pairing", type=click.Choice(["auto", "self", "grader"]), default="auto", show_default=True,
+              help="auto: the server activates the session COMMAND creates (opik endpoint, opik connect, "
+                   "opik-runners simulate); self: COMMAND activates it with the HMAC (opik endpoint --headless); "
+                   "grader: the grader pairs, and runs COMMAND as the runner's own process, with "
+                   "OPIK_RUNNER_MODE=true and OPIK_RUNNER_ID (node agent.mjs, python agent.py).")
+@click.option("--project", default="conformance", show_default=True, metavar="NAME",
+              help="The project COMMAND pairs with (also given to it as $OPIK_PROJECT_NAME).")
+@click.option("--workspace", default="default", show_default=True, metavar="NAME",
+              help="The workspace (given to COMMAND as $OPIK_WORKSPACE).")
+@click.option("--agent", metavar="NAME", help="The agent the job checks call (default: the first registered).")
+@click.option("--inputs", metavar="JSON", help="Its inputs, a JSON object (default: generated from its params: "
+                                               "strings \"conformance\", integers 7, floats 0.5, booleans true).")
+@click.option("--fail-agent", metavar="NAME",
+              help="An agent whose job fails (default: the first whose name contains \"fail\").")
+@click.option("--heartbeat-ttl", type=float, default=15.0, show_default=True, metavar="SECONDS",
+              help="The time-to-live a runner must heartbeat within (Opik's OPIK_RUNNER_HEARTBEAT_TTL).")
+@click.option("--start-timeout", type=float, default=90.0, show_default=True, metavar="SECONDS",
+              help="How long COMMAND may take to pair and register its agents.")
+@click.option("--only", metavar="PATTERN", help="Only these checks: comma-separated globs of groups or names.")
+@click.option("--junit", type=click.Path(dir_okay=False, writable=True), metavar="FILE", help="Also write JUnit XML.")
+@click.option("--json", "json_file", type=click.Path(dir_okay=False, writable=True), metavar="FILE",
+              help="Also write the scorecard as JSON.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress lines, only the scorecard.")
+@click.argument("command", nargs=-1, required=True, metavar="-- COMMAND...")
+def runner(pairing, project, workspace, agent, inputs, fail_agent, heartbeat_ttl, start_timeout, only, junit,
+           json_file, quiet, command):
+    """Grade a runner client: run COMMAND against a server of the grader's own, and check
+    what it does from the server's request journal.
+
+    The grader serves it on a free port with a temporary database and the control plane on,
+    and starts COMMAND with the environment an Opik runner expects ($OPIK_URL_OVERRIDE,
+    $OPIK_WORKSPACE, $OPIK_PROJECT_NAME, a scratch $HOME). Once it has paired, the grader
+    runs jobs through it (one that completes, one that fails, one cancelled before it
+    starts), injects 503s, 429s and dropped connections into its polls and heartbeats,
+    restarts the server, deletes its runner (a 410) and presses Ctrl-C; for a runner that
+    polls bridge commands, it sends a signed command and a forged one. The scorecard lists
+    every check with its evidence, the journal's entries. Exit status 0 when no check fails.
+
+    \b
+    Examples:
+      opik-runners conformance runner --pairing self -- \\
+          opik endpoint --project conformance --headless -- python agent.py
+      opik-runners conformance runner --pairing grader -- node agent.mjs
+      opik-runners conformance runner -- opik-runners simulate --project conformance
+    """
+    import fnmatch
+    import json as json_module
+    import os
+
+    from . import report
+    from .checks import CHECKS
+    from .runner import Grader, GraderError, Setup
+
+    try:
+        parsed = json_module.loads(inputs) if inputs else None
+    except ValueError as exc:
+        raise click.BadParameter(f"not JSON: {exc}", param_hint="--inputs") from None
+    if parsed is not None and not isinstance(parsed, dict):
+        raise click.BadParameter("a JSON object, e.g. '{\"question\": \"2+2?\"}'", param_hint="--inputs")
+    chosen = CHECKS
+    if only:
+        patterns = [p.strip() for p in only.split(",") if p.strip()]
+        chosen = [c for c in CHECKS if any(fnmatch.fnmatch(n, p) for p in patterns for n in (c.group, c.__name__))]
+        if not chosen:
+            raise click.ClickException(f"no check matches --only {only!r}")
+    setup = Setup(list(command), pairing, project, workspace, agent, parsed, fail_agent, heartbeat_ttl,
+                  start_timeout, cwd=os.getcwd())
+    say = (lambda line: None) if quiet else (lambda line: click.echo(f"{time.strftime('%H:%M:%S')} {line}", err=True))
+    started = time.monotonic()
+    try:
+        outcomes = Grader(setup, say).run(chosen)
+    except GraderError as exc:
+        raise click.ClickException(str(exc)) from None
+    seconds = time.monotonic() - started
+    heading = f"Runner client: {' '.join(command)} (pairing {pairing})"
+    click.echo(report.table(outcomes, heading, groups=[c.group for c in CHECKS], evidence=True).rsplit("\n", 1)[0]
+               + "\n" + report.summary(outcomes, seconds))
+    if junit:
+        report.write_junit(junit, outcomes, "opik-runners-runner-conformance")
+    if json_file:
+        report.write_json(json_file, outcomes, direction="runner", command=list(command), pairing=pairing,
+                          seconds=round(seconds, 1))
+    sys.exit(1 if any(o.bad for o in outcomes) else 0)

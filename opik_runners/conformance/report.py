@@ -59,10 +59,11 @@ class Progress:
             self.stream.flush()
 
 
-def table(outcomes, heading, groups=None):
-    """The readable report: a line per outcome, grouped; the details of each that went wrong."""
+def table(outcomes, heading, groups=None, evidence=False):
+    """The readable report: a line per outcome, grouped; the details of each that went wrong (and,
+    with `evidence`, of each that passed: a runner's scorecard)."""
     lines = [heading, ""]
-    order = groups or sorted({o.group for o in outcomes})
+    order = list(dict.fromkeys(groups or sorted({o.group for o in outcomes})))
     for group in order:
         mine = [o for o in outcomes if o.group == group]
         if not mine:
@@ -72,7 +73,7 @@ def table(outcomes, heading, groups=None):
             note = f" ({o.reason})" if o.outcome == "skipped" and o.reason else ""
             departure = f" [docs/opik-behaviour.md#{o.departure}]" if o.departure and o.bad else ""
             lines.append(f"  {SYMBOLS[o.outcome]:<8} {o.title}{note}{departure}")
-            if o.bad or o.outcome == "passed" and o.details and o.group == "runner":
+            if o.bad or evidence and o.details:
                 lines.extend(f"             {line}" for line in o.details)
         lines.append("")
     lines.append(summary(outcomes))

@@ -2,51 +2,14 @@
 import os
 import signal
 import sys
-import textwrap
 import time
 
 import pytest
 import requests
 
-from opik_cli import CLI, cli_env
+from opik_cli import AGENT_FILE, CLI, cli_env
 from server import Server, fresh_database_url, wait_until
 
-AGENT_FILE = textwrap.dedent('''
-    import signal
-    import sys
-    import time
-
-    import opik
-
-
-    @opik.track(entrypoint=True)
-    def answer(question: str, n: int = 1) -> str:
-        """Answer a question n times."""
-        print(f"answering {question!r} x{n}")
-        return f"42 x{n}"
-
-
-    @opik.track(entrypoint=True)
-    def boom(x: str) -> str:
-        print("about to fail")
-        raise ValueError("kaboom")
-
-
-    _previous = signal.getsignal(signal.SIGTERM)
-
-
-    def _stop(signum, frame):  # let the runner loops stop, then leave at once
-        if callable(_previous):
-            _previous(signum, frame)
-        sys.exit(0)
-
-
-    signal.signal(signal.SIGTERM, _stop)
-
-    if __name__ == "__main__":
-        while True:
-            time.sleep(0.2)
-''')
 
 
 @pytest.fixture
