@@ -95,39 +95,81 @@ def parse_count(value):
     return number
 
 
-Setting = namedtuple("Setting", "name env default parse")
+# `shown`: the default as the reference shows it, where it says more than the value (empty ones);
+# `meaning`: what the setting does. docs/ generates the configuration reference from these.
+Setting = namedtuple("Setting", "name env default parse meaning shown", defaults=(None,))
 
 # The README's configuration table lists the same rows (a test keeps them in step).
 SETTINGS = [
-    Setting("database_url", "DATABASE_URL", "sqlite:///opik-runners.db", str),
-    Setting("pool_size", "OPIK_DB_POOL_SIZE", "20", parse_count),
-    Setting("api_keys", "OPIK_API_KEYS", "", parse_api_keys),
-    Setting("heartbeat_ttl", "OPIK_RUNNER_HEARTBEAT_TTL", "15s", parse_duration),
-    Setting("job_poll_timeout", "OPIK_RUNNER_NEXT_JOB_POLL_TIMEOUT", "10s", parse_duration),
-    Setting("job_timeout", "OPIK_RUNNER_JOB_TIMEOUT", "30m", parse_duration),
-    Setting("max_pending_jobs", "OPIK_RUNNER_MAX_PENDING", "100", parse_count),
-    Setting("dead_runner_purge", "OPIK_RUNNER_DEAD_PURGE_HOURS", "24h", parse_hours),
-    Setting("completed_job_ttl", "OPIK_RUNNER_COMPLETED_JOB_TTL", "7d", parse_duration),
-    Setting("reaper_interval", "OPIK_RUNNER_REAPER_INTERVAL", "60s", parse_duration),
-    Setting("pairing_auto_activate", "OPIK_PAIRING_AUTO_ACTIVATE", "false", parse_bool),
-    Setting("bridge_poll_timeout", "OPIK_BRIDGE_POLL_TIMEOUT", "30s", parse_duration),
-    Setting("bridge_max_pending", "OPIK_BRIDGE_MAX_PENDING", "50", parse_count),
-    Setting("bridge_max_commands_per_minute", "OPIK_BRIDGE_MAX_COMMANDS_PER_MINUTE", "600", parse_count),
-    Setting("bridge_max_write_commands_per_minute", "OPIK_BRIDGE_MAX_WRITE_COMMANDS_PER_MINUTE", "120", parse_count),
+    Setting("database_url", "DATABASE_URL", "sqlite:///opik-runners.db", str,
+            "peewee database URL; a relative SQLite path is relative to the working directory"),
+    Setting("pool_size", "OPIK_DB_POOL_SIZE", "20", parse_count,
+            "database connections per worker process; on PostgreSQL keep workers x instances x this under "
+            "`max_connections`"),
+    Setting("api_keys", "OPIK_API_KEYS", "", parse_api_keys,
+            "`user:key,user:key`; when set, `Authorization: <key>` (the raw key, no `Bearer`) names the user and "
+            "a missing or unknown key gets 401",
+            "(empty: no auth, every caller is `admin`)"),
+    Setting("heartbeat_ttl", "OPIK_RUNNER_HEARTBEAT_TTL", "15s", parse_duration,
+            "a runner is `connected` until this long after its last heartbeat"),
+    Setting("job_poll_timeout", "OPIK_RUNNER_NEXT_JOB_POLL_TIMEOUT", "10s", parse_duration,
+            "how long `jobs/next` holds the request when nothing is pending"),
+    Setting("job_timeout", "OPIK_RUNNER_JOB_TIMEOUT", "30m", parse_duration,
+            "timeout of a job whose agent registered none; a running job past its timeout is failed"),
+    Setting("max_pending_jobs", "OPIK_RUNNER_MAX_PENDING", "100", parse_count,
+            "pending jobs a runner may hold before `POST jobs` answers 429"),
+    Setting("dead_runner_purge", "OPIK_RUNNER_DEAD_PURGE_HOURS", "24h", parse_hours,
+            "a runner without heartbeat this long is purged and its open jobs failed (Opik refuses under 1 h; "
+            "shorter values are allowed here, for tests)"),
+    Setting("completed_job_ttl", "OPIK_RUNNER_COMPLETED_JOB_TTL", "7d", parse_duration,
+            "finished jobs and their logs are deleted this long after they finished"),
+    Setting("reaper_interval", "OPIK_RUNNER_REAPER_INTERVAL", "60s", parse_duration,
+            "how often the background reaper runs a cycle, across all workers and instances sharing the database "
+            "(see \"Maintenance\"); `0` turns it off"),
+    Setting("pairing_auto_activate", "OPIK_PAIRING_AUTO_ACTIVATE", "false", parse_bool,
+            "`true`: the server activates each new pairing session itself, so `opik connect` pairs with no "
+            "browser (local dev only: anyone who can reach the server can then pair)"),
+    Setting("bridge_poll_timeout", "OPIK_BRIDGE_POLL_TIMEOUT", "30s", parse_duration,
+            "how long `bridge/commands/next` holds the request for the first command"),
+    Setting("bridge_max_pending", "OPIK_BRIDGE_MAX_PENDING", "50", parse_count,
+            "pending bridge commands a runner may hold before submit answers 429"),
+    Setting("bridge_max_commands_per_minute", "OPIK_BRIDGE_MAX_COMMANDS_PER_MINUTE", "600", parse_count,
+            "bridge commands per runner per clock minute (refused ones count too)"),
+    Setting("bridge_max_write_commands_per_minute", "OPIK_BRIDGE_MAX_WRITE_COMMANDS_PER_MINUTE", "120", parse_count,
+            "of which `WriteFile`, `EditFile` and `Exec`"),
     # The control plane for tests (admin.py): auto = on unless OPIK_API_KEYS is set.
-    Setting("admin", "OPIK_RUNNERS_ADMIN", "auto", parse_admin),
-    Setting("admin_users", "OPIK_RUNNERS_ADMIN_USERS", "", parse_names),
-    Setting("journal_size", "OPIK_RUNNERS_JOURNAL_SIZE", "10000", parse_count),
+    Setting("admin", "OPIK_RUNNERS_ADMIN", "auto", parse_admin,
+            "the control plane for tests, `/_admin/` (and its request journal): `auto` serves it when "
+            "`OPIK_API_KEYS` is empty, `on`, `off` (every `/_admin/` path 404)"),
+    Setting("admin_users", "OPIK_RUNNERS_ADMIN_USERS", "", parse_names,
+            "with API keys set, the users (comma separated) whose key may call `/_admin/`; anyone else gets "
+            "401/403",
+            "(empty)"),
+    Setting("journal_size", "OPIK_RUNNERS_JOURNAL_SIZE", "10000", parse_count,
+            "request journal entries kept (the newest); `0` records nothing"),
     # What a web page may do (guard.py): host names besides loopback and IP addresses, and the
     # origins whose pages may call the API across origins (CORS).
-    Setting("allowed_hosts", "OPIK_RUNNERS_ALLOWED_HOSTS", "", parse_hosts),
-    Setting("cors_origins", "OPIK_RUNNERS_CORS_ORIGINS", "", parse_origins),
+    Setting("allowed_hosts", "OPIK_RUNNERS_ALLOWED_HOSTS", "", parse_hosts,
+            "host names (comma separated; `.example.com` takes its subdomains too; `*` any) that requests may "
+            "name in `Host`, besides `localhost`, any IP address and the bound address; others get 403 (see "
+            "\"Security of a local server\")",
+            "(empty: localhost, IP addresses and the bound name only)"),
+    Setting("cors_origins", "OPIK_RUNNERS_CORS_ORIGINS", "", parse_origins,
+            "origins (comma separated, as `http://localhost:3000`) whose pages may call the API and `/_admin/` "
+            "across origins, credentials included",
+            "(empty: no CORS)"),
     # Serving (serving.py reads these).
-    Setting("bind", "OPIK_RUNNERS_BIND", "127.0.0.1:5173", str),
-    Setting("workers", "OPIK_RUNNERS_WORKERS", "2", parse_count),
-    Setting("worker_connections", "OPIK_RUNNERS_WORKER_CONNECTIONS", "4000", parse_count),
-    Setting("access_log", "OPIK_RUNNERS_ACCESS_LOG", "", str),
-    Setting("log_level", "OPIK_RUNNERS_LOG_LEVEL", "info", str),
+    Setting("bind", "OPIK_RUNNERS_BIND", "127.0.0.1:5173", str,
+            "where the server listens (`opik-runners serve --bind`, or gunicorn's `-b`, wins)"),
+    Setting("workers", "OPIK_RUNNERS_WORKERS", "2", parse_count,
+            "gunicorn (gevent) worker processes (see \"Serving\"; `--workers` wins)"),
+    Setting("worker_connections", "OPIK_RUNNERS_WORKER_CONNECTIONS", "4000", parse_count,
+            "concurrent connections per worker, held long polls included"),
+    Setting("access_log", "OPIK_RUNNERS_ACCESS_LOG", "", str,
+            "a path, or `-` for stdout",
+            "(off)"),
+    Setting("log_level", "OPIK_RUNNERS_LOG_LEVEL", "info", str,
+            "gunicorn and service log level; the service logs one line per state change"),
 ]
 
 Settings = namedtuple("Settings", [setting.name for setting in SETTINGS])
