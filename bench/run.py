@@ -33,8 +33,9 @@ rows = []
 
 
 def report(figure, value, target, ok, unit=""):
-    rows.append((figure, f"{value}{unit}", target, "yes" if ok else "NO"))
-    print(f"  {figure}: {value}{unit} (target {target}) {'ok' if ok else 'MISSED'}", flush=True)
+    """One row; `ok` None: measured, with no target to meet."""
+    rows.append((figure, f"{value}{unit}", target, "yes" if ok else "-" if ok is None else "NO"))
+    print(f"  {figure}: {value}{unit} (target {target}) {'ok' if ok else '' if ok is None else 'MISSED'}", flush=True)
 
 
 def percentile(values, p):
@@ -159,6 +160,9 @@ def throughput(url, runners, seconds):
            f"{bare_rps:.0f} / {static_rps:.0f} req/s = {bare_ratio:.0%}", ">= 80%", bare_ratio >= 0.8)
 
 
+CYCLE_LAST_FULL_RUN = 532  # jobs/s, BENCHMARKS.md's last full run (bce833f)
+
+
 def job_cycle(tmp, seconds):
     """create + claim + complete, through the API, on SQLite."""
     server = Server(f"sqlite:///{tmp / 'cycle.db'}", OPIK_RUNNERS_LOG_LEVEL="warning",
@@ -172,7 +176,10 @@ def job_cycle(tmp, seconds):
                            env={"BENCH_RUNNER": str(runner), "BENCH_PROJECT": str(project.id)})
         completed, errors, duration = re.search(r"BENCH completed=(\d+) server_errors=(\d+) seconds=([\d.]+)", out).groups()
         rate = int(completed) / float(duration)
-        report("create + claim + complete on SQLite", f"{rate:.0f}", ">= 800 jobs/s", rate >= 800, " jobs/s")
+        # The owner retired 800 jobs/s (2026-12): the cycle is a regression floor, 90% of the last full run's.
+        floor = round(CYCLE_LAST_FULL_RUN * 0.9)
+        report("create + claim + complete on SQLite", f"{rate:.0f}",
+               f">= {floor} jobs/s (90% of the last full run's {CYCLE_LAST_FULL_RUN})", rate >= floor, " jobs/s")
         report("5xx during the job cycle", errors, "0", int(errors) == 0)
     finally:
         server.stop()
@@ -421,12 +428,13 @@ once_seconds = {}  # (label, kind) -> seconds the exactly-once run took
 
 
 def postgres_on_par():
-    """PostgreSQL's exactly-once times against SQLite's in the same run: within 1.5x."""
+    """PostgreSQL's exactly-once times against SQLite's in the same run. No target: the owner retired
+    "within 1.5x" (2026-12), as on one 2-core box it measures the box, not the design."""
     for kind in ("job", "bridge"):
         pg, lite = once_seconds.get(("PostgreSQL", kind)), once_seconds.get(("SQLite", kind))
         if pg and lite:
             report(f"exactly-once {kind}s, PostgreSQL (2 instances) vs SQLite, same run", f"{pg:.1f} / {lite:.1f} s = "
-                   f"{pg / lite:.1f}x", "<= 1.5x", pg / lite <= 1.5)
+                   f"{pg / lite:.1f}x", "none (retired)", None)
 
 
 def concurrent_writers(tmp, writers, seconds):
@@ -545,8 +553,9 @@ def main():
     print("\n| figure | measured | target | met |\n|---|---|---|---|")
     for row in rows:
         print("| " + " | ".join(str(c) for c in row) + " |")
-    missed = [r for r in rows if r[3] != "yes"]
-    print(f"\n{len(rows) - len(missed)} of {len(rows)} targets met")
+    targets = [r for r in rows if r[3] != "-"]
+    missed = [r for r in targets if r[3] != "yes"]
+    print(f"\n{len(targets) - len(missed)} of {len(targets)} targets met")
     shutil.rmtree(tmp, ignore_errors=True)
 
 
