@@ -8,10 +8,11 @@ from flask.testing import FlaskClient
 
 import contract
 from browser import browser  # noqa: F401 - Chromium for the page tests (the pairing page, the console)
-from helpers import AGENT, activation_hmac  # noqa: F401 - the tests import them from here
+from helpers import AGENT  # noqa: F401 - the tests import it from here
 from opik_runners.store import db
 from opik_runners.app import create_app
 from opik_runners.store.models import database
+from opik_runners.protocol import activation_hmac_text
 from opik_runners.settings import load_settings
 from server import fresh_database_url
 
@@ -149,7 +150,7 @@ def pair(client, project="demo", runner_type="endpoint", name="runner-1", header
     session_id, runner_id, key = create_session(client, project_id, runner_type, headers)
     response = client.post(
         f"{API}/pairing/sessions/{session_id}/activate",
-        json={"runner_name": name, "hmac": activation_hmac(session_id, key, name)},
+        json={"runner_name": name, "hmac": activation_hmac_text(session_id, key, name)},
         headers=headers,
     )
     assert response.status_code == 201, response.data

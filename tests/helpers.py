@@ -1,18 +1,9 @@
-"""What the in-process and the real-server tests share: a runner's agent, the pairing HMAC, a
-stuck job written straight to the store, and the bridge rate's minute."""
-import base64
-import hashlib
-import hmac
+"""What the in-process and the real-server tests share: a runner's agent, a stuck job written
+straight to the store, and the bridge rate's minute."""
 import time
-import uuid
 
 from opik_runners.store.models import SECOND, Job, Project, Runner, now_us
 from opik_runners.protocol import new_id
-
-
-def activation_hmac(session_id, key_bytes, runner_name):
-    message = uuid.UUID(str(session_id)).bytes + hashlib.sha256(runner_name.encode()).digest()
-    return base64.b64encode(hmac.new(key_bytes, message, hashlib.sha256).digest()).decode()
 
 
 AGENT = {

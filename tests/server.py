@@ -6,8 +6,9 @@ import time
 
 import requests
 
-from helpers import AGENT, activation_hmac
+from helpers import AGENT
 from opik_runners.client.testing import Server, child_pids, free_port  # noqa: F401 - the tests' import point
+from opik_runners.protocol import activation_hmac_text
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Set by .ci/run for the second pass: the whole suite against PostgreSQL.
@@ -66,7 +67,7 @@ def pair(url, workspace, name, agents=None):
     ).json()
     activated = requests.post(
         f"{api}/pairing/sessions/{session['session_id']}/activate",
-        json={"runner_name": name, "hmac": activation_hmac(session["session_id"], key, name)},
+        json={"runner_name": name, "hmac": activation_hmac_text(session["session_id"], key, name)},
         headers=headers,
         timeout=5,
     )

@@ -18,7 +18,8 @@ from datetime import datetime
 import pytest
 import requests
 
-from helpers import AGENT, activation_hmac, start_of_fresh_minute_if_needed
+from helpers import AGENT, start_of_fresh_minute_if_needed
+from opik_runners.protocol import activation_hmac_text
 from server import POSTGRES_URL, Server, child_pids, fresh_database_url, wait_until, waiting_on_locks
 from threads import Task, join_all, run_all
 
@@ -111,7 +112,7 @@ def pair(url, workspace, name, runner_type="endpoint", capabilities=None):
     session = session.json()
     activated = requests.post(
         f"{api}/pairing/sessions/{session['session_id']}/activate",
-        json={"runner_name": name, "hmac": activation_hmac(session["session_id"], key, name)},
+        json={"runner_name": name, "hmac": activation_hmac_text(session["session_id"], key, name)},
         headers=headers,
         timeout=10,
     )
@@ -415,7 +416,7 @@ def test_activations_at_once_leave_one_runner_connected(start_server):
         async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
             async def activate(n, made, key):
                 url = f"{api_of(servers[n % len(servers)].url)}/pairing/sessions/{made['session_id']}/activate"
-                body = {"runner_name": f"laptop-{n}", "hmac": activation_hmac(made["session_id"], key, f"laptop-{n}")}
+                body = {"runner_name": f"laptop-{n}", "hmac": activation_hmac_text(made["session_id"], key, f"laptop-{n}")}
                 async with session.post(url, json=body, headers=headers) as response:
                     return response.status
             return await asyncio.gather(*(activate(n, made, key) for n, (made, key) in enumerate(sessions)))
@@ -454,7 +455,7 @@ def test_jobs_created_while_the_runner_is_re_paired_are_never_left_pending_on_it
                 async def activate():
                     await asyncio.sleep(0.01)  # among the creates, not before them
                     url = f"{api_of(servers[-1].url)}/pairing/sessions/{made['session_id']}/activate"
-                    body = {"runner_name": "laptop-new", "hmac": activation_hmac(made["session_id"], key, "laptop-new")}
+                    body = {"runner_name": "laptop-new", "hmac": activation_hmac_text(made["session_id"], key, "laptop-new")}
                     async with session.post(url, json=body, headers=old["headers"]) as response:
                         return response.status
                 return await asyncio.gather(activate(), *(create(n) for n in range(100)))
@@ -629,7 +630,7 @@ def test_a_reset_waits_for_a_write_in_flight_instead_of_deadlocking(start_server
                 "project_id": runner["project_id"], "activation_key": base64.b64encode(key).decode(),
                 "type": "endpoint"}).json()
             path = f"/pairing/sessions/{made['session_id']}/activate"
-            body, expected = {"runner_name": "new", "hmac": activation_hmac(made["session_id"], key, "new")}, 201
+            body, expected = {"runner_name": "new", "hmac": activation_hmac_text(made["session_id"], key, "new")}, 201
 
     written, reset = send_behind_a_held_runner(srv, runner["runner_id"], (f"{api_of(srv.url)}{path}", body),
                                                runner["headers"])

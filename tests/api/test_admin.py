@@ -381,10 +381,10 @@ def test_the_clock_expires_a_pairing_session(client):
     project_id = ensure_project(client)
     session_id, _, key = create_session(client, project_id, ttl=60)
     admin_post(client, "/clock", {"advance_s": 61})
-    from conftest import activation_hmac
+    from opik_runners.protocol import activation_hmac_text
 
     answer = client.post(f"{API}/pairing/sessions/{session_id}/activate",
-                         json={"runner_name": "late", "hmac": activation_hmac(session_id, key, "late")})
+                         json={"runner_name": "late", "hmac": activation_hmac_text(session_id, key, "late")})
     assert answer.status_code == 404
 
 

@@ -9,7 +9,8 @@ import pytest
 
 from opik_runners.store import models
 from opik_runners.domain.limits import MAX_REQUEST_BYTES
-from conftest import API, ROOT, activation_hmac, create_job, create_session, pair, register
+from opik_runners.protocol import activation_hmac_text
+from conftest import API, ROOT, create_job, create_session, pair, register
 
 # name -> (method, path template); {runner}, {job} and {session} are filled from the `world` fixture.
 ENDPOINTS = {
@@ -210,7 +211,7 @@ def valid_body(world, name):
         "projects_retrieve": {"name": "demo"},
         "pairing_sessions": {"project_id": world.project, "activation_key": base64.b64encode(bytes(32)).decode(),
                              "ttl_seconds": 300, "type": "endpoint"},
-        "activate": {"runner_name": "r", "hmac": activation_hmac(world.session, world.key, "r")},
+        "activate": {"runner_name": "r", "hmac": activation_hmac_text(world.session, world.key, "r")},
         "agents": {"answer": {"description": "d", "timeout": 1, "params": []}},
         "checklist": {"a": 1},
         "heartbeats": {"capabilities": ["jobs"]},
@@ -467,8 +468,8 @@ def test_rejected_job_create_over_the_size_limit_writes_nothing(client, world):
 
 
 def rejected_activations(world):
-    good = activation_hmac(world.session, world.key, "new-runner")
-    wrong = activation_hmac(world.session, b"\x00" * 32, "new-runner")
+    good = activation_hmac_text(world.session, world.key, "new-runner")
+    wrong = activation_hmac_text(world.session, b"\x00" * 32, "new-runner")
     return [
         ("malformed", b'{"runner_name": "new-runner", "hmac": '),
         ("wrong hmac", {"runner_name": "new-runner", "hmac": wrong}),
@@ -498,15 +499,15 @@ def test_rejected_activations_write_nothing_and_evict_nothing(client, world):
         assert beat.status_code == 200, (label, beat.data)
         assert client.get(f"{API}/local-runners/jobs/{world.job}").json["status"] == "pending", label
     # After all that, the session still activates (and only then evicts the old runner).
-    good = {"runner_name": "new-runner", "hmac": activation_hmac(world.session, world.key, "new-runner")}
+    good = {"runner_name": "new-runner", "hmac": activation_hmac_text(world.session, world.key, "new-runner")}
     assert send(client, world, "activate", good).status_code == 201
     assert runner_list(client, world) == [world.session_runner]
 
 
 def test_second_activation_writes_nothing(client, world):
-    good = {"runner_name": "new-runner", "hmac": activation_hmac(world.session, world.key, "new-runner")}
+    good = {"runner_name": "new-runner", "hmac": activation_hmac_text(world.session, world.key, "new-runner")}
     assert send(client, world, "activate", good).status_code == 201
-    other = {"runner_name": "again", "hmac": activation_hmac(world.session, world.key, "again")}
+    other = {"runner_name": "again", "hmac": activation_hmac_text(world.session, world.key, "again")}
     response = send(client, world, "activate", other)
     assert response.status_code == 409
     assert runner_list(client, world) == [world.session_runner]

@@ -8,8 +8,9 @@ import uuid
 
 import pytest
 
-from conftest import AGENT, API, ContractClient, activation_hmac, create_session, ensure_project
+from conftest import AGENT, API, ContractClient, create_session, ensure_project
 from opik_runners.app import create_app
+from opik_runners.protocol import activation_hmac_text
 from server import fresh_database_url
 
 OWNER = {"Comet-Workspace": "team-a", "Authorization": "key-a"}
@@ -92,7 +93,7 @@ def world(tmp_path_factory):
         project_id = ensure_project(client, f"project-{kind}", OWNER)
         session_id, runner_id, key = create_session(client, project_id, kind, OWNER)
         activated = client.post(f"{API}/pairing/sessions/{session_id}/activate", headers=OWNER,
-                                json={"runner_name": name, "hmac": activation_hmac(session_id, key, name)})
+                                json={"runner_name": name, "hmac": activation_hmac_text(session_id, key, name)})
         assert activated.status_code == 201
         beat = client.post(f"{API}/local-runners/{runner_id}/heartbeats", json={"capabilities": ["jobs", "bridge"]},
                            headers=OWNER)

@@ -11,8 +11,9 @@ from urllib.parse import urlsplit
 import pytest
 
 from opik_runners import protocol
+from opik_runners.protocol import activation_hmac_text
 from opik_runners.store import models
-from conftest import API, ROOT, activation_hmac, create_job, create_session, ensure_project, pair, register
+from conftest import API, ROOT, create_job, create_session, ensure_project, pair, register
 
 # Upstream's PairingServiceImplTest vectors (docs/opik-behaviour.md#activation-hmac).
 VECTORS = [
@@ -48,7 +49,7 @@ def session_body(project_id, key=None, **extra):
 def activate(client, session_id, key, name="runner-1", headers=None, hmac=None, prefix=API):
     return client.post(
         f"{prefix}/pairing/sessions/{session_id}/activate",
-        json={"runner_name": name, "hmac": hmac if hmac is not None else activation_hmac(session_id, key, name)},
+        json={"runner_name": name, "hmac": hmac if hmac is not None else activation_hmac_text(session_id, key, name)},
         headers=headers,
     )
 
@@ -84,8 +85,8 @@ def test_activation_hmac_vectors(session_id, key, name, expected):
 
 @pytest.mark.parametrize("session_id, key, name, expected", VECTORS)
 def test_conftest_hmac_helper_agrees_with_vectors(session_id, key, name, expected):
-    # The helper every HTTP test relies on is an independent implementation: pin it too.
-    assert base64.b64decode(activation_hmac(session_id, key, name)).hex() == expected
+    # The text form every HTTP test sends (the protocol module's, no copy of the tests'): pin it too.
+    assert base64.b64decode(activation_hmac_text(session_id, key, name)).hex() == expected
 
 
 @pytest.mark.parametrize("session_id, key, name, expected", VECTORS)
@@ -113,7 +114,7 @@ def test_vector_activates_over_http(app, client, session_id, key, name, expected
 def test_unpadded_hmac_is_accepted(client):
     project_id = ensure_project(client)
     session_id, runner_id, key = create_session(client, project_id)
-    tag = activation_hmac(session_id, key, "r").rstrip("=")
+    tag = activation_hmac_text(session_id, key, "r").rstrip("=")
     assert len(tag) == 43
     assert activate(client, session_id, key, name="r", hmac=tag).status_code == 201
     assert get_runner(client, runner_id).json["status"] == "connected"
@@ -300,14 +301,14 @@ def test_runner_is_connected_right_after_activation(client, runner_type):
 def test_wrong_hmac_is_403_and_session_stays_usable(client):
     project_id = ensure_project(client)
     session_id, runner_id, key = create_session(client, project_id)
-    wrong_key = activation_hmac(session_id, os.urandom(32), "runner-1")
+    wrong_key = activation_hmac_text(session_id, os.urandom(32), "runner-1")
     response = activate(client, session_id, key, hmac=wrong_key)
     assert response.status_code == 403, response.data
     assert response.json == {"code": 403, "message": "Invalid activation hmac"}
     # The HMAC of another name, and one for another session, are wrong too.
-    other_name = activation_hmac(session_id, key, "someone-else")
+    other_name = activation_hmac_text(session_id, key, "someone-else")
     assert activate(client, session_id, key, hmac=other_name).status_code == 403
-    other_session = activation_hmac(str(uuid.uuid4()), key, "runner-1")
+    other_session = activation_hmac_text(str(uuid.uuid4()), key, "runner-1")
     assert activate(client, session_id, key, hmac=other_session).status_code == 403
     # Nothing was created by the failures.
     assert get_runner(client, runner_id).status_code == 404
@@ -522,7 +523,7 @@ def test_missing_runner_name_is_422(client):
     project_id = ensure_project(client)
     session_id, _, key = create_session(client, project_id)
     response = client.post(f"{API}/pairing/sessions/{session_id}/activate",
-                           json={"hmac": activation_hmac(session_id, key, "x")})
+                           json={"hmac": activation_hmac_text(session_id, key, "x")})
     assert response.status_code == 422
     assert response.json == {"errors": ["runner_name must not be null"]}
 
@@ -543,7 +544,7 @@ def test_unicode_runner_names(client):
     project_id = ensure_project(client)
     for name in ("Ünïcødé-ランナー", "laptop-🚀-01", "ру́сский бегун", "a\u200bb", "名" * 128, "tab\there"):
         session_id, runner_id, key = create_session(client, project_id)
-        # The HMAC covers the UTF-8 bytes; recompute it here independently of conftest.
+        # The HMAC covers the UTF-8 bytes; recompute it here independently of opik_runners.protocol.
         message = uuid.UUID(session_id).bytes + hashlib.sha256(name.encode("utf-8")).digest()
         tag = b64(hmaclib.new(key, message, hashlib.sha256).digest())
         response = activate(client, session_id, key, name=name, hmac=tag)
