@@ -1,6 +1,5 @@
 """Real servers for the acceptance tests (opik_runners.testing.Server) and what they share:
 a fresh database per test, on SQLite or on the PostgreSQL of TEST_DATABASE_URL."""
-import base64
 import os
 import time
 
@@ -8,7 +7,7 @@ import requests
 
 from helpers import AGENT
 from opik_runners.client.testing import Server, child_pids, free_port  # noqa: F401 - the tests' import point
-from opik_runners.protocol import activation_hmac_text
+from opik_runners.protocol import activation_hmac_text, encode_base64
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # Set by .ci/run for the second pass: the whole suite against PostgreSQL.
@@ -51,29 +50,41 @@ def wait_until(check, timeout=30, interval=0.1):
     raise AssertionError("condition not met in time")
 
 
-def pair(url, workspace, name, agents=None):
-    """Pair an endpoint runner over HTTP, as the headless CLI does, with the `answer` agent (or
-    `agents`) in `workspace`; returns its ids and the headers to call as its owner."""
+def pair_over_http(url, workspace, name, agents=None, runner_type="endpoint", capabilities=None):
+    """Pair a runner over HTTP as the CLI does, in `workspace`'s project "demo" (made when
+    missing): an endpoint runner gets the `answer` agent (or `agents`); a heartbeat then
+    declares `capabilities` (if any). Returns its ids and the headers to call as its owner."""
     api = f"{url}/api/v1/private"
     headers = {"Comet-Workspace": workspace}
-    assert requests.post(f"{api}/projects", json={"name": "demo"}, headers=headers, timeout=5).status_code == 201
-    project_id = requests.post(f"{api}/projects/retrieve", json={"name": "demo"}, headers=headers, timeout=5).json()["id"]
+    found = requests.post(f"{api}/projects/retrieve", json={"name": "demo"}, headers=headers, timeout=10)
+    if found.status_code == 404:
+        assert requests.post(f"{api}/projects", json={"name": "demo"}, headers=headers, timeout=10).status_code == 201
+        found = requests.post(f"{api}/projects/retrieve", json={"name": "demo"}, headers=headers, timeout=10)
+    assert found.status_code == 200, found.text
+    project_id = found.json()["id"]
     key = os.urandom(32)
     session = requests.post(
         f"{api}/pairing/sessions",
-        json={"project_id": project_id, "activation_key": base64.b64encode(key).decode(), "type": "endpoint"},
+        json={"project_id": project_id, "activation_key": encode_base64(key), "type": runner_type},
         headers=headers,
-        timeout=5,
-    ).json()
+        timeout=10,
+    )
+    assert session.status_code == 201, session.text
+    session = session.json()
     activated = requests.post(
         f"{api}/pairing/sessions/{session['session_id']}/activate",
         json={"runner_name": name, "hmac": activation_hmac_text(session["session_id"], key, name)},
         headers=headers,
-        timeout=5,
+        timeout=10,
     )
-    assert activated.status_code == 201
+    assert activated.status_code == 201, activated.text
     runner_id = session["runner_id"]
-    registered = requests.put(f"{api}/local-runners/{runner_id}/agents", json=agents or {"answer": AGENT},
-                              headers=headers, timeout=5)
-    assert registered.status_code == 204
+    if runner_type == "endpoint":
+        registered = requests.put(f"{api}/local-runners/{runner_id}/agents", json=agents or {"answer": AGENT},
+                                  headers=headers, timeout=10)
+        assert registered.status_code == 204, registered.text
+    if capabilities is not None:
+        beat = requests.post(f"{api}/local-runners/{runner_id}/heartbeats", json={"capabilities": capabilities},
+                             headers=headers, timeout=10)
+        assert beat.status_code == 200, beat.text
     return {"runner_id": runner_id, "project_id": project_id, "headers": headers, "result": None}

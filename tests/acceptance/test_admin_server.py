@@ -11,7 +11,7 @@ import requests
 
 from acceptance.test_cli_endpoint import AGENT_FILE, Api
 from opik_cli import CLI, cli_env
-from server import Server, fresh_database_url, pair
+from server import Server, fresh_database_url, pair_over_http
 
 
 @pytest.fixture
@@ -64,7 +64,7 @@ def test_a_drop_fault_closes_the_connection(instances):
 
 def test_the_clock_moves_for_every_worker_and_instance(instances):
     first, second = instances
-    runner_id = pair(first.url, "default", "clocked")["runner_id"]
+    runner_id = pair_over_http(first.url, "default", "clocked")["runner_id"]
     assert admin(second, "POST", "/clock", json={"advance_s": 20}).json()["offset_s"] == 20
     runners = spread(first, "GET", f"/api/v1/private/local-runners/{runner_id}")
     runners += spread(second, "GET", f"/api/v1/private/local-runners/{runner_id}")
@@ -76,7 +76,7 @@ def test_the_clock_moves_for_every_worker_and_instance(instances):
 
 def test_reset_ends_polls_held_in_another_instance_and_wipes_for_all(instances):
     first, second = instances
-    runner_id = pair(first.url, "default", "reset-me")["runner_id"]
+    runner_id = pair_over_http(first.url, "default", "reset-me")["runner_id"]
     polls = []
 
     def poll():

@@ -20,7 +20,7 @@ from opik_runners.store import db
 from opik_runners.store.migrations import LATEST, MIGRATIONS, SchemaMigration
 from helpers import running_job
 from opik_runners.store.models import Job, MaintenanceTask, now_us
-from server import POSTGRES_URL, ROOT, Server, child_pids, free_port, pair, wait_until
+from server import POSTGRES_URL, ROOT, Server, child_pids, free_port, pair_over_http, wait_until
 
 COMMAND = str(pathlib.Path(sys.executable).with_name("opik-runners"))
 SUBCOMMANDS = ["serve", "migrate", "reap", "backup", "seed"]
@@ -148,7 +148,7 @@ def test_the_background_reaper_fails_a_timed_out_job_with_no_request_arriving(tm
     url = sqlite_url(tmp_path)
     srv = Server(url, OPIK_RUNNER_REAPER_INTERVAL=str(interval)).start()
     try:
-        runner = pair(srv.url, "reaper", "runner", agents={"answer": {"timeout": 1}})
+        runner = pair_over_http(srv.url, "reaper", "runner", agents={"answer": {"timeout": 1}})
         api = f"{srv.url}/api/v1/private/local-runners"
         made = requests.post(f"{api}/jobs", json={"agent_name": "answer", "project_id": runner["project_id"]},
                              headers=runner["headers"], timeout=5)
@@ -256,7 +256,7 @@ def test_a_backup_under_write_load_is_whole_and_holds_every_acknowledged_job(tmp
     srv = Server(url, OPIK_RUNNER_MAX_PENDING="1000000", OPIK_RUNNER_HEARTBEAT_TTL="600").start()
     acknowledged, stop = [], threading.Event()
     try:
-        runner = pair(srv.url, "backup", "runner")
+        runner = pair_over_http(srv.url, "backup", "runner")
 
         def writer():
             with requests.Session() as session:
@@ -417,7 +417,7 @@ def test_a_bad_seed_file_is_a_clear_error_and_changes_nothing(tmp_path):
 def test_a_servers_export_seeded_into_another_database_serves_the_same_pages(tmp_path):
     source = Server(sqlite_url(tmp_path, "source"), OPIK_RUNNER_HEARTBEAT_TTL="600").start()
     try:
-        runner = pair(source.url, "default", "exported")
+        runner = pair_over_http(source.url, "default", "exported")
         api = f"{source.url}/api/v1/private/local-runners"
         for i in range(3):
             made = requests.post(f"{api}/jobs", json={"agent_name": "answer", "project_id": runner["project_id"],
