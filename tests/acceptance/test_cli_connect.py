@@ -5,9 +5,11 @@ import time
 import pytest
 import requests
 
-from opik_cli import CLI, LINK, cli_env
 from opik_runners.protocol import activation_hmac_text, bridge_key, read_link_fragment, signature_holds, signed
-from server import Server, fresh_database_url, wait_until
+from tests.support.cli import CLI, LINK, cli_env
+from tests.support.databases import fresh_database_url
+from tests.support.servers import Server
+from tests.support.waiting import wait_until
 
 HELLO = "def greet():\n    return 'hello'\n\n\nprint(greet())\n"
 

@@ -2,51 +2,14 @@
 import os
 import signal
 import sys
-import textwrap
 import time
 
 import pytest
-import requests
 
-from opik_cli import CLI, cli_env
-from server import Server, fresh_database_url, wait_until
-
-AGENT_FILE = textwrap.dedent('''
-    import signal
-    import sys
-    import time
-
-    import opik
-
-
-    @opik.track(entrypoint=True)
-    def answer(question: str, n: int = 1) -> str:
-        """Answer a question n times."""
-        print(f"answering {question!r} x{n}")
-        return f"42 x{n}"
-
-
-    @opik.track(entrypoint=True)
-    def boom(x: str) -> str:
-        print("about to fail")
-        raise ValueError("kaboom")
-
-
-    _previous = signal.getsignal(signal.SIGTERM)
-
-
-    def _stop(signum, frame):  # let the runner loops stop, then leave at once
-        if callable(_previous):
-            _previous(signum, frame)
-        sys.exit(0)
-
-
-    signal.signal(signal.SIGTERM, _stop)
-
-    if __name__ == "__main__":
-        while True:
-            time.sleep(0.2)
-''')
+from tests.support.cli import CLI, ENDPOINT_AGENT_FILE, cli_env
+from tests.support.databases import fresh_database_url
+from tests.support.servers import HttpApi, Server
+from tests.support.waiting import wait_until
 
 
 @pytest.fixture
@@ -61,7 +24,7 @@ def server(tmp_path):
 def endpoint(server, tmp_path):
     agent_dir = tmp_path / "agent"
     agent_dir.mkdir()
-    (agent_dir / "agent.py").write_text(AGENT_FILE)
+    (agent_dir / "agent.py").write_text(ENDPOINT_AGENT_FILE)
     env = cli_env(server.url, tmp_path / "home")
     cli = CLI(["endpoint", "--project", "epdemo", "--headless", "--no-watch", "--name", "e2e-runner",
                "--", sys.executable, "agent.py"], cwd=agent_dir, env=env)
@@ -69,34 +32,8 @@ def endpoint(server, tmp_path):
     cli.kill()
 
 
-class Api:
-    def __init__(self, url):
-        self.base = f"{url}/api/v1/private"
-
-    def get(self, path, **kwargs):
-        return requests.get(f"{self.base}{path}", timeout=10, **kwargs)
-
-    def post(self, path, **kwargs):
-        return requests.post(f"{self.base}{path}", timeout=10, **kwargs)
-
-    def put(self, path, **kwargs):
-        return requests.put(f"{self.base}{path}", timeout=10, **kwargs)
-
-    def create_job(self, project_id, agent, inputs):
-        response = self.post("/local-runners/jobs", json={"agent_name": agent, "project_id": project_id, "inputs": inputs})
-        assert response.status_code == 201, response.text
-        return response.headers["Location"].rsplit("/", 1)[1]
-
-    def finished_job(self, job_id, timeout=30):
-        def done():
-            job = self.get(f"/local-runners/jobs/{job_id}").json()
-            return job if job["status"] in ("completed", "failed", "cancelled") else None
-
-        return wait_until(done, timeout)
-
-
 def test_endpoint_runs_jobs_end_to_end(server, endpoint):
-    api = Api(server.url)
+    api = HttpApi(server.url)
     # The CLI created the project (retrieve 404, create, retrieve) and paired headlessly.
     project_id = wait_until(lambda: api.post("/projects/retrieve", json={"name": "epdemo"}).json().get("id"))
 

@@ -9,9 +9,10 @@ import threading
 import pytest
 import requests
 
-from browser import launch, needs_chromium
 from playwright import sync_api as playwright
-from server import Server, fresh_database_url, pair_over_http
+from tests.support.browser import launch, needs_chromium
+from tests.support.databases import fresh_database_url
+from tests.support.servers import Server, pair_over_http
 
 pytestmark = needs_chromium
 

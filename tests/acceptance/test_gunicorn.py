@@ -4,7 +4,8 @@ import threading
 import pytest
 import requests
 
-from server import Server, child_pids, fresh_database_url, pair_over_http
+from tests.support.databases import fresh_database_url
+from tests.support.servers import Server, child_pids, pair_over_http
 
 
 @pytest.fixture

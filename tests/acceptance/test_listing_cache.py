@@ -3,7 +3,8 @@ Any commit, by any worker or instance, must show in the very next listing: a cli
 its answer to a write finds the write listed, whichever process answers the read."""
 import requests
 
-from server import POSTGRES_URL, Server, fresh_database_url, pair_over_http
+from tests.support.databases import POSTGRES_URL, fresh_database_url
+from tests.support.servers import Server, pair_over_http
 
 CLOSE = {"Connection": "close"}  # a new connection each time: gunicorn spreads them over the workers
 

@@ -7,7 +7,9 @@ import threading
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from server import Server, child_pids, fresh_database_url, pair_over_http, wait_until
+from tests.support.databases import fresh_database_url
+from tests.support.servers import Server, child_pids, pair_over_http
+from tests.support.waiting import wait_until
 
 
 def scrape(server):

@@ -16,7 +16,9 @@ from pathlib import Path
 import pytest
 import requests
 
-from server import POSTGRES_URL, Server, child_pids, fresh_database_url, pair_over_http, wait_until
+from tests.support.databases import POSTGRES_URL, fresh_database_url
+from tests.support.servers import Server, child_pids, pair_over_http
+from tests.support.waiting import wait_until
 
 sqlite_only = pytest.mark.skipif(bool(POSTGRES_URL), reason="SQLite's file on a disk of its own")
 

@@ -18,10 +18,11 @@ from datetime import datetime
 import pytest
 import requests
 
-from helpers import start_of_fresh_minute_if_needed
 from opik_runners.protocol import activation_hmac_text
-from server import POSTGRES_URL, Server, child_pids, fresh_database_url, pair_over_http, wait_until, waiting_on_locks
-from threads import Task, join_all, run_all
+from tests.support.databases import POSTGRES_URL, fresh_database_url, waiting_on_locks
+from tests.support.servers import Server, child_pids, pair_over_http
+from tests.support.threads import Task, join_all, run_all
+from tests.support.waiting import start_of_fresh_minute_if_needed, wait_until
 
 # Every server here: runners stay connected for the whole test, queues never hit their cap.
 BASE_ENV = {

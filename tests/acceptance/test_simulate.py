@@ -10,10 +10,12 @@ from datetime import datetime, timedelta
 import pytest
 import requests
 
-from opik_cli import CLI, LINK, Collected, cli_env
 from opik_runners.client.agents import parse_agents
 from opik_runners.protocol import activation_hmac_text, read_link_fragment
-from server import Server, free_port, fresh_database_url, wait_until
+from tests.support.cli import CLI, LINK, Collected, cli_env
+from tests.support.databases import fresh_database_url
+from tests.support.servers import Server, free_port
+from tests.support.waiting import wait_until
 
 JOB_TIMEOUT = 4  # seconds: the `timeout` script's job is failed by the reaper once it passes
 

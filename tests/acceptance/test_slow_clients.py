@@ -7,7 +7,8 @@ import time
 
 import requests
 
-from server import Server, fresh_database_url, pair_over_http
+from tests.support.databases import fresh_database_url
+from tests.support.servers import Server, pair_over_http
 
 
 class Trickle(threading.Thread):

@@ -10,7 +10,7 @@ import pytest
 from opik_runners.store import models
 from opik_runners.domain.limits import MAX_REQUEST_BYTES
 from opik_runners.protocol import activation_hmac_text
-from conftest import API, ROOT, create_job, create_session, pair, register
+from tests.support.in_app import API, ROOT
 
 # name -> (method, path template); {runner}, {job} and {session} are filled from the `world` fixture.
 ENDPOINTS = {
@@ -31,12 +31,12 @@ BODY_REQUIRED = [name for name in ENDPOINTS if name != "heartbeats"]
 
 
 @pytest.fixture
-def world(client):
+def world(in_app):
     """A paired endpoint runner with an agent and one pending job, plus an open pairing session."""
-    runner_id, project_id = pair(client)
-    register(client, runner_id)
-    job_id = create_job(client, project_id)
-    session_id, session_runner, key = create_session(client, project_id)
+    runner_id, project_id = in_app.pair()
+    in_app.register(runner_id)
+    job_id = in_app.create_job(project_id)
+    session_id, session_runner, key = in_app.create_session(project_id)
     return SimpleNamespace(runner=runner_id, project=project_id, job=job_id, session=session_id,
                            session_runner=session_runner, key=key)
 
@@ -138,10 +138,10 @@ def test_deeply_nested_json_is_400_not_500(client, world, name):
     assert state(client, world) == before
 
 
-def test_moderately_nested_documents_are_fine(client, world):
+def test_moderately_nested_documents_are_fine(client, in_app, world):
     inputs = json.loads('{"a":' * 200 + "1" + "}" * 200)
     before = job_total(client, world)
-    create_job(client, world.project, inputs=inputs)
+    in_app.create_job(world.project, inputs=inputs)
     assert job_total(client, world) == before + 1
     response = send(client, world, "checklist", {"deep": inputs})
     assert response.status_code == 204, response.data

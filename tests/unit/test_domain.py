@@ -19,7 +19,7 @@ from opik_runners import errors
 from opik_runners.domain import jobs, maintenance, ownership, pairing, projects, runners
 from opik_runners.store.models import SECOND, Job, JobLog, Project, Runner, database, now_us
 from opik_runners.settings import load_settings
-from server import fresh_database_url
+from tests.support.databases import fresh_database_url
 
 ME = ownership.Caller("default", "admin")
 BOB = ownership.Caller("default", "bob")

@@ -23,8 +23,8 @@ from opik_runners.store.models import (
     SECOND, BridgeCommand, BridgeRate, Job, JobLog, MaintenanceTask, PairingSession, Project, Runner, Span, Trace,
     database, now_us,
 )
-from server import wait_until
-from threads import Task, join_all
+from tests.support.threads import Task, join_all
+from tests.support.waiting import wait_until
 
 ME = ownership.Caller("default", "admin")
 BOB = ownership.Caller("default", "bob")

@@ -1,19 +1,60 @@
-"""Run the real `opik` CLI (pinned in requirements-dev.txt) against a test server. What the tests do
-with the link it prints and the bridge's signatures is opik_runners.protocol's."""
+"""Run the real `opik` CLI (pinned in requirements-dev.txt) against a test server, and the agent
+file `opik endpoint` runs. What the tests do with the link it prints and the bridge's signatures
+is opik_runners.protocol's."""
 import os
 import re
 import shutil
 import signal
 import subprocess
+import textwrap
 import threading
 import time
 
-from server import child_pids
+from tests.support.servers import child_pids
 
 OPIK = shutil.which("opik") or os.path.join(os.path.dirname(os.sys.executable), "opik")
 # The pairing link `opik endpoint` and `opik connect` print; its fragment is what
 # opik_runners.protocol.read_link_fragment reads.
 LINK = re.compile(r"(https?://\S+/opik/pair/v1\S*#(?P<fragment>[A-Za-z0-9_-]+))")
+
+# The agent `opik endpoint` runs in the CLI's tests: `answer` and `boom`, and a SIGTERM handler that
+# lets it stop at once.
+ENDPOINT_AGENT_FILE = textwrap.dedent('''
+    import signal
+    import sys
+    import time
+
+    import opik
+
+
+    @opik.track(entrypoint=True)
+    def answer(question: str, n: int = 1) -> str:
+        """Answer a question n times."""
+        print(f"answering {question!r} x{n}")
+        return f"42 x{n}"
+
+
+    @opik.track(entrypoint=True)
+    def boom(x: str) -> str:
+        print("about to fail")
+        raise ValueError("kaboom")
+
+
+    _previous = signal.getsignal(signal.SIGTERM)
+
+
+    def _stop(signum, frame):  # let the runner loops stop, then leave at once
+        if callable(_previous):
+            _previous(signum, frame)
+        sys.exit(0)
+
+
+    signal.signal(signal.SIGTERM, _stop)
+
+    if __name__ == "__main__":
+        while True:
+            time.sleep(0.2)
+''')
 
 
 def cli_env(server_url, home, **extra):

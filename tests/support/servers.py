@@ -1,53 +1,13 @@
-"""Real servers for the acceptance tests (opik_runners.testing.Server) and what they share:
-a fresh database per test, on SQLite or on the PostgreSQL of TEST_DATABASE_URL."""
+"""Real servers for the acceptance tests (opik_runners.client.testing's Server, child_pids and
+free_port, imported from here), a runner paired over HTTP on one, and its API over HTTP (HttpApi)."""
 import os
-import time
 
 import requests
 
-from helpers import AGENT
 from opik_runners.client.testing import Server, child_pids, free_port  # noqa: F401 - the tests' import point
 from opik_runners.protocol import activation_hmac_text, encode_base64
-
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# Set by .ci/run for the second pass: the whole suite against PostgreSQL.
-POSTGRES_URL = os.environ.get("TEST_DATABASE_URL", "")
-
-
-def fresh_database_url(tmp_path, name="test"):
-    """An empty database: a new SQLite file, or the PostgreSQL test database wiped clean."""
-    if not POSTGRES_URL:
-        return f"sqlite:///{tmp_path / (name + '.db')}"
-    import psycopg2
-
-    conn = psycopg2.connect(POSTGRES_URL)
-    conn.autocommit = True
-    with conn.cursor() as cur:
-        cur.execute("DROP SCHEMA public CASCADE; CREATE SCHEMA public")
-    conn.close()
-    return POSTGRES_URL
-
-
-def waiting_on_locks(database_url, like="%"):
-    """How many sessions of the test database wait for a lock now in a statement LIKE `like` (on
-    a connection of its own: a transaction sees pg_stat_activity as it first read it)."""
-    import psycopg2
-
-    with psycopg2.connect(database_url) as conn, conn.cursor() as cur:
-        cur.execute("SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                    "AND wait_event_type = 'Lock' AND query LIKE %s", (like,))
-        return cur.fetchone()[0]
-
-
-def wait_until(check, timeout=30, interval=0.1):
-    """Poll `check()` until it returns something truthy; fail after `timeout` seconds."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = check()
-        if value:
-            return value
-        time.sleep(interval)
-    raise AssertionError("condition not met in time")
+from tests.support.data import AGENT
+from tests.support.waiting import wait_until
 
 
 def pair_over_http(url, workspace, name, agents=None, runner_type="endpoint", capabilities=None):
@@ -88,3 +48,31 @@ def pair_over_http(url, workspace, name, agents=None, runner_type="endpoint", ca
                              headers=headers, timeout=10)
         assert beat.status_code == 200, beat.text
     return {"runner_id": runner_id, "project_id": project_id, "headers": headers, "result": None}
+
+
+class HttpApi:
+    """The Opik API of a real server, over HTTP (requests)."""
+
+    def __init__(self, url):
+        self.base = f"{url}/api/v1/private"
+
+    def get(self, path, **kwargs):
+        return requests.get(f"{self.base}{path}", timeout=10, **kwargs)
+
+    def post(self, path, **kwargs):
+        return requests.post(f"{self.base}{path}", timeout=10, **kwargs)
+
+    def put(self, path, **kwargs):
+        return requests.put(f"{self.base}{path}", timeout=10, **kwargs)
+
+    def create_job(self, project_id, agent, inputs):
+        response = self.post("/local-runners/jobs", json={"agent_name": agent, "project_id": project_id, "inputs": inputs})
+        assert response.status_code == 201, response.text
+        return response.headers["Location"].rsplit("/", 1)[1]
+
+    def finished_job(self, job_id, timeout=30):
+        def done():
+            job = self.get(f"/local-runners/jobs/{job_id}").json()
+            return job if job["status"] in ("completed", "failed", "cancelled") else None
+
+        return wait_until(done, timeout)
