@@ -1,22 +1,19 @@
-import base64
-import os
+"""The suite's fixtures and hooks; what the tests share besides fixtures is in tests/support."""
 import pathlib
-import uuid
 
 import pytest
-from flask.testing import FlaskClient
+from playwright import sync_api as playwright
 
-import contract
-from browser import browser  # noqa: F401 - Chromium for the page tests (the pairing page, the console)
-from helpers import AGENT, activation_hmac  # noqa: F401 - the tests import them from here
-from opik_runners.store import db
 from opik_runners.app import create_app
-from opik_runners.store.models import database
 from opik_runners.settings import load_settings
-from server import fresh_database_url
+from opik_runners.store import db
+from opik_runners.store.models import database
+from tests.support import contract
+from tests.support.browser import WatchedBrowser, launch
+from tests.support.contract import ContractClient
+from tests.support.databases import fresh_database_url
+from tests.support.in_app import InApp
 
-API = "/api/v1/private"
-ROOT = "/v1/private"
 HERE = pathlib.Path(__file__).parent
 
 
@@ -40,16 +37,6 @@ def settings(tmp_path):
     backend.shut()
 
 
-class ContractClient(FlaskClient):
-    """A test client that checks every response against the contract."""
-
-    def open(self, *args, **kwargs):
-        response = super().open(*args, **kwargs)
-        if response.request is not None and not kwargs.get("buffered") is False:
-            contract.validate(response.request, response)
-        return response
-
-
 _BUILT = {}  # apps by the settings they were built with (see make_app)
 
 
@@ -65,7 +52,7 @@ def make_app(tmp_path):
 
     def make(**overrides):
         overrides.setdefault("OPIK_RUNNER_NEXT_JOB_POLL_TIMEOUT", "0.05")
-        # No background reaper: a test runs a cycle when it means to (reap below).
+        # No background reaper: a test runs a cycle when it means to (tests.support.in_app.reap).
         overrides.setdefault("OPIK_RUNNER_REAPER_INTERVAL", "0")
         if "DATABASE_URL" in overrides:
             return build(**overrides)
@@ -88,26 +75,6 @@ def make_app(tmp_path):
     return make
 
 
-def reap(app):
-    """One reaper cycle now, as the background reaper runs it (the test apps run none)."""
-    from opik_runners.domain import maintenance
-    from opik_runners.store import models
-
-    with models.database.connection_context():
-        return maintenance.reap(app.extensions["opik_runners"])
-
-
-def lapse(*runner_ids, ago=1.0):
-    """Let runners' heartbeats lapse `ago` seconds ago, as if their TTL had run out then (tests
-    of what a lapsed runner does; test_runners also waits for a real TTL to run out)."""
-    from opik_runners.store.models import SECOND, Runner, database, now_us
-
-    with database.connection_context():
-        Runner.update(heartbeat_expires_at=now_us() - int(ago * SECOND)).where(
-            Runner.id.in_([uuid.UUID(str(runner_id)) for runner_id in runner_ids])
-        ).execute()
-
-
 @pytest.fixture
 def app(make_app):
     return make_app()
@@ -118,63 +85,32 @@ def client(app):
     return app.test_client()
 
 
-def ensure_project(client, name="demo", headers=None):
-    found = client.post(f"{API}/projects/retrieve", json={"name": name}, headers=headers)
-    if found.status_code == 404:
-        assert client.post(f"{API}/projects", json={"name": name}, headers=headers).status_code == 201
-        found = client.post(f"{API}/projects/retrieve", json={"name": name}, headers=headers)
-    assert found.status_code == 200, found.data
-    return found.json["id"]
-
-
-def create_session(client, project_id, runner_type="endpoint", headers=None, ttl=300, key=None):
-    key = key or os.urandom(32)
-    response = client.post(
-        f"{API}/pairing/sessions",
-        json={
-            "project_id": project_id,
-            "activation_key": base64.b64encode(key).decode(),
-            "ttl_seconds": ttl,
-            "type": runner_type,
-        },
-        headers=headers,
-    )
-    assert response.status_code == 201, response.data
-    return response.json["session_id"], response.json["runner_id"], key
-
-
-def pair(client, project="demo", runner_type="endpoint", name="runner-1", headers=None):
-    """Pair a runner the way the headless CLI does; return (runner_id, project_id)."""
-    project_id = ensure_project(client, project, headers)
-    session_id, runner_id, key = create_session(client, project_id, runner_type, headers)
-    response = client.post(
-        f"{API}/pairing/sessions/{session_id}/activate",
-        json={"runner_name": name, "hmac": activation_hmac(session_id, key, name)},
-        headers=headers,
-    )
-    assert response.status_code == 201, response.data
-    return runner_id, project_id
-
-
-def register(client, runner_id, agents=None, headers=None):
-    response = client.put(f"{API}/local-runners/{runner_id}/agents", json=agents or {"answer": AGENT}, headers=headers)
-    assert response.status_code == 204, response.data
-
-
-def create_job(client, project_id, agent="answer", headers=None, **extra):
-    response = client.post(
-        f"{API}/local-runners/jobs", json={"agent_name": agent, "project_id": project_id, **extra}, headers=headers
-    )
-    assert response.status_code == 201, response.data
-    return response.headers["Location"].rsplit("/", 1)[1]
+@pytest.fixture
+def in_app(client):
+    """Steps through the test's client: in_app.pair(), in_app.create_job(project_id), ..."""
+    return InApp(client)
 
 
 @pytest.fixture
-def endpoint_runner(client):
+def endpoint_runner(in_app):
     """A paired endpoint runner with the `answer` agent: (runner_id, project_id)."""
-    runner_id, project_id = pair(client)
-    register(client, runner_id)
+    runner_id, project_id = in_app.pair()
+    in_app.register(runner_id)
     return runner_id, project_id
+
+
+@pytest.fixture
+def browser():
+    """Chromium for one test; the test fails if a page it opened reported a CSP violation."""
+    with playwright.sync_playwright() as p:
+        browser = WatchedBrowser(launch(p))
+        try:
+            yield browser
+            browser.csp.flush(browser)
+        finally:
+            browser.close()
+        reports = browser.csp.take()
+        assert not reports, "the Content-Security-Policy refused something:\n" + "\n".join(reports)
 
 
 def pytest_terminal_summary(terminalreporter):

@@ -9,9 +9,9 @@ import uuid
 import pytest
 import requests
 
-from acceptance.test_cli_endpoint import AGENT_FILE, Api
-from opik_cli import CLI, cli_env
-from server import Server, fresh_database_url, pair
+from tests.support.cli import CLI, ENDPOINT_AGENT_FILE, cli_env
+from tests.support.databases import fresh_database_url
+from tests.support.servers import HttpApi, Server, pair_over_http
 
 
 @pytest.fixture
@@ -64,7 +64,7 @@ def test_a_drop_fault_closes_the_connection(instances):
 
 def test_the_clock_moves_for_every_worker_and_instance(instances):
     first, second = instances
-    runner_id = pair(first.url, "default", "clocked")["runner_id"]
+    runner_id = pair_over_http(first.url, "default", "clocked")["runner_id"]
     assert admin(second, "POST", "/clock", json={"advance_s": 20}).json()["offset_s"] == 20
     runners = spread(first, "GET", f"/api/v1/private/local-runners/{runner_id}")
     runners += spread(second, "GET", f"/api/v1/private/local-runners/{runner_id}")
@@ -76,7 +76,7 @@ def test_the_clock_moves_for_every_worker_and_instance(instances):
 
 def test_reset_ends_polls_held_in_another_instance_and_wipes_for_all(instances):
     first, second = instances
-    runner_id = pair(first.url, "default", "reset-me")["runner_id"]
+    runner_id = pair_over_http(first.url, "default", "reset-me")["runner_id"]
     polls = []
 
     def poll():
@@ -127,7 +127,7 @@ def endpoint(tmp_path):
     server = Server(fresh_database_url(tmp_path), OPIK_RUNNERS_ADMIN="on", OPIK_RUNNER_NEXT_JOB_POLL_TIMEOUT="1").start()
     agent_dir = tmp_path / "agent"
     agent_dir.mkdir()
-    (agent_dir / "agent.py").write_text(AGENT_FILE)
+    (agent_dir / "agent.py").write_text(ENDPOINT_AGENT_FILE)
     cli = CLI(["endpoint", "--project", "faulty", "--headless", "--no-watch", "--name", "flaky-runner",
                "--", sys.executable, "agent.py"], cwd=agent_dir, env=cli_env(server.url, tmp_path / "home"))
     yield server, cli
@@ -137,7 +137,7 @@ def endpoint(tmp_path):
 
 def test_opik_endpoint_rides_out_failing_heartbeats_and_polls(endpoint):
     server, cli = endpoint
-    api = Api(server.url)
+    api = HttpApi(server.url)
     # The runner is up: its agents are registered.
     admin(server, "POST", "/requests/wait", json={"operation": "register_agents", "timeout_s": 60}).raise_for_status()
     project_id = api.post("/projects/retrieve", json={"name": "faulty"}).json()["id"]

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from server import POSTGRES_URL
+from tests.support.databases import POSTGRES_URL
 
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 

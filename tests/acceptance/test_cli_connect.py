@@ -5,8 +5,11 @@ import time
 import pytest
 import requests
 
-from opik_cli import CLI, LINK, activation_hmac, bridge_key, cli_env, decode_link, result_is_signed, signed_args
-from server import Server, fresh_database_url, wait_until
+from opik_runners.protocol import activation_hmac_text, bridge_key, read_link_fragment, signature_holds, signed
+from tests.support.cli import CLI, LINK, cli_env
+from tests.support.databases import fresh_database_url
+from tests.support.servers import Server
+from tests.support.waiting import wait_until
 
 HELLO = "def greet():\n    return 'hello'\n\n\nprint(greet())\n"
 
@@ -35,7 +38,7 @@ def connected(request, tmp_path, repo):
     cli = CLI(["connect", "--project", "cdemo", "--non-interactive", "--name", "c-runner"], cwd=repo,
               env=cli_env(server.url, tmp_path / "home"))
     try:
-        link = decode_link(cli.wait_for(LINK.pattern).group(1))
+        link = read_link_fragment(cli.wait_for(LINK.pattern)["fragment"])
         assert link["type"] == "connect" and link["runner_name"] == "c-runner"
         project_id = requests.post(f"{api}/projects/retrieve", json={"name": "cdemo"}, timeout=5).json()["id"]
         if not auto:
@@ -43,7 +46,7 @@ def connected(request, tmp_path, repo):
             activated = requests.post(
                 f"{api}/pairing/sessions/{link['session_id']}/activate",
                 json={"runner_name": link["runner_name"],
-                      "hmac": activation_hmac(link["session_id"], link["key"], link["runner_name"])},
+                      "hmac": activation_hmac_text(link["session_id"], link["key"], link["runner_name"])},
                 timeout=5,
             )
             assert activated.status_code == 201, activated.text
@@ -64,7 +67,7 @@ def connected(request, tmp_path, repo):
 def run(ctx, command_type, args, sign=True, timeout=30):
     """Submit a command, wait for its result with GET ?wait=true, return the command."""
     base = f"{ctx['api']}/local-runners/{ctx['runner']['id']}/bridge/commands"
-    body_args = signed_args(ctx["key"], command_type, args) if sign else args
+    body_args = signed(ctx["key"], command_type, args) if sign else args
     submitted = requests.post(base, json={"type": command_type, "args": body_args, "timeout_seconds": timeout},
                               timeout=10)
     assert submitted.status_code == 201, submitted.text
@@ -87,7 +90,7 @@ def test_bridge_round_trips(connected):
     read = run(ctx, "ReadFile", {"path": "hello.py"})
     assert read["status"] == "completed", read
     assert read["result"]["content"].startswith("def greet():")
-    assert result_is_signed(key, read)
+    assert signature_holds(key, read["status"], read["result"])
 
     written = run(ctx, "WriteFile", {"path": "notes/new.txt", "content": "from the server\n"})
     assert written["status"] == "completed", written
@@ -111,7 +114,7 @@ def test_bridge_round_trips(connected):
     assert executed["status"] == "completed", executed
     assert executed["result"]["exit_code"] == 0
     assert executed["result"]["stdout"] == f"hi\n{repo}\n"
-    assert result_is_signed(key, executed)
+    assert signature_holds(key, executed["status"], executed["result"])
     assert executed["picked_up_at"] <= executed["completed_at"]
 
     unsigned = run(ctx, "ReadFile", {"path": "hello.py"}, sign=False)

@@ -5,11 +5,11 @@ import sys
 import time
 
 import pytest
-import requests
 
-from opik_cli import AGENT_FILE, CLI, cli_env
-from server import Server, fresh_database_url, wait_until
-
+from tests.support.cli import CLI, ENDPOINT_AGENT_FILE, cli_env
+from tests.support.databases import fresh_database_url
+from tests.support.servers import HttpApi, Server
+from tests.support.waiting import wait_until
 
 
 @pytest.fixture
@@ -24,7 +24,7 @@ def server(tmp_path):
 def endpoint(server, tmp_path):
     agent_dir = tmp_path / "agent"
     agent_dir.mkdir()
-    (agent_dir / "agent.py").write_text(AGENT_FILE)
+    (agent_dir / "agent.py").write_text(ENDPOINT_AGENT_FILE)
     env = cli_env(server.url, tmp_path / "home")
     cli = CLI(["endpoint", "--project", "epdemo", "--headless", "--no-watch", "--name", "e2e-runner",
                "--", sys.executable, "agent.py"], cwd=agent_dir, env=env)
@@ -32,34 +32,8 @@ def endpoint(server, tmp_path):
     cli.kill()
 
 
-class Api:
-    def __init__(self, url):
-        self.base = f"{url}/api/v1/private"
-
-    def get(self, path, **kwargs):
-        return requests.get(f"{self.base}{path}", timeout=10, **kwargs)
-
-    def post(self, path, **kwargs):
-        return requests.post(f"{self.base}{path}", timeout=10, **kwargs)
-
-    def put(self, path, **kwargs):
-        return requests.put(f"{self.base}{path}", timeout=10, **kwargs)
-
-    def create_job(self, project_id, agent, inputs):
-        response = self.post("/local-runners/jobs", json={"agent_name": agent, "project_id": project_id, "inputs": inputs})
-        assert response.status_code == 201, response.text
-        return response.headers["Location"].rsplit("/", 1)[1]
-
-    def finished_job(self, job_id, timeout=30):
-        def done():
-            job = self.get(f"/local-runners/jobs/{job_id}").json()
-            return job if job["status"] in ("completed", "failed", "cancelled") else None
-
-        return wait_until(done, timeout)
-
-
 def test_endpoint_runs_jobs_end_to_end(server, endpoint):
-    api = Api(server.url)
+    api = HttpApi(server.url)
     # The CLI created the project (retrieve 404, create, retrieve) and paired headlessly.
     project_id = wait_until(lambda: api.post("/projects/retrieve", json={"name": "epdemo"}).json().get("id"))
 

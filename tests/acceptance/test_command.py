@@ -18,13 +18,16 @@ import requests
 from opik_runners import __version__
 from opik_runners.store import db
 from opik_runners.store.migrations import LATEST, MIGRATIONS, SchemaMigration
-from helpers import running_job
 from opik_runners.store.models import Job, MaintenanceTask, now_us
-from server import POSTGRES_URL, ROOT, Server, child_pids, free_port, pair, wait_until
+from tests.support import REPOSITORY
+from tests.support.data import running_job
+from tests.support.databases import POSTGRES_URL
+from tests.support.servers import Server, child_pids, free_port, pair_over_http
+from tests.support.waiting import wait_until
 
 COMMAND = str(pathlib.Path(sys.executable).with_name("opik-runners"))
 SUBCOMMANDS = ["serve", "migrate", "reap", "backup", "seed"]
-ROOT_FIXTURES = pathlib.Path(ROOT) / "tests" / "fixtures"
+ROOT_FIXTURES = REPOSITORY / "tests" / "fixtures"
 sqlite_only = pytest.mark.skipif(bool(POSTGRES_URL), reason="SQLite files")
 
 
@@ -132,7 +135,7 @@ def test_the_checkouts_gunicorn_entry_serves_with_the_same_configuration(tmp_pat
     port = free_port()
     gunicorn = str(pathlib.Path(sys.executable).with_name("gunicorn"))
     server = Process([gunicorn, "-c", "gunicorn.conf.py", "-b", f"127.0.0.1:{port}", "app:create_app()"],
-                     env={"DATABASE_URL": sqlite_url(tmp_path), "OPIK_RUNNERS_BIND": "127.0.0.1:1"}, cwd=ROOT)
+                     env={"DATABASE_URL": sqlite_url(tmp_path), "OPIK_RUNNERS_BIND": "127.0.0.1:1"}, cwd=REPOSITORY)
     try:
         server.wait_listening(port)
         assert requests.get(f"http://127.0.0.1:{port}/opik/pair/v1", timeout=5).status_code == 200
@@ -148,7 +151,7 @@ def test_the_background_reaper_fails_a_timed_out_job_with_no_request_arriving(tm
     url = sqlite_url(tmp_path)
     srv = Server(url, OPIK_RUNNER_REAPER_INTERVAL=str(interval)).start()
     try:
-        runner = pair(srv.url, "reaper", "runner", agents={"answer": {"timeout": 1}})
+        runner = pair_over_http(srv.url, "reaper", "runner", agents={"answer": {"timeout": 1}})
         api = f"{srv.url}/api/v1/private/local-runners"
         made = requests.post(f"{api}/jobs", json={"agent_name": "answer", "project_id": runner["project_id"]},
                              headers=runner["headers"], timeout=5)
@@ -202,7 +205,7 @@ def test_migrate_upgrades_a_release_database(tmp_path):
 
 
 def test_a_newer_database_is_refused_by_migrate_and_by_serve(tmp_path):
-    from server import fresh_database_url
+    from tests.support.databases import fresh_database_url
 
     url = fresh_database_url(tmp_path)
     backend = db.open_and_migrate(url)
@@ -225,7 +228,7 @@ def test_a_newer_database_is_refused_by_migrate_and_by_serve(tmp_path):
 
 
 def test_reap_runs_one_cycle_now_and_says_what_it_did(tmp_path):
-    from server import fresh_database_url
+    from tests.support.databases import fresh_database_url
 
     url = fresh_database_url(tmp_path)
     backend = db.open_and_migrate(url)
@@ -256,7 +259,7 @@ def test_a_backup_under_write_load_is_whole_and_holds_every_acknowledged_job(tmp
     srv = Server(url, OPIK_RUNNER_MAX_PENDING="1000000", OPIK_RUNNER_HEARTBEAT_TTL="600").start()
     acknowledged, stop = [], threading.Event()
     try:
-        runner = pair(srv.url, "backup", "runner")
+        runner = pair_over_http(srv.url, "backup", "runner")
 
         def writer():
             with requests.Session() as session:
@@ -354,7 +357,7 @@ def stored(url, workspace=None):
 
 
 def test_seed_loads_a_file_or_stdin_and_replace_wipes_first(tmp_path):
-    from server import fresh_database_url
+    from tests.support.databases import fresh_database_url
 
     url = fresh_database_url(tmp_path)
     path = tmp_path / "seed.json"
@@ -378,7 +381,7 @@ def test_seed_loads_a_file_or_stdin_and_replace_wipes_first(tmp_path):
 
 
 def test_seed_into_one_workspace_replaces_that_workspace_only(tmp_path):
-    from server import fresh_database_url
+    from tests.support.databases import fresh_database_url
 
     url = fresh_database_url(tmp_path)
     assert seed(url, "-", document={"runners": [{"project": "demo", "name": "kept"}]}).returncode == 0
@@ -394,7 +397,7 @@ def test_seed_into_one_workspace_replaces_that_workspace_only(tmp_path):
 
 
 def test_a_bad_seed_file_is_a_clear_error_and_changes_nothing(tmp_path):
-    from server import fresh_database_url
+    from tests.support.databases import fresh_database_url
 
     url = fresh_database_url(tmp_path)
     assert seed(url, "-", document=SEED).returncode == 0
@@ -417,7 +420,7 @@ def test_a_bad_seed_file_is_a_clear_error_and_changes_nothing(tmp_path):
 def test_a_servers_export_seeded_into_another_database_serves_the_same_pages(tmp_path):
     source = Server(sqlite_url(tmp_path, "source"), OPIK_RUNNER_HEARTBEAT_TTL="600").start()
     try:
-        runner = pair(source.url, "default", "exported")
+        runner = pair_over_http(source.url, "default", "exported")
         api = f"{source.url}/api/v1/private/local-runners"
         for i in range(3):
             made = requests.post(f"{api}/jobs", json={"agent_name": "answer", "project_id": runner["project_id"],
@@ -452,7 +455,7 @@ def test_pip_install_into_a_fresh_venv_serves_from_anywhere(tmp_path):
     # From a copy of the checkout's files: pip builds in the source tree, and a build/ left there
     # by an earlier build would be packaged again (a removed module included).
     source = tmp_path / "checkout"
-    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(".*", "build", "*.egg-info", "__pycache__", "*.db"))
+    shutil.copytree(REPOSITORY, source, ignore=shutil.ignore_patterns(".*", "build", "*.egg-info", "__pycache__", "*.db"))
     venv = tmp_path / "v"
     subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True, timeout=120)
     install = subprocess.run([str(venv / "bin" / "pip"), "install", "-q", str(source)], capture_output=True, text=True,
@@ -472,7 +475,7 @@ def test_pip_install_into_a_fresh_venv_serves_from_anywhere(tmp_path):
         assert requests.get(f"{base}/opik/pair/v1", timeout=5).status_code == 200  # package data
         for asset in ("pair.js", "pair.css"):
             assert requests.get(f"{base}/opik/pair/{asset}", timeout=5).status_code == 200, asset
-        console = pathlib.Path(ROOT) / "opik_runners" / "static" / "console"  # the console's, every file (views/ too)
+        console = REPOSITORY / "opik_runners" / "static" / "console"  # the console's, every file (views/ too)
         for asset in sorted(path.relative_to(console).as_posix() for path in console.rglob("*") if path.is_file()):
             assert requests.get(f"{base}/console/assets/{asset}", timeout=5).status_code == 200, asset
         assert b"/console/assets/app.js" in requests.get(f"{base}/", timeout=5).content

@@ -16,10 +16,10 @@ import sys
 
 import pytest
 
-from opik_cli import AGENT_FILE, OPIK
+from tests.support.cli import ENDPOINT_AGENT_FILE, OPIK
 from opik_runners.conformance.checks import CHECKS
 from opik_runners.conformance.runner import Grader, Setup
-from server import POSTGRES_URL
+from tests.support.databases import POSTGRES_URL
 
 pytestmark = pytest.mark.skipif(bool(POSTGRES_URL), reason="the grader serves from a SQLite database of its own")
 
@@ -31,7 +31,7 @@ SUPERVISOR_FINDING = "the supervisor's own ignores it (docs/opik-behaviour.md#cl
 
 
 def python_cli(tmp):
-    (tmp / "agent.py").write_text(AGENT_FILE)
+    (tmp / "agent.py").write_text(ENDPOINT_AGENT_FILE)
     return Setup([OPIK, "endpoint", "--project", "conformance", "--headless", "--no-watch", "--name", "py-graded",
                   "--", sys.executable, "agent.py"], pairing="self", fail_agent="boom", cwd=str(tmp))
 

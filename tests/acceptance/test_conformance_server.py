@@ -11,7 +11,8 @@ import pytest
 
 from opik_runners.conformance import scenario, server as conformance
 from opik_runners.conformance.scenarios import SCENARIOS
-from server import Server, fresh_database_url
+from tests.support.databases import fresh_database_url
+from tests.support.servers import Server
 
 HERE = pathlib.Path(__file__).parent
 # Short enough that the slow scenario (a heartbeat's TTL running out) takes seconds, long enough

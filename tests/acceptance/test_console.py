@@ -13,9 +13,11 @@ import uuid
 import pytest
 import requests
 
-from browser import DESKTOP, assert_accessible, needs_chromium, screenshot
-from opik_cli import CLI, LINK, cli_env
-from server import Server, fresh_database_url, wait_until
+from tests.support.browser import DESKTOP, assert_accessible, needs_chromium, screenshot
+from tests.support.cli import CLI, LINK, cli_env
+from tests.support.databases import fresh_database_url
+from tests.support.servers import Server
+from tests.support.waiting import wait_until
 
 pytestmark = needs_chromium
 

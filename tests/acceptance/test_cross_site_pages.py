@@ -9,9 +9,10 @@ import threading
 import pytest
 import requests
 
-from browser import launch, needs_chromium
 from playwright import sync_api as playwright
-from server import Server, fresh_database_url, pair
+from tests.support.browser import launch, needs_chromium
+from tests.support.databases import fresh_database_url
+from tests.support.servers import Server, pair_over_http
 
 pytestmark = needs_chromium
 
@@ -104,7 +105,7 @@ def attacker():
 
 def world(server):
     """A runner, its pairing session, a project: what the attacks would change or read."""
-    return pair(server.url, "default", "victim")
+    return pair_over_http(server.url, "default", "victim")
 
 
 def everything(server):

@@ -4,7 +4,8 @@ import threading
 import pytest
 import requests
 
-from server import Server, child_pids, fresh_database_url, pair
+from tests.support.databases import fresh_database_url
+from tests.support.servers import Server, child_pids, pair_over_http
 
 
 @pytest.fixture
@@ -16,7 +17,7 @@ def server(tmp_path):
 
 def test_held_long_polls_do_not_block_other_requests(server):
     url = server.url
-    runners = [pair(url, f"ws-{i}", f"runner-{i}") for i in range(5)]
+    runners = [pair_over_http(url, f"ws-{i}", f"runner-{i}") for i in range(5)]
 
     def long_poll(runner):
         runner["result"] = requests.post(

@@ -3,7 +3,8 @@ Any commit, by any worker or instance, must show in the very next listing: a cli
 its answer to a write finds the write listed, whichever process answers the read."""
 import requests
 
-from server import POSTGRES_URL, Server, fresh_database_url, pair
+from tests.support.databases import POSTGRES_URL, fresh_database_url
+from tests.support.servers import Server, pair_over_http
 
 CLOSE = {"Connection": "close"}  # a new connection each time: gunicorn spreads them over the workers
 
@@ -13,7 +14,7 @@ def test_every_write_shows_in_the_next_listing_whichever_worker_or_instance(tmp_
     first = Server(url, OPIK_RUNNERS_WORKERS="2").start()
     second = Server(url, OPIK_RUNNERS_WORKERS="2").start() if not POSTGRES_URL else first
     try:
-        runner = pair(first.url, "default", "cached")
+        runner = pair_over_http(first.url, "default", "cached")
         listing = f"/api/v1/private/local-runners/{runner['runner_id']}/jobs"
         for _ in range(6):  # every worker has the empty page kept
             assert requests.get(first.url + listing, headers=CLOSE, timeout=10).json()["total"] == 0

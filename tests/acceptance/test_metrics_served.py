@@ -7,7 +7,9 @@ import threading
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from server import Server, child_pids, fresh_database_url, pair, wait_until
+from tests.support.databases import fresh_database_url
+from tests.support.servers import Server, child_pids, pair_over_http
+from tests.support.waiting import wait_until
 
 
 def scrape(server):
@@ -27,7 +29,7 @@ COUNT = "opik_runners_request_duration_seconds_count"
 def test_every_workers_requests_are_counted_once(tmp_path):
     server = Server(fresh_database_url(tmp_path), OPIK_RUNNERS_WORKERS="2").start()
     try:
-        runner_id = pair(server.url, "default", "metered")["runner_id"]
+        runner_id = pair_over_http(server.url, "default", "metered")["runner_id"]
         assert len(child_pids(server.process.pid)) == 2
         before = scrape(server)
         for _ in range(60):  # a new connection each: gunicorn spreads them over both workers
@@ -47,7 +49,7 @@ def test_every_workers_requests_are_counted_once(tmp_path):
 def test_a_killed_worker_stops_counting_its_held_polls_and_its_counts_stay(tmp_path):
     server = Server(fresh_database_url(tmp_path), OPIK_RUNNERS_WORKERS="1", OPIK_RUNNER_NEXT_JOB_POLL_TIMEOUT="20").start()
     try:
-        runner_id = pair(server.url, "default", "polled")["runner_id"]
+        runner_id = pair_over_http(server.url, "default", "polled")["runner_id"]
         ended = []
 
         def poll():

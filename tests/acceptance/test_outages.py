@@ -16,7 +16,9 @@ from pathlib import Path
 import pytest
 import requests
 
-from server import POSTGRES_URL, Server, child_pids, fresh_database_url, pair, wait_until
+from tests.support.databases import POSTGRES_URL, fresh_database_url
+from tests.support.servers import Server, child_pids, pair_over_http
+from tests.support.waiting import wait_until
 
 sqlite_only = pytest.mark.skipif(bool(POSTGRES_URL), reason="SQLite's file on a disk of its own")
 
@@ -46,7 +48,7 @@ def test_a_full_disk_refuses_writes_clearly_keeps_reads_and_recovers(small_disk)
     # The journal off: this is about the API's own writes (the journal's are best effort).
     server = Server(f"sqlite:///{small_disk / 'runners.db'}", OPIK_RUNNERS_JOURNAL_SIZE="0").start()
     try:
-        runner = pair(server.url, "default", "on-a-small-disk")
+        runner = pair_over_http(server.url, "default", "on-a-small-disk")
         api = f"{server.url}/api/v1/private"
         listing = f"{api}/local-runners/{runner['runner_id']}/jobs"
         fill(small_disk / "filler", leave_bytes=256 * 1024)
@@ -102,7 +104,7 @@ def test_postgresql_restarted_under_load_answers_503_then_serves_again_and_loses
     stop = threading.Event()
     acknowledged, answers, lock = [], [], threading.Lock()
     try:
-        runner = pair(server.url, "default", "through-a-restart")
+        runner = pair_over_http(server.url, "default", "through-a-restart")
         api = f"{server.url}/api/v1/private"
 
         def create():

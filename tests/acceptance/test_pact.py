@@ -11,9 +11,11 @@ import pact
 import pytest
 import requests
 
-from server import ROOT, Server, fresh_database_url
+from tests.support import REPOSITORY
+from tests.support.databases import fresh_database_url
+from tests.support.servers import Server
 
-PACT = os.path.join(ROOT, "tests", "pacts", "opik-cli-opik-runners.json")
+PACT = os.path.join(REPOSITORY, "tests", "pacts", "opik-cli-opik-runners.json")
 
 
 @pytest.fixture

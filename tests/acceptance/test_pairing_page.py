@@ -7,8 +7,9 @@ import uuid
 import pytest
 import requests
 
-from browser import another_origin, assert_accessible, needs_chromium, screenshot
-from server import Server, fresh_database_url
+from tests.support.browser import another_origin, assert_accessible, needs_chromium, screenshot
+from tests.support.databases import fresh_database_url
+from tests.support.servers import Server
 
 pytestmark = needs_chromium
 

@@ -12,9 +12,9 @@ import urllib.request
 
 import pytest
 
-import contract
 from opik_runners.client.testing import RunnerServer, RunnerServerError
-from server import POSTGRES_URL, ROOT, fresh_database_url
+from tests.support import REPOSITORY, contract
+from tests.support.databases import POSTGRES_URL, fresh_database_url
 
 # The README quotes this file; a person copies it into their project as a test file.
 EXAMPLE = pathlib.Path(__file__).with_name("example_test_opik_endpoint.py")
@@ -106,7 +106,7 @@ def test_pip_install_into_a_fresh_venv_and_the_readme_example_runs_green(tmp_pat
     # pytest) are this venv's, through a .pth line, to keep the test fast; test_command.py
     # resolves the dependencies from scratch.
     source = tmp_path / "checkout"
-    shutil.copytree(ROOT, source, ignore=shutil.ignore_patterns(".*", "build", "*.egg-info", "__pycache__", "*.db"))
+    shutil.copytree(REPOSITORY, source, ignore=shutil.ignore_patterns(".*", "build", "*.egg-info", "__pycache__", "*.db"))
     venv = tmp_path / "venv"
     subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True, timeout=60)
     python = str(venv / "bin" / "python")

@@ -18,9 +18,11 @@ from datetime import datetime
 import pytest
 import requests
 
-from helpers import AGENT, activation_hmac, start_of_fresh_minute_if_needed
-from server import POSTGRES_URL, Server, child_pids, fresh_database_url, wait_until, waiting_on_locks
-from threads import Task, join_all, run_all
+from opik_runners.protocol import activation_hmac_text
+from tests.support.databases import POSTGRES_URL, fresh_database_url, waiting_on_locks
+from tests.support.servers import Server, child_pids, pair_over_http
+from tests.support.threads import Task, join_all, run_all
+from tests.support.waiting import start_of_fresh_minute_if_needed, wait_until
 
 # Every server here: runners stay connected for the whole test, queues never hit their cap.
 BASE_ENV = {
@@ -87,50 +89,6 @@ def assert_clean_log(*servers):
 
 def api_of(url):
     return f"{url}/api/v1/private"
-
-
-def pair(url, workspace, name, runner_type="endpoint", capabilities=None):
-    """Pair a runner over HTTP as the CLI does: an endpoint runner gets the `answer` agent; a
-    heartbeat then declares `capabilities` (if any). Returns the runner's coordinates."""
-    api = api_of(url)
-    headers = {"Comet-Workspace": workspace}
-    found = requests.post(f"{api}/projects/retrieve", json={"name": "demo"}, headers=headers, timeout=10)
-    if found.status_code == 404:
-        assert requests.post(f"{api}/projects", json={"name": "demo"}, headers=headers, timeout=10).status_code == 201
-        found = requests.post(f"{api}/projects/retrieve", json={"name": "demo"}, headers=headers, timeout=10)
-    assert found.status_code == 200, found.text
-    project_id = found.json()["id"]
-    key = os.urandom(32)
-    session = requests.post(
-        f"{api}/pairing/sessions",
-        json={"project_id": project_id, "activation_key": base64.b64encode(key).decode(), "type": runner_type},
-        headers=headers,
-        timeout=10,
-    )
-    assert session.status_code == 201, session.text
-    session = session.json()
-    activated = requests.post(
-        f"{api}/pairing/sessions/{session['session_id']}/activate",
-        json={"runner_name": name, "hmac": activation_hmac(session["session_id"], key, name)},
-        headers=headers,
-        timeout=10,
-    )
-    assert activated.status_code == 201, activated.text
-    runner_id = session["runner_id"]
-    if runner_type == "endpoint":
-        agents = requests.put(
-            f"{api}/local-runners/{runner_id}/agents", json={"answer": AGENT}, headers=headers, timeout=10
-        )
-        assert agents.status_code == 204, agents.text
-    if capabilities is not None:
-        beat = requests.post(
-            f"{api}/local-runners/{runner_id}/heartbeats",
-            json={"capabilities": capabilities},
-            headers=headers,
-            timeout=10,
-        )
-        assert beat.status_code == 200, beat.text
-    return {"runner_id": runner_id, "project_id": project_id, "headers": headers}
 
 
 def create_job(session, url, runner, n=0):
@@ -261,7 +219,7 @@ def assert_all_running(url, runner, created):
 
 def test_jobs_created_beforehand_are_claimed_exactly_once_across_workers(start_server):
     srv = start_server(OPIK_RUNNERS_WORKERS="4")
-    runner = pair(srv.url, "scale", "runner")
+    runner = pair_over_http(srv.url, "scale", "runner")
     created = create_jobs(srv.url, runner, 1500)
     assert len(set(created)) == 1500
 
@@ -276,7 +234,7 @@ def test_jobs_created_beforehand_are_claimed_exactly_once_across_workers(start_s
 
 def test_jobs_created_while_polled_are_claimed_exactly_once_across_workers(start_server):
     srv = start_server(OPIK_RUNNERS_WORKERS="4")
-    runner = pair(srv.url, "scale", "runner")
+    runner = pair_over_http(srv.url, "scale", "runner")
 
     done, delivered, created = threading.Event(), [], []
     pollers = [Task(job_poller, srv.url, runner, done, delivered) for _ in range(16)]
@@ -306,7 +264,7 @@ def test_bridge_commands_are_claimed_exactly_once_across_workers(start_server):
         OPIK_BRIDGE_MAX_WRITE_COMMANDS_PER_MINUTE="100000",
         OPIK_BRIDGE_POLL_TIMEOUT="1",
     )
-    runner = pair(srv.url, "scale", "daemon", runner_type="connect", capabilities=["bridge"])
+    runner = pair_over_http(srv.url, "scale", "daemon", runner_type="connect", capabilities=["bridge"])
     submitted = []
 
     def submit(first, count, step):
@@ -369,11 +327,11 @@ def test_the_pending_cap_holds_when_writers_race(start_server, kind):
         srv = start_server(OPIK_RUNNERS_WORKERS="4", **caps)
         servers = [srv]
     if kind == "jobs":
-        runner = pair(srv.url, "caps", "laptop")
+        runner = pair_over_http(srv.url, "caps", "laptop")
         path, body = "/local-runners/jobs", {"agent_name": "answer", "project_id": runner["project_id"]}
         refusal = "Too many pending jobs for this runner"
     else:
-        runner = pair(srv.url, "caps", "daemon", runner_type="connect", capabilities=["bridge"])
+        runner = pair_over_http(srv.url, "caps", "daemon", runner_type="connect", capabilities=["bridge"])
         path, body = f"/local-runners/{runner['runner_id']}/bridge/commands", {"type": "ReadFile", "args": {"path": "a"}}
         refusal = "Too many pending commands"
     responses = all_at_once([s.url for s in servers], path, body, runner["headers"], 200)
@@ -415,7 +373,7 @@ def test_activations_at_once_leave_one_runner_connected(start_server):
         async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as session:
             async def activate(n, made, key):
                 url = f"{api_of(servers[n % len(servers)].url)}/pairing/sessions/{made['session_id']}/activate"
-                body = {"runner_name": f"laptop-{n}", "hmac": activation_hmac(made["session_id"], key, f"laptop-{n}")}
+                body = {"runner_name": f"laptop-{n}", "hmac": activation_hmac_text(made["session_id"], key, f"laptop-{n}")}
                 async with session.post(url, json=body, headers=headers) as response:
                     return response.status
             return await asyncio.gather(*(activate(n, made, key) for n, (made, key) in enumerate(sessions)))
@@ -438,7 +396,7 @@ def test_jobs_created_while_the_runner_is_re_paired_are_never_left_pending_on_it
     srv = start_server(OPIK_RUNNERS_WORKERS="2", OPIK_RUNNERS_ADMIN="on")
     servers = [srv, start_server(srv.env["DATABASE_URL"], OPIK_RUNNERS_WORKERS="2")] if POSTGRES_URL else [srv]
     for round_ in range(3):
-        old = pair(srv.url, "repair", f"laptop-{round_}")
+        old = pair_over_http(srv.url, "repair", f"laptop-{round_}")
         key = os.urandom(32)
         made = requests.post(f"{api_of(srv.url)}/pairing/sessions", headers=old["headers"], timeout=10, json={
             "project_id": old["project_id"], "activation_key": base64.b64encode(key).decode(), "type": "endpoint"}).json()
@@ -454,7 +412,7 @@ def test_jobs_created_while_the_runner_is_re_paired_are_never_left_pending_on_it
                 async def activate():
                     await asyncio.sleep(0.01)  # among the creates, not before them
                     url = f"{api_of(servers[-1].url)}/pairing/sessions/{made['session_id']}/activate"
-                    body = {"runner_name": "laptop-new", "hmac": activation_hmac(made["session_id"], key, "laptop-new")}
+                    body = {"runner_name": "laptop-new", "hmac": activation_hmac_text(made["session_id"], key, "laptop-new")}
                     async with session.post(url, json=body, headers=old["headers"]) as response:
                         return response.status
                 return await asyncio.gather(activate(), *(create(n) for n in range(100)))
@@ -519,7 +477,7 @@ def test_checklist_patches_at_once_are_all_merged(start_server):
 
     srv = start_server(OPIK_RUNNERS_WORKERS="2")
     servers = [srv, start_server(srv.env["DATABASE_URL"], OPIK_RUNNERS_WORKERS="2")] if POSTGRES_URL else [srv]
-    runner = pair(srv.url, "merge", "laptop")
+    runner = pair_over_http(srv.url, "merge", "laptop")
     path = f"/local-runners/{runner['runner_id']}/checklist"
 
     async def patch_all():
@@ -614,7 +572,7 @@ def test_a_reset_waits_for_a_write_in_flight_instead_of_deadlocking(start_server
     srv = start_server(OPIK_RUNNERS_ADMIN="on", OPIK_BRIDGE_MAX_COMMANDS_PER_MINUTE="100000")
     with requests.Session() as http:
         if write == "bridge submission":
-            runner = pair(srv.url, "w", "daemon", runner_type="connect", capabilities=["bridge"])
+            runner = pair_over_http(srv.url, "w", "daemon", runner_type="connect", capabilities=["bridge"])
             # This minute's rate counter exists, and the held submission adds to it (a new minute
             # would insert a row of its own): the reset deletes it.
             start_of_fresh_minute_if_needed(needed=15)
@@ -622,14 +580,14 @@ def test_a_reset_waits_for_a_write_in_flight_instead_of_deadlocking(start_server
             path = f"/local-runners/{runner['runner_id']}/bridge/commands"
             body, expected = {"type": "ReadFile", "args": {"path": "a"}}, 201
         else:
-            runner = pair(srv.url, "w", "laptop")
+            runner = pair_over_http(srv.url, "w", "laptop")
             assert create_job(http, srv.url, runner).status_code == 201  # pending: the eviction fails it
             key = os.urandom(32)
             made = http.post(f"{api_of(srv.url)}/pairing/sessions", headers=runner["headers"], timeout=10, json={
                 "project_id": runner["project_id"], "activation_key": base64.b64encode(key).decode(),
                 "type": "endpoint"}).json()
             path = f"/pairing/sessions/{made['session_id']}/activate"
-            body, expected = {"runner_name": "new", "hmac": activation_hmac(made["session_id"], key, "new")}, 201
+            body, expected = {"runner_name": "new", "hmac": activation_hmac_text(made["session_id"], key, "new")}, 201
 
     written, reset = send_behind_a_held_runner(srv, runner["runner_id"], (f"{api_of(srv.url)}{path}", body),
                                                runner["headers"])
@@ -647,7 +605,7 @@ def test_a_reset_that_loses_a_deadlock_runs_again(start_server):
     import psycopg2
 
     srv = start_server(OPIK_RUNNERS_ADMIN="on")
-    runner = pair(srv.url, "w", "daemon", runner_type="connect", capabilities=["bridge"])
+    runner = pair_over_http(srv.url, "w", "daemon", runner_type="connect", capabilities=["bridge"])
     with requests.Session() as http:
         command_id = submit_command(http, srv.url, runner)
     holder = psycopg2.connect(srv.env["DATABASE_URL"])
@@ -707,7 +665,7 @@ def test_logs_for_a_job_deleted_while_they_are_written_are_a_404(start_server):
     import psycopg2
 
     srv = start_server()
-    runner = pair(srv.url, "w", "laptop")
+    runner = pair_over_http(srv.url, "w", "laptop")
     with requests.Session() as http:
         job_id = job_id_of(create_job(http, srv.url, runner))
     holder = psycopg2.connect(srv.env["DATABASE_URL"])
@@ -757,7 +715,7 @@ def hold_polls(url, runners, timeout=30):
 
 def test_a_new_job_wakes_the_poll_held_in_any_worker(start_server):
     srv = start_server(OPIK_RUNNERS_WORKERS="4", OPIK_RUNNER_NEXT_JOB_POLL_TIMEOUT="8")
-    runners = [pair(srv.url, f"ws-{i}", f"runner-{i}") for i in range(8)]
+    runners = [pair_over_http(srv.url, f"ws-{i}", f"runner-{i}") for i in range(8)]
     polls = hold_polls(srv.url, runners)
     time.sleep(1.0)
     assert all(poll.is_alive() for poll in polls), "a poll returned before any job existed"
@@ -788,7 +746,7 @@ def test_two_instances_on_one_postgres_claim_exactly_once_and_wake_each_other(st
 
     # Paired through A; jobs created through A and B alternately, claimed by pollers on
     # both: exactly once.
-    runner = pair(a.url, "scale", "runner")
+    runner = pair_over_http(a.url, "scale", "runner")
     created, delivered, done = [], [], threading.Event()
     for srv in (a, b):  # a queue to start from, filled through both
         create_jobs(srv.url, runner, 200, threads=2, into=created, offset=len(created))
@@ -813,7 +771,7 @@ def test_two_instances_on_one_postgres_claim_exactly_once_and_wake_each_other(st
         srv.stop()
     a = start_server(database_url, OPIK_RUNNERS_WORKERS="2", OPIK_RUNNER_NEXT_JOB_POLL_TIMEOUT="8")
     b = start_server(database_url, OPIK_RUNNERS_WORKERS="2", OPIK_RUNNER_NEXT_JOB_POLL_TIMEOUT="8")
-    first, second = pair(a.url, "ws-1", "runner-1"), pair(b.url, "ws-2", "runner-2")
+    first, second = pair_over_http(a.url, "ws-1", "runner-1"), pair_over_http(b.url, "ws-2", "runner-2")
     held = hold_polls(b.url, [first]) + hold_polls(a.url, [second])
     time.sleep(1.0)
     assert all(poll.is_alive() for poll in held), "a poll returned before any job existed"
@@ -839,7 +797,7 @@ def test_a_worker_killed_under_load_loses_no_acknowledged_job_and_delivers_none_
         OPIK_RUNNER_JOB_TIMEOUT="2",
         OPIK_RUNNER_REAPER_INTERVAL="0.5",  # the background reaper, in whichever worker takes its lock
     )
-    runner = pair(srv.url, "scale", "runner")
+    runner = pair_over_http(srv.url, "scale", "runner")
     stop = threading.Event()
     acknowledged, claims, broken, unexpected = [], [], [], []
     kill = {}

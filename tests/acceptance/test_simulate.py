@@ -10,9 +10,12 @@ from datetime import datetime, timedelta
 import pytest
 import requests
 
-from opik_cli import CLI, LINK, Collected, activation_hmac, cli_env, decode_link
 from opik_runners.client.agents import parse_agents
-from server import Server, free_port, fresh_database_url, wait_until
+from opik_runners.protocol import activation_hmac_text, read_link_fragment
+from tests.support.cli import CLI, LINK, Collected, cli_env
+from tests.support.databases import fresh_database_url
+from tests.support.servers import Server, free_port
+from tests.support.waiting import wait_until
 
 JOB_TIMEOUT = 4  # seconds: the `timeout` script's job is failed by the reaper once it passes
 
@@ -165,13 +168,13 @@ def test_pairing_by_link_headless_and_eviction(tmp_path, simulators):
     try:
         api = Api(server.url)
         linked = simulators(server.url, "--project", "links", "--name", "linked-sim", "--agents", "echo")
-        link = decode_link(linked.wait_for(LINK).group(1))
+        link = read_link_fragment(linked.wait_for(LINK)["fragment"])
         assert link["runner_name"] == "linked-sim" and link["type"] == "endpoint"
         assert link["project_id"] == api.project_id("links")
         # What the pairing page does with the link.
         activated = api.call("POST", f"/pairing/sessions/{link['session_id']}/activate", json={
             "runner_name": link["runner_name"],
-            "hmac": activation_hmac(link["session_id"], link["key"], link["runner_name"]),
+            "hmac": activation_hmac_text(link["session_id"], link["key"], link["runner_name"]),
         })
         assert activated.status_code == 201, activated.text
         linked.wait_for("paired: runner 'linked-sim'.*activated from the pairing link")

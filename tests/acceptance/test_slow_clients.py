@@ -7,7 +7,8 @@ import time
 
 import requests
 
-from server import Server, fresh_database_url, pair
+from tests.support.databases import fresh_database_url
+from tests.support.servers import Server, pair_over_http
 
 
 class Trickle(threading.Thread):
@@ -38,7 +39,7 @@ def test_trickling_bodies_and_unfinished_headers_do_not_hold_up_other_requests(t
     server = Server(fresh_database_url(tmp_path), OPIK_RUNNERS_WORKERS="1").start()
     slow = []
     try:
-        runner = pair(server.url, "default", "patient")
+        runner = pair_over_http(server.url, "default", "patient")
         port = int(server.url.rsplit(":", 1)[1])
         body = b'{"agent_name": "answer", "project_id": "%s"}' % runner["project_id"].encode()
         for _ in range(20):  # bodies at a byte a second

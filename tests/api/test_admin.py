@@ -9,7 +9,8 @@ import uuid
 
 import pytest
 
-from conftest import API, AGENT, create_job, create_session, ensure_project, pair, reap, register
+from tests.support.data import AGENT
+from tests.support.in_app import API, InApp, reap
 
 KEYS = "alice:alice-key,bob:bob-key"
 
@@ -53,7 +54,8 @@ def test_admin_access_matrix(make_app, admin, keys, admin_users, key, status):
 def test_the_admin_api_never_widens_the_opik_api(make_app):
     """An admin user reading the Opik API sees their own workspace and runners only."""
     client = make_app(OPIK_RUNNERS_ADMIN="on", OPIK_API_KEYS=KEYS, OPIK_RUNNERS_ADMIN_USERS="alice").test_client()
-    runner_id, _ = pair(client, headers={"Authorization": "bob-key"})
+    in_app = InApp(client)
+    runner_id, _ = in_app.pair(headers={"Authorization": "bob-key"})
     assert client.get(f"{API}/local-runners/{runner_id}", headers={"Authorization": "alice-key"}).status_code == 404
 
 
@@ -75,10 +77,10 @@ def test_the_admin_openapi_document_is_served(client):
 # -- reset
 
 
-def test_reset_wipes_everything(client):
-    runner_id, project_id = pair(client)
-    register(client, runner_id)
-    create_job(client, project_id)
+def test_reset_wipes_everything(client, in_app):
+    runner_id, project_id = in_app.pair()
+    in_app.register(runner_id)
+    in_app.create_job(project_id)
     admin_post(client, "/faults", {"operation": "ping", "status": 503})
     admin_post(client, "/clock", {"advance_s": 5})
 
@@ -92,10 +94,10 @@ def test_reset_wipes_everything(client):
     assert [e["operation"] for e in admin_get(client, "/requests").json["requests"]] == ["retrieve_project", "get_runner"]
 
 
-def test_a_reset_logs_one_line_once_it_is_committed(client, caplog):
-    pair(client, name="runner-1")
-    pair(client, name="runner-2")
-    pair(client, name="theirs", headers={"Comet-Workspace": "theirs"})
+def test_a_reset_logs_one_line_once_it_is_committed(client, in_app, caplog):
+    in_app.pair(name="runner-1")
+    in_app.pair(name="runner-2")
+    in_app.pair(name="theirs", headers={"Comet-Workspace": "theirs"})
 
     with caplog.at_level("INFO", logger="opik_runners"):
         assert admin_post(client, "/reset?workspace=default").status_code == 204
@@ -112,10 +114,10 @@ def test_reset_of_a_workspace_that_will_not_be_stored_is_400(client):
     assert admin_post(client, "/reset?workspace=" + "w" * 300).status_code == 400
 
 
-def test_reset_of_one_workspace_leaves_the_others(client):
+def test_reset_of_one_workspace_leaves_the_others(client, in_app):
     ours, theirs = {"Comet-Workspace": "ours"}, {"Comet-Workspace": "theirs"}
-    our_runner, _ = pair(client, headers=ours)
-    their_runner, _ = pair(client, headers=theirs)
+    our_runner, _ = in_app.pair(headers=ours)
+    their_runner, _ = in_app.pair(headers=theirs)
 
     assert admin_post(client, "/reset?workspace=ours").status_code == 204
 
@@ -128,7 +130,8 @@ def test_reset_of_one_workspace_leaves_the_others(client):
 def test_reset_ends_held_long_polls_with_their_empty_answer(make_app):
     app = make_app(OPIK_RUNNER_NEXT_JOB_POLL_TIMEOUT="30")
     client = app.test_client()
-    runner_id, _ = pair(client)
+    in_app = InApp(client)
+    runner_id, _ = in_app.pair()
     answers = []
     poll = threading.Thread(
         target=lambda: answers.append(app.test_client().post(f"{API}/local-runners/{runner_id}/jobs/next"))
@@ -144,10 +147,10 @@ def test_reset_ends_held_long_polls_with_their_empty_answer(make_app):
 # -- the journal
 
 
-def test_the_journal_records_each_opik_api_request(client):
-    runner_id, project_id = pair(client)
-    register(client, runner_id)
-    job_id = create_job(client, project_id, inputs={"question": "why"})
+def test_the_journal_records_each_opik_api_request(client, in_app):
+    runner_id, project_id = in_app.pair()
+    in_app.register(runner_id)
+    job_id = in_app.create_job(project_id, inputs={"question": "why"})
     client.get(f"{API}/local-runners/{runner_id}/jobs?page=0&size=5", headers={"Authorization": "secret"})
 
     entries = admin_get(client, "/requests").json["requests"]
@@ -164,8 +167,8 @@ def test_the_journal_records_each_opik_api_request(client):
     assert not any(e["path"].startswith("/_admin") for e in entries)  # its own calls are not recorded
 
 
-def test_the_journal_inflates_gzip_bodies_and_keeps_the_first_64_kib(client):
-    project_id = ensure_project(client)
+def test_the_journal_inflates_gzip_bodies_and_keeps_the_first_64_kib(client, in_app):
+    project_id = in_app.ensure_project()
     body = json.dumps({"name": "demo", "description": "x" * 100_000}).encode()
     client.post(f"{API}/projects", data=gzip.compress(body), headers={"Content-Encoding": "gzip", "Content-Type": "application/json"})
     entry = admin_get(client, "/requests?operation=create_project").json["requests"][0]
@@ -186,10 +189,10 @@ def test_journal_notes_say_what_opik_accepts_silently(client, endpoint_runner):
     assert notes["retrieve_project"] == []
 
 
-def test_journal_filters_and_limit(client, endpoint_runner):
+def test_journal_filters_and_limit(client, in_app, endpoint_runner):
     runner_id, project_id = endpoint_runner
     for _ in range(3):
-        create_job(client, project_id)
+        in_app.create_job(project_id)
     client.get(f"{API}/local-runners/{uuid.uuid4()}")  # 404
 
     def ops(query):
@@ -321,9 +324,9 @@ def test_a_drop_fault_closes_the_connection_without_an_answer(client):
     assert dropped["status"] is None and dropped["fault"] == rule["id"] and dropped["response_body"] is None
 
 
-def test_a_hold_fault_holds_a_long_poll_and_answers_it_empty(client, endpoint_runner):
+def test_a_hold_fault_holds_a_long_poll_and_answers_it_empty(client, in_app, endpoint_runner):
     runner_id, project_id = endpoint_runner
-    job_id = create_job(client, project_id)
+    job_id = in_app.create_job(project_id)
     admin_post(client, "/faults", {"operation": "next_job", "hold_ms": 100, "times": 1})
     held = client.post(f"{API}/local-runners/{runner_id}/jobs/next")
     assert held.status_code == 200 and held.data == b"null"
@@ -331,9 +334,9 @@ def test_a_hold_fault_holds_a_long_poll_and_answers_it_empty(client, endpoint_ru
     assert client.post(f"{API}/local-runners/{runner_id}/jobs/next").json["id"] == job_id
 
 
-def test_an_answer_delay_fault_serves_at_once_and_answers_late(client, endpoint_runner):
+def test_an_answer_delay_fault_serves_at_once_and_answers_late(client, in_app, endpoint_runner):
     runner_id, project_id = endpoint_runner
-    job_id = create_job(client, project_id)
+    job_id = in_app.create_job(project_id)
     admin_post(client, "/faults", {"operation": "next_job", "answer_delay_ms": 300, "times": 1})
     started = time.monotonic()
     claimed = client.post(f"{API}/local-runners/{runner_id}/jobs/next")
@@ -380,29 +383,29 @@ def test_the_clock_makes_a_runner_go_disconnected(client, endpoint_runner):
     assert client.get(f"{API}/local-runners/{runner_id}").json["status"] == "disconnected"
 
 
-def test_the_clock_times_out_a_running_job(client, endpoint_runner):
+def test_the_clock_times_out_a_running_job(client, in_app, endpoint_runner):
     runner_id, project_id = endpoint_runner
-    job_id = create_job(client, project_id)
+    job_id = in_app.create_job(project_id)
     client.post(f"{API}/local-runners/{runner_id}/jobs/next")
     admin_post(client, "/clock", {"advance_s": 31 * 60})  # past the 30 min job timeout; the reaper runs at once
     job = client.get(f"{API}/local-runners/jobs/{job_id}").json
     assert job["status"] == "failed" and "timed out" in job["error"]
 
 
-def test_the_clock_expires_a_pairing_session(client):
-    project_id = ensure_project(client)
-    session_id, _, key = create_session(client, project_id, ttl=60)
+def test_the_clock_expires_a_pairing_session(client, in_app):
+    project_id = in_app.ensure_project()
+    session_id, _, key = in_app.create_session(project_id, ttl=60)
     admin_post(client, "/clock", {"advance_s": 61})
-    from conftest import activation_hmac
+    from opik_runners.protocol import activation_hmac_text
 
     answer = client.post(f"{API}/pairing/sessions/{session_id}/activate",
-                         json={"runner_name": "late", "hmac": activation_hmac(session_id, key, "late")})
+                         json={"runner_name": "late", "hmac": activation_hmac_text(session_id, key, "late")})
     assert answer.status_code == 404
 
 
-def test_the_clock_expires_finished_jobs_and_purges_dead_runners(app, client, endpoint_runner):
+def test_the_clock_expires_finished_jobs_and_purges_dead_runners(app, client, in_app, endpoint_runner):
     runner_id, project_id = endpoint_runner
-    job_id = create_job(client, project_id)
+    job_id = in_app.create_job(project_id)
     client.post(f"{API}/local-runners/jobs/{job_id}/cancel")
     admin_post(client, "/clock", {"advance_s": 8 * 86400})  # past the 7 d TTL and the 24 h purge
     assert client.get(f"{API}/local-runners/jobs/{job_id}").status_code == 404
@@ -411,7 +414,8 @@ def test_the_clock_expires_finished_jobs_and_purges_dead_runners(app, client, en
 
 def test_the_clock_moves_the_bridge_minute_counters(make_app):
     client = make_app(OPIK_BRIDGE_MAX_COMMANDS_PER_MINUTE="1").test_client()
-    runner_id, _ = pair(client, runner_type="connect")
+    in_app = InApp(client)
+    runner_id, _ = in_app.pair(runner_type="connect")
     client.post(f"{API}/local-runners/{runner_id}/heartbeats", json={"capabilities": ["jobs", "bridge"]})
     command = {"type": "ReadFile", "args": {"path": "a.txt"}}
     assert client.post(f"{API}/local-runners/{runner_id}/bridge/commands", json=command).status_code == 201

@@ -6,19 +6,20 @@ import uuid
 
 import pytest
 
-from conftest import API, create_job, pair, register
 from opik_runners.control import provider_states
+from tests.support.in_app import API, InApp
 
 TEAM = {"Comet-Workspace": "team-b"}
 
 
 def build(client):
     """Runners and jobs as clients leave them, in two workspaces; the runners' (id, headers)."""
+    in_app = InApp(client)
     made = []
     for headers in (None, TEAM):
-        runner_id, project_id = pair(client, headers=headers)
-        register(client, runner_id, headers=headers)
-        ids = [create_job(client, project_id, headers=headers, inputs={"question": f"q{i}"}) for i in range(5)]
+        runner_id, project_id = in_app.pair(headers=headers)
+        in_app.register(runner_id, headers=headers)
+        ids = [in_app.create_job(project_id, headers=headers, inputs={"question": f"q{i}"}) for i in range(5)]
         for outcome in ({"status": "completed", "result": {"answer": "4"}}, {"status": "failed", "error": "boom"}):
             claimed = client.post(f"{API}/local-runners/{runner_id}/jobs/next", headers=headers).json
             assert client.post(f"{API}/local-runners/jobs/{claimed['id']}/results", json=outcome,
@@ -79,14 +80,14 @@ def test_one_workspace_round_trips_alone(client):
     assert client.get("/_admin/state", query_string={"workspace": "default"}).data == others.data
 
 
-def test_a_seeded_runner_takes_jobs_without_pairing(client):
+def test_a_seeded_runner_takes_jobs_without_pairing(client, in_app):
     seed = {"runners": [{"project": "demo", "name": "seeded", "agents": {"answer": {"params": [
         {"name": "question", "type": "string", "presence": "required"}]}}}]}
     assert client.post("/_admin/state", json=seed).json["loaded"]["runners"] == 1
     runner = client.get("/_admin/state").json["runners"][0]
     project_id = runner["project_id"]
     assert client.post(f"{API}/projects/retrieve", json={"name": "demo"}).json["id"] == project_id
-    job_id = create_job(client, project_id, inputs={"question": "2+2?"})
+    job_id = in_app.create_job(project_id, inputs={"question": "2+2?"})
     shown = client.get(f"{API}/local-runners/{runner['id']}").json
     assert (shown["name"], shown["status"], shown["agents"][0]["name"]) == ("seeded", "connected", "answer")
     assert client.post(f"{API}/local-runners/{runner['id']}/jobs/next").json["id"] == job_id
@@ -100,8 +101,8 @@ def test_a_seeded_runner_takes_jobs_without_pairing(client):
      "spans[0].data.trace_id: Not a valid UUID."),
     ([{"runners": []}], "The body must be a state document (a JSON object), as GET /_admin/state answers"),
 ])
-def test_a_bad_document_is_400_and_changes_nothing(client, body, message):
-    pair(client)
+def test_a_bad_document_is_400_and_changes_nothing(client, in_app, body, message):
+    in_app.pair()
     before = client.get("/_admin/state").data
     refused = client.post("/_admin/state", json=body)
     assert (refused.status_code, refused.json) == (400, {"code": 400, "message": message})
@@ -117,7 +118,7 @@ def provider_state(client, state, params=None, action=None):
     return client.post("/_admin/provider-states", json=body)
 
 
-def test_a_connected_endpoint_runner_takes_a_job(client):
+def test_a_connected_endpoint_runner_takes_a_job(client, in_app):
     made = provider_state(client, "a connected endpoint runner")
     assert made.status_code == 200 and set(made.json) == {"runner_id", "project_id"}
     runner = client.get(f"{API}/local-runners/{made.json['runner_id']}").json
@@ -125,7 +126,7 @@ def test_a_connected_endpoint_runner_takes_a_job(client):
         ("connected", "endpoint", "pact-endpoint", made.json["project_id"])
     assert [agent["name"] for agent in runner["agents"]] == ["answer"]
     assert runner["agents"][0]["params"] == [{"name": "question", "type": "string", "presence": "required"}]
-    create_job(client, made.json["project_id"])
+    in_app.create_job(made.json["project_id"])
     # Teardown removes the runner it made; setting it up again makes another.
     assert provider_state(client, "a connected endpoint runner", action="teardown").json == {}
     assert client.get(f"{API}/local-runners/{made.json['runner_id']}").status_code == 404
@@ -133,14 +134,14 @@ def test_a_connected_endpoint_runner_takes_a_job(client):
     assert again["runner_id"] != made.json["runner_id"] and again["project_id"] == made.json["project_id"]
 
 
-def test_the_endpoint_runner_takes_its_params(client):
+def test_the_endpoint_runner_takes_its_params(client, in_app):
     params = {"workspace": "team-b", "project": "shop", "runner": "mine", "user": "admin",
               "agents": {"greet": {"params": [{"name": "who", "type": "string"}], "timeout": 5}}}
     made = provider_state(client, "a connected endpoint runner", params).json
     runner = client.get(f"{API}/local-runners/{made['runner_id']}", headers=TEAM).json
     assert (runner["name"], [a["name"] for a in runner["agents"]]) == ("mine", ["greet"])
     assert client.post(f"{API}/projects/retrieve", json={"name": "shop"}, headers=TEAM).json["id"] == made["project_id"]
-    job_id = create_job(client, made["project_id"], agent="greet", headers=TEAM)
+    job_id = in_app.create_job(made["project_id"], agent="greet", headers=TEAM)
     assert client.get(f"{API}/local-runners/jobs/{job_id}", headers=TEAM).json["timeout"] == 5
     assert client.get(f"{API}/local-runners/{made['runner_id']}").status_code == 404  # not the default workspace's
 
@@ -174,9 +175,9 @@ def test_a_runner_with_jobs_lists_them_newest_first(client, params, statuses):
         assert ("result" in job) == (job["status"] == "completed") and ("error" in job) == (job["status"] == "failed")
 
 
-def test_no_runners_leaves_job_creation_nowhere_to_go(client):
-    runner_id, project_id = pair(client)
-    register(client, runner_id)
+def test_no_runners_leaves_job_creation_nowhere_to_go(client, in_app):
+    runner_id, project_id = in_app.pair()
+    in_app.register(runner_id)
     made = provider_state(client, "no runners").json
     assert made == {"project_id": project_id}
     assert client.get(f"{API}/local-runners/{runner_id}").status_code == 404

@@ -9,7 +9,8 @@ import pytest
 
 from opik_runners.store import models
 from opik_runners.domain.limits import MAX_REQUEST_BYTES
-from conftest import API, ROOT, activation_hmac, create_job, create_session, pair, register
+from opik_runners.protocol import activation_hmac_text
+from tests.support.in_app import API, ROOT
 
 # name -> (method, path template); {runner}, {job} and {session} are filled from the `world` fixture.
 ENDPOINTS = {
@@ -30,12 +31,12 @@ BODY_REQUIRED = [name for name in ENDPOINTS if name != "heartbeats"]
 
 
 @pytest.fixture
-def world(client):
+def world(in_app):
     """A paired endpoint runner with an agent and one pending job, plus an open pairing session."""
-    runner_id, project_id = pair(client)
-    register(client, runner_id)
-    job_id = create_job(client, project_id)
-    session_id, session_runner, key = create_session(client, project_id)
+    runner_id, project_id = in_app.pair()
+    in_app.register(runner_id)
+    job_id = in_app.create_job(project_id)
+    session_id, session_runner, key = in_app.create_session(project_id)
     return SimpleNamespace(runner=runner_id, project=project_id, job=job_id, session=session_id,
                            session_runner=session_runner, key=key)
 
@@ -137,10 +138,10 @@ def test_deeply_nested_json_is_400_not_500(client, world, name):
     assert state(client, world) == before
 
 
-def test_moderately_nested_documents_are_fine(client, world):
+def test_moderately_nested_documents_are_fine(client, in_app, world):
     inputs = json.loads('{"a":' * 200 + "1" + "}" * 200)
     before = job_total(client, world)
-    create_job(client, world.project, inputs=inputs)
+    in_app.create_job(world.project, inputs=inputs)
     assert job_total(client, world) == before + 1
     response = send(client, world, "checklist", {"deep": inputs})
     assert response.status_code == 204, response.data
@@ -210,7 +211,7 @@ def valid_body(world, name):
         "projects_retrieve": {"name": "demo"},
         "pairing_sessions": {"project_id": world.project, "activation_key": base64.b64encode(bytes(32)).decode(),
                              "ttl_seconds": 300, "type": "endpoint"},
-        "activate": {"runner_name": "r", "hmac": activation_hmac(world.session, world.key, "r")},
+        "activate": {"runner_name": "r", "hmac": activation_hmac_text(world.session, world.key, "r")},
         "agents": {"answer": {"description": "d", "timeout": 1, "params": []}},
         "checklist": {"a": 1},
         "heartbeats": {"capabilities": ["jobs"]},
@@ -467,8 +468,8 @@ def test_rejected_job_create_over_the_size_limit_writes_nothing(client, world):
 
 
 def rejected_activations(world):
-    good = activation_hmac(world.session, world.key, "new-runner")
-    wrong = activation_hmac(world.session, b"\x00" * 32, "new-runner")
+    good = activation_hmac_text(world.session, world.key, "new-runner")
+    wrong = activation_hmac_text(world.session, b"\x00" * 32, "new-runner")
     return [
         ("malformed", b'{"runner_name": "new-runner", "hmac": '),
         ("wrong hmac", {"runner_name": "new-runner", "hmac": wrong}),
@@ -498,15 +499,15 @@ def test_rejected_activations_write_nothing_and_evict_nothing(client, world):
         assert beat.status_code == 200, (label, beat.data)
         assert client.get(f"{API}/local-runners/jobs/{world.job}").json["status"] == "pending", label
     # After all that, the session still activates (and only then evicts the old runner).
-    good = {"runner_name": "new-runner", "hmac": activation_hmac(world.session, world.key, "new-runner")}
+    good = {"runner_name": "new-runner", "hmac": activation_hmac_text(world.session, world.key, "new-runner")}
     assert send(client, world, "activate", good).status_code == 201
     assert runner_list(client, world) == [world.session_runner]
 
 
 def test_second_activation_writes_nothing(client, world):
-    good = {"runner_name": "new-runner", "hmac": activation_hmac(world.session, world.key, "new-runner")}
+    good = {"runner_name": "new-runner", "hmac": activation_hmac_text(world.session, world.key, "new-runner")}
     assert send(client, world, "activate", good).status_code == 201
-    other = {"runner_name": "again", "hmac": activation_hmac(world.session, world.key, "again")}
+    other = {"runner_name": "again", "hmac": activation_hmac_text(world.session, world.key, "again")}
     response = send(client, world, "activate", other)
     assert response.status_code == 409
     assert runner_list(client, world) == [world.session_runner]

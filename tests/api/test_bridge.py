@@ -18,9 +18,10 @@ import pytest
 from opik_runners.domain import bridge
 from opik_runners.store import models
 from opik_runners.schemas import requests as schemas
-from conftest import API, ROOT, lapse, pair, reap
-from helpers import start_of_fresh_minute_if_needed
-from threads import Task, run_all
+from tests.support.data import lapse
+from tests.support.in_app import API, ROOT, InApp, reap
+from tests.support.threads import Task, run_all
+from tests.support.waiting import start_of_fresh_minute_if_needed
 
 MIB = 1024 * 1024
 ITEM_KEYS = {"command_id", "type", "args", "timeout_seconds", "submitted_at"}
@@ -72,7 +73,8 @@ def beat(client, runner_id, capabilities=("bridge",), headers=None):
 
 def bridge_runner(client, project="demo", name="connect-1", headers=None):
     """A paired connect runner that declared the `bridge` capability."""
-    runner_id, _ = pair(client, project=project, runner_type="connect", name=name, headers=headers)
+    in_app = InApp(client)
+    runner_id, _ = in_app.pair(project=project, runner_type="connect", name=name, headers=headers)
     beat(client, runner_id, headers=headers)
     return runner_id
 
@@ -213,10 +215,11 @@ def test_submit_to_a_deleted_runner_is_404(client):
 
 def test_submit_to_a_lapsed_runner_is_404_not_connected_checked_after_ownership(make_app):
     client = make_app(OPIK_RUNNER_HEARTBEAT_TTL="1", OPIK_BRIDGE_POLL_TIMEOUT="0.2").test_client()
+    in_app = InApp(client)
     team_a = {"Comet-Workspace": "team-a"}
     runner_id = bridge_runner(client)
     foreign_id = bridge_runner(client, headers=team_a)
-    never_bridged, _ = pair(client, project="other", runner_type="connect", name="plain")
+    never_bridged, _ = in_app.pair(project="other", runner_type="connect", name="plain")
     lapse(runner_id, foreign_id, never_bridged)
     response = submit_raw(client, runner_id)
     assert response.status_code == 404
@@ -235,9 +238,9 @@ def test_submit_to_a_lapsed_runner_is_404_not_connected_checked_after_ownership(
     submit(client, runner_id)
 
 
-def test_submit_to_a_runner_without_bridge_capability_is_409(client):
+def test_submit_to_a_runner_without_bridge_capability_is_409(client, in_app):
     # A fresh endpoint runner reports the default capabilities ["jobs"]; the type is not checked.
-    runner_id, _ = pair(client, runner_type="endpoint")
+    runner_id, _ = in_app.pair(runner_type="endpoint")
     response = submit_raw(client, runner_id)
     assert response.status_code == 409
     assert response.json == NO_BRIDGE
@@ -245,8 +248,8 @@ def test_submit_to_a_runner_without_bridge_capability_is_409(client):
     submit(client, runner_id)  # an endpoint runner with the capability accepts commands
 
 
-def test_submit_to_a_fresh_connect_runner_without_bridge_capability_is_409(client):
-    runner_id, _ = pair(client, runner_type="connect")
+def test_submit_to_a_fresh_connect_runner_without_bridge_capability_is_409(client, in_app):
+    runner_id, _ = in_app.pair(runner_type="connect")
     response = submit_raw(client, runner_id)
     assert response.status_code == 409
     assert response.json == NO_BRIDGE
@@ -923,13 +926,13 @@ def test_delete_wakes_a_get_waiting_on_the_command(app, client):
     assert 0.4 <= outcome["elapsed"] < 5
 
 
-def test_eviction_times_out_the_old_runners_commands(app, client):
+def test_eviction_times_out_the_old_runners_commands(app, client, in_app):
     old = bridge_runner(client, name="connect-1")
     picked = submit(client, old)
     poll(client, old)
     pending = submit(client, old)
     # An endpoint runner for the same project coexists: no eviction.
-    pair(client, runner_type="endpoint", name="endpoint-1")
+    in_app.pair(runner_type="endpoint", name="endpoint-1")
     assert state(client, old, picked)["status"] == "picked_up"
     assert state(client, old, pending)["status"] == "pending"
     new = bridge_runner(client, name="connect-2")
@@ -944,7 +947,8 @@ def test_the_reaper_times_out_stale_commands_on_an_endpoint_runner_too(make_app)
     # Opik's reaper looks at connect runners only; the bridge capability is what counts here (README).
     app = make_app(OPIK_BRIDGE_POLL_TIMEOUT="0.2")
     client = app.test_client()
-    runner_id, _ = pair(client, runner_type="endpoint", name="endpoint-with-bridge")
+    in_app = InApp(client)
+    runner_id, _ = in_app.pair(runner_type="endpoint", name="endpoint-with-bridge")
     beat(client, runner_id, capabilities=("jobs", "bridge"))
     command_id = submit(client, runner_id, timeout_seconds=5)
     assert len(poll(client, runner_id)) == 1

@@ -6,8 +6,8 @@ import re
 
 import pytest
 
-from conftest import API, ensure_project
 from opik_runners.web import console
+from tests.support.in_app import API
 
 PAGES = ["/", "/console", "/console/", "/console/runners/0190d2b4-0000-7000-8000-000000000001",
          "/console/jobs/anything", "/console/admin/journal"]
@@ -64,14 +64,14 @@ def test_config_says_what_the_page_cannot_ask_the_api(client, make_app):
     assert keyed.get(f"{API}/projects").status_code == 401  # ...the API it calls does not
 
 
-def test_the_console_is_not_the_opik_api_journal_and_faults_leave_it_alone(client):
+def test_the_console_is_not_the_opik_api_journal_and_faults_leave_it_alone(client, in_app):
     rule = client.post("/_admin/faults", json={"status": 503}).json  # every request of the Opik API
     assert client.get("/console/runners/x").status_code == 200
     assert client.get("/console/assets/app.js").status_code == 200
     assert client.get(f"{API}/projects").status_code == 503
     client.delete(f"/_admin/faults/{rule['id']}")
     client.delete("/_admin/requests")
-    ensure_project(client, "mine")
+    in_app.ensure_project("mine")
     # The console marks its own API calls; the journal leaves them out.
     assert client.get(f"{API}/projects", headers={"X-Opik-Runners-Console": "1"}).status_code == 200
     entries = client.get("/_admin/requests").json["requests"]

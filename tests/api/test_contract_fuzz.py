@@ -4,8 +4,8 @@ import schemathesis
 import yaml
 from hypothesis import HealthCheck, settings
 
-import contract
-from conftest import pair, register
+from tests.support import contract
+from tests.support.in_app import InApp
 
 spec = yaml.safe_load(contract.CONTRACT.read_text())
 schema = schemathesis.openapi.from_dict(spec)
@@ -29,8 +29,9 @@ def seeded(make_app):
     app = make_app(OPIK_RUNNER_NEXT_JOB_POLL_TIMEOUT="0.05")
     # A real runner with an agent, so some generated requests get past the lookups.
     client = app.test_client()
-    runner_id, _ = pair(client)
-    register(client, runner_id)
+    in_app = InApp(client)
+    runner_id, _ = in_app.pair()
+    in_app.register(runner_id)
     target.app = app
     return app
 

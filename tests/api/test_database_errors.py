@@ -4,9 +4,9 @@ import sqlite3
 
 import pytest
 
-from conftest import API
 from opik_runners.store import sqlite
-from server import POSTGRES_URL
+from tests.support.databases import POSTGRES_URL
+from tests.support.in_app import API
 
 
 @pytest.mark.skipif(bool(POSTGRES_URL), reason="another SQLite connection holds the file's write lock")

@@ -6,7 +6,8 @@ import zlib
 import pytest
 
 from opik_runners.domain.limits import MAX_REQUEST_BYTES
-from conftest import API, AGENT, pair
+from tests.support.data import AGENT
+from tests.support.in_app import API
 
 
 # As the CLI sends them: a JSON media type, and the encoding on top.
@@ -19,10 +20,10 @@ def gz(client, method, path, body, **kwargs):
                        headers=GZIPPED_JSON, **kwargs)
 
 
-def test_gzip_bodies_are_accepted_everywhere(client):
+def test_gzip_bodies_are_accepted_everywhere(client, in_app):
     found = gz(client, "POST", f"{API}/projects", {"name": "zipped"})
     assert found.status_code == 201
-    runner_id, project_id = pair(client, project="zipped")
+    runner_id, project_id = in_app.pair(project="zipped")
     agents = {f"agent_{i}": AGENT for i in range(5)}  # well over 256 bytes, as the CLI gzips it
     assert gz(client, "PUT", f"{API}/local-runners/{runner_id}/agents", agents).status_code == 204
     assert gz(client, "PATCH", f"{API}/local-runners/{runner_id}/checklist", {"file_tree": "a\n" * 200}).status_code == 204

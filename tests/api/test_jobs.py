@@ -11,8 +11,9 @@ import uuid
 
 import pytest
 
-from conftest import AGENT, API, ROOT, create_job, ensure_project, lapse, pair, register
-from threads import Task, join_all, run_all
+from tests.support.data import AGENT, lapse
+from tests.support.in_app import API, ROOT, InApp
+from tests.support.threads import Task, join_all, run_all
 
 JOBS = f"{API}/local-runners/jobs"
 NO_RUNNER = {"errors": ["No runner configured. Pair one from the Runners page."]}
@@ -85,9 +86,9 @@ def test_create_is_201_without_body_and_location_under_own_prefix(client, endpoi
     assert job_state(client, job_id)["id"] == job_id
 
 
-def test_created_job_is_pending_and_routed_to_callers_runner(client, endpoint_runner):
+def test_created_job_is_pending_and_routed_to_callers_runner(client, in_app, endpoint_runner):
     runner_id, project_id = endpoint_runner
-    job_id = create_job(client, project_id, inputs={"question": "why?"})
+    job_id = in_app.create_job(project_id, inputs={"question": "why?"})
     job = job_state(client, job_id)
     assert job["status"] == "pending"
     assert job["runner_id"] == runner_id
@@ -99,8 +100,8 @@ def test_created_job_is_pending_and_routed_to_callers_runner(client, endpoint_ru
         assert absent not in job
 
 
-def test_create_without_any_runner_is_404(client):
-    project_id = ensure_project(client)
+def test_create_without_any_runner_is_404(client, in_app):
+    project_id = in_app.ensure_project()
     response = client.post(JOBS, json={"agent_name": "answer", "project_id": project_id})
     assert response.status_code == 404
     assert response.json == NO_RUNNER
@@ -112,20 +113,20 @@ def test_create_for_unknown_project_is_404(client, endpoint_runner):
     assert response.json == NO_RUNNER
 
 
-def test_create_with_only_a_connect_runner_is_404(client):
-    runner_id, project_id = pair(client, runner_type="connect")
-    register(client, runner_id)
+def test_create_with_only_a_connect_runner_is_404(client, in_app):
+    runner_id, project_id = in_app.pair(runner_type="connect")
+    in_app.register(runner_id)
     response = client.post(JOBS, json={"agent_name": "answer", "project_id": project_id})
     assert response.status_code == 404
     assert response.json == NO_RUNNER
 
 
-def test_create_routes_to_the_endpoint_runner_when_a_connect_runner_coexists(client):
-    connect_id, project_id = pair(client, runner_type="connect", name="connect-1")
-    register(client, connect_id)
-    endpoint_id, _ = pair(client, runner_type="endpoint", name="endpoint-1")
-    register(client, endpoint_id)
-    job_id = create_job(client, project_id)
+def test_create_routes_to_the_endpoint_runner_when_a_connect_runner_coexists(client, in_app):
+    connect_id, project_id = in_app.pair(runner_type="connect", name="connect-1")
+    in_app.register(connect_id)
+    endpoint_id, _ = in_app.pair(runner_type="endpoint", name="endpoint-1")
+    in_app.register(endpoint_id)
+    job_id = in_app.create_job(project_id)
     assert job_state(client, job_id)["runner_id"] == endpoint_id
 
 
@@ -139,9 +140,10 @@ def test_create_after_the_runner_is_deleted_is_404(client, endpoint_runner):
 
 def test_create_on_a_lapsed_runner_is_409_and_next_job_neither_checks_nor_revives(make_app):
     client = make_app(OPIK_RUNNER_HEARTBEAT_TTL="1").test_client()
-    runner_id, project_id = pair(client)
-    register(client, runner_id)
-    queued = create_job(client, project_id)
+    in_app = InApp(client)
+    runner_id, project_id = in_app.pair()
+    in_app.register(runner_id)
+    queued = in_app.create_job(project_id)
     lapse(runner_id)
     response = client.post(JOBS, json={"agent_name": "answer", "project_id": project_id})
     assert response.status_code == 409
@@ -156,7 +158,7 @@ def test_create_on_a_lapsed_runner_is_409_and_next_job_neither_checks_nor_revive
     assert client.post(JOBS, json={"agent_name": "answer", "project_id": project_id}).status_code == 409
     # A heartbeat brings a lapsed (not purged) runner back (docs/opik-behaviour.md#runner-status).
     heartbeat(client, runner_id)
-    create_job(client, project_id)
+    in_app.create_job(project_id)
 
 
 def test_create_for_unregistered_agent_is_400(client, endpoint_runner):
@@ -176,9 +178,10 @@ def test_create_after_agents_are_cleared_is_400(client, endpoint_runner):
 
 def test_full_pending_queue_is_429_and_only_pending_jobs_count(make_app):
     client = make_app(OPIK_RUNNER_MAX_PENDING="3").test_client()
-    runner_id, project_id = pair(client)
-    register(client, runner_id)
-    ids = [create_job(client, project_id) for _ in range(3)]
+    in_app = InApp(client)
+    runner_id, project_id = in_app.pair()
+    in_app.register(runner_id)
+    ids = [in_app.create_job(project_id) for _ in range(3)]
     response = client.post(JOBS, json={"agent_name": "answer", "project_id": project_id})
     assert response.status_code == 429
     assert response.json == {"errors": ["Too many pending jobs for this runner"]}
@@ -187,11 +190,11 @@ def test_full_pending_queue_is_429_and_only_pending_jobs_count(make_app):
     assert response.status_code == 400
     # A claimed (running) job leaves the pending queue, so there is room again.
     assert next_job(client, runner_id)["id"] == ids[0]
-    create_job(client, project_id)
+    in_app.create_job(project_id)
     assert client.post(JOBS, json={"agent_name": "answer", "project_id": project_id}).status_code == 429
     # Cancelling a pending job frees a slot too.
     assert cancel(client, ids[1]).status_code == 204
-    create_job(client, project_id)
+    in_app.create_job(project_id)
 
 
 @pytest.mark.parametrize(
@@ -219,33 +222,34 @@ def test_create_with_null_body_is_422(client, endpoint_runner):
     assert isinstance(response.json["errors"], list) and response.json["errors"]
 
 
-def test_job_timeout_defaults_to_config_when_agent_has_none(client, endpoint_runner):
+def test_job_timeout_defaults_to_config_when_agent_has_none(client, in_app, endpoint_runner):
     _, project_id = endpoint_runner
-    assert job_state(client, create_job(client, project_id))["timeout"] == 1800
+    assert job_state(client, in_app.create_job(project_id))["timeout"] == 1800
 
 
-def test_job_timeout_is_the_agents_when_above_zero(client, endpoint_runner):
+def test_job_timeout_is_the_agents_when_above_zero(client, in_app, endpoint_runner):
     runner_id, project_id = endpoint_runner
-    register(client, runner_id, {"answer": {**AGENT, "timeout": 42}, "zero": AGENT})
-    assert job_state(client, create_job(client, project_id))["timeout"] == 42
-    assert job_state(client, create_job(client, project_id, agent="zero"))["timeout"] == 1800
+    in_app.register(runner_id, {"answer": {**AGENT, "timeout": 42}, "zero": AGENT})
+    assert job_state(client, in_app.create_job(project_id))["timeout"] == 42
+    assert job_state(client, in_app.create_job(project_id, agent="zero"))["timeout"] == 1800
 
 
 def test_job_timeout_follows_the_configured_default(make_app):
     client = make_app(OPIK_RUNNER_JOB_TIMEOUT="90").test_client()
-    runner_id, project_id = pair(client)
-    register(client, runner_id)
-    assert job_state(client, create_job(client, project_id))["timeout"] == 90
+    in_app = InApp(client)
+    runner_id, project_id = in_app.pair()
+    in_app.register(runner_id)
+    assert job_state(client, in_app.create_job(project_id))["timeout"] == 90
 
 
-def test_create_routes_to_the_newest_endpoint_runner_after_repairing(client):
-    old_id, project_id = pair(client, name="old")
-    register(client, old_id)
-    old_job = create_job(client, project_id)
-    new_id, same_project = pair(client, name="new")
+def test_create_routes_to_the_newest_endpoint_runner_after_repairing(client, in_app):
+    old_id, project_id = in_app.pair(name="old")
+    in_app.register(old_id)
+    old_job = in_app.create_job(project_id)
+    new_id, same_project = in_app.pair(name="new")
     assert same_project == project_id
-    register(client, new_id)
-    job_id = create_job(client, project_id)
+    in_app.register(new_id)
+    job_id = in_app.create_job(project_id)
     assert job_state(client, job_id)["runner_id"] == new_id
     # The evicted runner's jobs are gone from view and it cannot poll any more.
     assert get_job(client, old_job).status_code == 404
@@ -257,18 +261,18 @@ def test_create_routes_to_the_newest_endpoint_runner_after_repairing(client):
 
 
 @pytest.mark.parametrize("prefix", [API, ROOT])
-def test_get_job_is_200(client, endpoint_runner, prefix):
+def test_get_job_is_200(client, in_app, endpoint_runner, prefix):
     runner_id, project_id = endpoint_runner
-    job_id = create_job(client, project_id)
+    job_id = in_app.create_job(project_id)
     response = get_job(client, job_id, prefix=prefix)
     assert response.status_code == 200
     assert response.json["id"] == job_id
     assert response.json["runner_id"] == runner_id
 
 
-def test_get_job_after_its_runner_is_deleted_is_404(client, endpoint_runner):
+def test_get_job_after_its_runner_is_deleted_is_404(client, in_app, endpoint_runner):
     runner_id, project_id = endpoint_runner
-    job_id = create_job(client, project_id)
+    job_id = in_app.create_job(project_id)
     assert client.delete(f"{API}/local-runners/{runner_id}").status_code == 204
     response = get_job(client, job_id)
     assert response.status_code == 404
@@ -291,8 +295,9 @@ def test_next_with_nothing_pending_is_200_null(client, endpoint_runner):
 
 def test_next_holds_for_the_poll_timeout_before_null(make_app):
     client = make_app(OPIK_RUNNER_NEXT_JOB_POLL_TIMEOUT="1.0").test_client()
-    runner_id, _ = pair(client)
-    register(client, runner_id)
+    in_app = InApp(client)
+    runner_id, _ = in_app.pair()
+    in_app.register(runner_id)
     started = time.monotonic()
     response = client.post(f"{API}/local-runners/{runner_id}/jobs/next")
     elapsed = time.monotonic() - started
@@ -301,26 +306,26 @@ def test_next_holds_for_the_poll_timeout_before_null(make_app):
     assert 0.9 <= elapsed < 5
 
 
-def test_next_accepts_an_empty_json_body(client, endpoint_runner):
+def test_next_accepts_an_empty_json_body(client, in_app, endpoint_runner):
     runner_id, project_id = endpoint_runner
-    job_id = create_job(client, project_id)
+    job_id = in_app.create_job(project_id)
     response = client.post(f"{API}/local-runners/{runner_id}/jobs/next", data="", content_type="application/json")
     assert response.status_code == 200
     assert response.json["id"] == job_id
 
 
-def test_next_claims_oldest_pending_first(client, endpoint_runner):
+def test_next_claims_oldest_pending_first(client, in_app, endpoint_runner):
     runner_id, project_id = endpoint_runner
-    ids = [create_job(client, project_id, inputs={"i": i}) for i in range(4)]
+    ids = [in_app.create_job(project_id, inputs={"i": i}) for i in range(4)]
     claimed = [next_job(client, runner_id) for _ in range(4)]
     assert [job["id"] for job in claimed] == ids
     assert [job["inputs"] for job in claimed] == [{"i": i} for i in range(4)]
     assert next_job(client, runner_id) is None
 
 
-def test_claimed_job_is_running_with_started_at(client, endpoint_runner):
+def test_claimed_job_is_running_with_started_at(client, in_app, endpoint_runner):
     runner_id, project_id = endpoint_runner
-    job_id = create_job(client, project_id, inputs={"question": "q"})
+    job_id = in_app.create_job(project_id, inputs={"question": "q"})
     job = next_job(client, runner_id)
     assert job["id"] == job_id
     assert job["status"] == "running"
@@ -337,8 +342,9 @@ def test_claimed_job_is_running_with_started_at(client, endpoint_runner):
 def test_waiting_next_is_woken_by_a_job_created_elsewhere(make_app):
     app = make_app(OPIK_RUNNER_NEXT_JOB_POLL_TIMEOUT="5")
     client = app.test_client()
-    runner_id, project_id = pair(client)
-    register(client, runner_id)
+    in_app = InApp(client)
+    runner_id, project_id = in_app.pair()
+    in_app.register(runner_id)
     outcome = {}
 
     def poll():
@@ -351,7 +357,7 @@ def test_waiting_next_is_woken_by_a_job_created_elsewhere(make_app):
     thread.start()
     time.sleep(0.5)  # the poll is waiting by now
     assert thread.is_alive()
-    job_id = create_job(app.test_client(), project_id)
+    job_id = InApp(app.test_client()).create_job(project_id)
     thread.join(timeout=10)
     assert not thread.is_alive()
     assert outcome["status"] == 200
@@ -366,9 +372,9 @@ def test_next_for_a_deleted_runner_is_404(client, endpoint_runner):
     assert client.post(f"{API}/local-runners/{runner_id}/jobs/next").status_code == 404
 
 
-def test_concurrent_claims_deliver_each_job_exactly_once(app, client, endpoint_runner):
+def test_concurrent_claims_deliver_each_job_exactly_once(app, client, in_app, endpoint_runner):
     runner_id, project_id = endpoint_runner
-    created = [create_job(client, project_id) for _ in range(12)]
+    created = [in_app.create_job(project_id) for _ in range(12)]
     claimed = []
 
     def worker():
@@ -385,14 +391,15 @@ def test_concurrent_claims_deliver_each_job_exactly_once(app, client, endpoint_r
 def test_concurrent_waiting_polls_share_new_jobs_exactly_once(make_app):
     app = make_app(OPIK_RUNNER_NEXT_JOB_POLL_TIMEOUT="1.5")
     client = app.test_client()
-    runner_id, project_id = pair(client)
-    register(client, runner_id)
+    in_app = InApp(client)
+    runner_id, project_id = in_app.pair()
+    in_app.register(runner_id)
     results = []
     polls = [Task(lambda: results.append(next_job(app.test_client(), runner_id))) for _ in range(4)]
     for task in polls:
         task.start()
     time.sleep(0.3)
-    created = [create_job(client, project_id) for _ in range(2)]
+    created = [in_app.create_job(project_id) for _ in range(2)]
     join_all(polls, timeout=10)
     delivered = [job["id"] for job in results if job is not None]
     assert sorted(delivered) == sorted(created)
@@ -402,9 +409,9 @@ def test_concurrent_waiting_polls_share_new_jobs_exactly_once(make_app):
 # -- POST /jobs/{id}/results
 
 
-def test_running_report_records_trace_result_and_error_only(client, endpoint_runner):
+def test_running_report_records_trace_result_and_error_only(client, in_app, endpoint_runner):
     runner_id, project_id = endpoint_runner
-    job_id = create_job(client, project_id)
+    job_id = in_app.create_job(project_id)
     claimed = next_job(client, runner_id)
     trace_id = str(uuid.uuid4())
     response = report(client, job_id, status="running", trace_id=trace_id, result={"partial": 1}, error="warn")
@@ -420,9 +427,9 @@ def test_running_report_records_trace_result_and_error_only(client, endpoint_run
 
 
 @pytest.mark.parametrize("status", ["completed", "failed"])
-def test_final_report_sets_status_and_completed_at(client, endpoint_runner, status):
+def test_final_report_sets_status_and_completed_at(client, in_app, endpoint_runner, status):
     runner_id, project_id = endpoint_runner
-    job_id = create_job(client, project_id)
+    job_id = in_app.create_job(project_id)
     next_job(client, runner_id)
     trace_id = str(uuid.uuid4())
     assert report(client, job_id, status="running", trace_id=trace_id).status_code == 204
@@ -439,9 +446,9 @@ def test_final_report_sets_status_and_completed_at(client, endpoint_runner, stat
 
 
 @pytest.mark.parametrize("status", ["pending", "cancelled"])
-def test_report_with_non_reportable_status_is_400(client, endpoint_runner, status):
+def test_report_with_non_reportable_status_is_400(client, in_app, endpoint_runner, status):
     runner_id, project_id = endpoint_runner
-    job_id = create_job(client, project_id)
+    job_id = in_app.create_job(project_id)
     next_job(client, runner_id)
     response = report(client, job_id, status=status)
     assert response.status_code == 400
@@ -456,9 +463,9 @@ def test_report_status_is_checked_before_the_job_lookup(client, endpoint_runner,
     assert response.json == BAD_STATUS
 
 
-def test_report_with_unknown_enum_is_a_400_parse_error(client, endpoint_runner):
+def test_report_with_unknown_enum_is_a_400_parse_error(client, in_app, endpoint_runner):
     runner_id, project_id = endpoint_runner
-    job_id = create_job(client, project_id)
+    job_id = in_app.create_job(project_id)
     response = report(client, job_id, status="bogus")
     assert response.status_code == 400
     assert response.json["code"] == 400
@@ -466,18 +473,18 @@ def test_report_with_unknown_enum_is_a_400_parse_error(client, endpoint_runner):
     assert set(response.json) <= {"code", "message", "details"}
 
 
-def test_report_without_status_is_422(client, endpoint_runner):
+def test_report_without_status_is_422(client, in_app, endpoint_runner):
     _, project_id = endpoint_runner
-    job_id = create_job(client, project_id)
+    job_id = in_app.create_job(project_id)
     response = client.post(f"{JOBS}/{job_id}/results", json={"result": {"a": 1}})
     assert response.status_code == 422
     assert response.json == {"errors": ["status must not be null"]}
 
 
 @pytest.mark.parametrize("final", ["completed", "failed"])
-def test_finished_job_ignores_later_reports(client, endpoint_runner, final):
+def test_finished_job_ignores_later_reports(client, in_app, endpoint_runner, final):
     runner_id, project_id = endpoint_runner
-    job_id = create_job(client, project_id)
+    job_id = in_app.create_job(project_id)
     next_job(client, runner_id)
     assert report(client, job_id, status=final, result={"v": 1}, error="first").status_code == 204
     before = job_state(client, job_id)
@@ -493,9 +500,9 @@ def test_finished_job_ignores_later_reports(client, endpoint_runner, final):
 
 
 @pytest.mark.parametrize("status", ["completed", "failed"])
-def test_never_claimed_pending_job_can_be_finished(client, endpoint_runner, status):
+def test_never_claimed_pending_job_can_be_finished(client, in_app, endpoint_runner, status):
     runner_id, project_id = endpoint_runner
-    job_id = create_job(client, project_id)
+    job_id = in_app.create_job(project_id)
     assert report(client, job_id, status=status, error="e" if status == "failed" else None).status_code == 204
     job = job_state(client, job_id)
     assert job["status"] == status
@@ -509,9 +516,9 @@ def test_never_claimed_pending_job_can_be_finished(client, endpoint_runner, stat
 # -- POST /jobs/{id}/cancel
 
 
-def test_cancel_pending_job(client, endpoint_runner):
+def test_cancel_pending_job(client, in_app, endpoint_runner):
     runner_id, project_id = endpoint_runner
-    job_id = create_job(client, project_id)
+    job_id = in_app.create_job(project_id)
     response = cancel(client, job_id)
     assert response.status_code == 204
     assert response.data == b""
@@ -524,19 +531,19 @@ def test_cancel_pending_job(client, endpoint_runner):
     assert job_state(client, job_id)["status"] == "cancelled"
 
 
-def test_cancel_pending_job_keeps_the_queue_order_of_the_rest(client, endpoint_runner):
+def test_cancel_pending_job_keeps_the_queue_order_of_the_rest(client, in_app, endpoint_runner):
     runner_id, project_id = endpoint_runner
-    first, second, third = (create_job(client, project_id) for _ in range(3))
+    first, second, third = (in_app.create_job(project_id) for _ in range(3))
     assert cancel(client, second).status_code == 204
     assert next_job(client, runner_id)["id"] == first
     assert next_job(client, runner_id)["id"] == third
     assert next_job(client, runner_id) is None
 
 
-def test_cancel_running_job_is_announced_once_by_heartbeat(client, endpoint_runner):
+def test_cancel_running_job_is_announced_once_by_heartbeat(client, in_app, endpoint_runner):
     runner_id, project_id = endpoint_runner
-    job_id = create_job(client, project_id)
-    other = create_job(client, project_id)
+    job_id = in_app.create_job(project_id)
+    other = in_app.create_job(project_id)
     next_job(client, runner_id)
     next_job(client, runner_id)
     assert heartbeat(client, runner_id) == []
@@ -552,9 +559,9 @@ def test_cancel_running_job_is_announced_once_by_heartbeat(client, endpoint_runn
     assert job_state(client, other)["status"] == "running"
 
 
-def test_cancelled_running_job_ignores_the_runners_late_result(client, endpoint_runner):
+def test_cancelled_running_job_ignores_the_runners_late_result(client, in_app, endpoint_runner):
     runner_id, project_id = endpoint_runner
-    job_id = create_job(client, project_id)
+    job_id = in_app.create_job(project_id)
     next_job(client, runner_id)
     assert cancel(client, job_id).status_code == 204
     before = job_state(client, job_id)
@@ -563,9 +570,9 @@ def test_cancelled_running_job_ignores_the_runners_late_result(client, endpoint_
 
 
 @pytest.mark.parametrize("final", ["completed", "failed"])
-def test_cancel_finished_job_is_a_no_op(client, endpoint_runner, final):
+def test_cancel_finished_job_is_a_no_op(client, in_app, endpoint_runner, final):
     runner_id, project_id = endpoint_runner
-    job_id = create_job(client, project_id)
+    job_id = in_app.create_job(project_id)
     next_job(client, runner_id)
     assert report(client, job_id, status=final).status_code == 204
     before = job_state(client, job_id)
@@ -578,9 +585,9 @@ def test_cancel_finished_job_is_a_no_op(client, endpoint_runner, final):
 # -- logs
 
 
-def test_logs_append_then_read_in_order(client, endpoint_runner):
+def test_logs_append_then_read_in_order(client, in_app, endpoint_runner):
     runner_id, project_id = endpoint_runner
-    job_id = create_job(client, project_id)
+    job_id = in_app.create_job(project_id)
     next_job(client, runner_id)
     assert read_logs(client, job_id).json == []
     first = lines("one", "two") + lines("oops", stream="stderr")
@@ -593,9 +600,9 @@ def test_logs_append_then_read_in_order(client, endpoint_runner):
     assert response.json == first + lines("four")
 
 
-def test_logs_offset_pages_from_that_entry(client, endpoint_runner):
+def test_logs_offset_pages_from_that_entry(client, in_app, endpoint_runner):
     _, project_id = endpoint_runner
-    job_id = create_job(client, project_id)
+    job_id = in_app.create_job(project_id)
     entries = lines(*(f"line {i}" for i in range(5)))
     assert append_logs(client, job_id, entries).status_code == 204
     assert read_logs(client, job_id, offset=0).json == entries
@@ -605,9 +612,9 @@ def test_logs_offset_pages_from_that_entry(client, endpoint_runner):
     assert read_logs(client, job_id, offset=500).json == []
 
 
-def test_logs_are_per_job(client, endpoint_runner):
+def test_logs_are_per_job(client, in_app, endpoint_runner):
     _, project_id = endpoint_runner
-    a, b = create_job(client, project_id), create_job(client, project_id)
+    a, b = in_app.create_job(project_id), in_app.create_job(project_id)
     append_logs(client, a, lines("a1"))
     append_logs(client, b, lines("b1"))
     append_logs(client, a, lines("a2"))
@@ -616,18 +623,18 @@ def test_logs_are_per_job(client, endpoint_runner):
 
 
 @pytest.mark.parametrize("offset", [-1, 2**31, 10**30])
-def test_logs_negative_or_overflowing_offset_is_400(client, endpoint_runner, offset):
+def test_logs_negative_or_overflowing_offset_is_400(client, in_app, endpoint_runner, offset):
     _, project_id = endpoint_runner
-    job_id = create_job(client, project_id)
+    job_id = in_app.create_job(project_id)
     response = read_logs(client, job_id, offset=offset)
     assert response.status_code == 400
     assert list(response.json) == ["errors"]
     assert len(response.json["errors"]) == 1 and "offset" in response.json["errors"][0]
 
 
-def test_logs_over_1000_entries_is_400_and_appends_nothing(client, endpoint_runner):
+def test_logs_over_1000_entries_is_400_and_appends_nothing(client, in_app, endpoint_runner):
     _, project_id = endpoint_runner
-    job_id = create_job(client, project_id)
+    job_id = in_app.create_job(project_id)
     response = append_logs(client, job_id, lines(*(f"l{i}" for i in range(1001))))
     assert response.status_code == 400
     assert response.json == {"errors": ["Too many log entries. Maximum per batch is 1000"]}
@@ -644,9 +651,9 @@ def test_logs_batch_size_is_checked_before_the_job_lookup(client, endpoint_runne
 
 @pytest.mark.parametrize("entry", [{"stream": "stdout", "text": "  "}, {"stream": "stdout", "text": ""},
                                    {"stream": "stdout"}, {"stream": " ", "text": "x"}])
-def test_logs_blank_or_missing_fields_are_422(client, endpoint_runner, entry):
+def test_logs_blank_or_missing_fields_are_422(client, in_app, endpoint_runner, entry):
     _, project_id = endpoint_runner
-    job_id = create_job(client, project_id)
+    job_id = in_app.create_job(project_id)
     response = append_logs(client, job_id, lines("fine") + [entry])
     assert response.status_code == 422
     assert list(response.json) == ["errors"] and response.json["errors"]
@@ -654,9 +661,9 @@ def test_logs_blank_or_missing_fields_are_422(client, endpoint_runner, entry):
 
 
 @pytest.mark.parametrize("final", ["completed", "failed", "cancelled"])
-def test_logs_can_be_appended_to_a_finished_job(client, endpoint_runner, final):
+def test_logs_can_be_appended_to_a_finished_job(client, in_app, endpoint_runner, final):
     runner_id, project_id = endpoint_runner
-    job_id = create_job(client, project_id)
+    job_id = in_app.create_job(project_id)
     next_job(client, runner_id)
     if final == "cancelled":
         assert cancel(client, job_id).status_code == 204
@@ -667,9 +674,9 @@ def test_logs_can_be_appended_to_a_finished_job(client, endpoint_runner, final):
     assert job_state(client, job_id)["status"] == final
 
 
-def test_logs_of_a_deleted_runners_job_are_404(client, endpoint_runner):
+def test_logs_of_a_deleted_runners_job_are_404(client, in_app, endpoint_runner):
     runner_id, project_id = endpoint_runner
-    job_id = create_job(client, project_id)
+    job_id = in_app.create_job(project_id)
     append_logs(client, job_id, lines("x"))
     assert client.delete(f"{API}/local-runners/{runner_id}").status_code == 204
     assert read_logs(client, job_id).status_code == 404
@@ -684,11 +691,11 @@ def test_logs_of_a_deleted_runners_job_are_404(client, endpoint_runner):
     ("results", {"status": "completed", "result": {"stolen": True}}),
     ("results", {"status": "failed", "error": "nope"}),
 ])
-def test_cancel_and_results_on_another_workspaces_job_are_404_and_change_nothing(client, claimed, call, body):
+def test_cancel_and_results_on_another_workspaces_job_are_404_and_change_nothing(client, in_app, claimed, call, body):
     mine = {"Comet-Workspace": "team-a"}
-    runner_id, project_id = pair(client, headers=mine)
-    register(client, runner_id, headers=mine)
-    job_id = create_job(client, project_id, headers=mine)
+    runner_id, project_id = in_app.pair(headers=mine)
+    in_app.register(runner_id, headers=mine)
+    job_id = in_app.create_job(project_id, headers=mine)
     if claimed:
         assert next_job(client, runner_id, headers=mine)["id"] == job_id
     before = client.get(f"{API}/local-runners/jobs/{job_id}", headers=mine).json

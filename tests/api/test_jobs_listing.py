@@ -3,10 +3,10 @@ import uuid
 
 import pytest
 
-from conftest import API, ROOT, create_job, pair, reap, register
 from opik_runners.domain import listing as listing_domain
 from opik_runners.store.models import Job, Runner, database
 from opik_runners.domain.ownership import Caller
+from tests.support.in_app import API, ROOT, InApp, reap
 
 
 def listing(client, runner_id, prefix=API, **query):
@@ -20,18 +20,18 @@ def test_empty_runner(client, endpoint_runner):
     assert response.json == {"page": 0, "size": 25, "total": 0, "content": []}
 
 
-def test_newest_first_with_exact_total(client, endpoint_runner):
+def test_newest_first_with_exact_total(client, in_app, endpoint_runner):
     runner_id, project_id = endpoint_runner
-    ids = [create_job(client, project_id, inputs={"question": f"q{i}"}) for i in range(5)]
+    ids = [in_app.create_job(project_id, inputs={"question": f"q{i}"}) for i in range(5)]
     page = listing(client, runner_id).json
     assert page["total"] == 5
     assert [job["id"] for job in page["content"]] == ids[::-1]
     assert [job["inputs"]["question"] for job in page["content"]] == ["q4", "q3", "q2", "q1", "q0"]
 
 
-def test_size_one_pages_walk_every_job(client, endpoint_runner):
+def test_size_one_pages_walk_every_job(client, in_app, endpoint_runner):
     runner_id, project_id = endpoint_runner
-    ids = [create_job(client, project_id) for _ in range(3)]
+    ids = [in_app.create_job(project_id) for _ in range(3)]
     seen = []
     for page in range(3):
         body = listing(client, runner_id, page=page, size=1).json
@@ -41,17 +41,17 @@ def test_size_one_pages_walk_every_job(client, endpoint_runner):
     assert seen == ids[::-1]
 
 
-def test_page_past_the_end_is_empty_with_total(client, endpoint_runner):
+def test_page_past_the_end_is_empty_with_total(client, in_app, endpoint_runner):
     runner_id, project_id = endpoint_runner
-    create_job(client, project_id)
+    in_app.create_job(project_id)
     body = listing(client, runner_id, page=7, size=10).json
     assert body == {"page": 7, "size": 10, "total": 1, "content": []}
 
 
-def test_project_filter(client):
-    runner_id, project_a = pair(client, project="alpha")
-    register(client, runner_id)
-    job_a = create_job(client, project_a)
+def test_project_filter(client, in_app):
+    runner_id, project_a = in_app.pair(project="alpha")
+    in_app.register(runner_id)
+    job_a = in_app.create_job(project_a)
     # The same runner can hold jobs of one project only via routing, so a second
     # project's runner shows the filter excludes other projects' jobs.
     other = listing(client, runner_id, project_id=str(uuid.uuid4())).json
@@ -60,7 +60,7 @@ def test_project_filter(client):
     assert mine["total"] == 1 and mine["content"][0]["id"] == job_a
 
 
-def test_every_field_round_trips(client, endpoint_runner):
+def test_every_field_round_trips(client, in_app, endpoint_runner):
     runner_id, project_id = endpoint_runner
     masks = {str(uuid.uuid4()): str(uuid.uuid4()), str(uuid.uuid4()): str(uuid.uuid4())}
     metadata = {
@@ -70,8 +70,7 @@ def test_every_field_round_trips(client, endpoint_runner):
         "dataset_item_id": str(uuid.uuid4()),
     }
     mask_id = str(uuid.uuid4())
-    job_id = create_job(
-        client,
+    job_id = in_app.create_job(
         project_id,
         inputs={"question": "2+2?", "n": 3, "nested": {"deep": [1, 2, {"x": None}]}},
         mask_id=mask_id,
@@ -94,27 +93,27 @@ def test_every_field_round_trips(client, endpoint_runner):
     assert job["created_at"].endswith("Z")
 
 
-def test_partial_metadata_keeps_only_given_fields(client, endpoint_runner):
+def test_partial_metadata_keeps_only_given_fields(client, in_app, endpoint_runner):
     runner_id, project_id = endpoint_runner
     dataset_id = str(uuid.uuid4())
-    create_job(client, project_id, metadata={"dataset_id": dataset_id, "dataset_item_id": None})
+    in_app.create_job(project_id, metadata={"dataset_id": dataset_id, "dataset_item_id": None})
     (job,) = listing(client, runner_id).json["content"]
     assert job["metadata"] == {"dataset_id": dataset_id}
 
 
 @pytest.mark.parametrize("metadata", [{}, {"dataset_id": None, "dataset_item_id": None}])
-def test_metadata_without_values_comes_back_as_an_empty_object(client, endpoint_runner, metadata):
+def test_metadata_without_values_comes_back_as_an_empty_object(client, in_app, endpoint_runner, metadata):
     # Upstream stores any non-null metadata record and writes it back without its null fields.
     runner_id, project_id = endpoint_runner
-    job_id = create_job(client, project_id, metadata=metadata)
+    job_id = in_app.create_job(project_id, metadata=metadata)
     (job,) = listing(client, runner_id).json["content"]
     assert job["metadata"] == {}
     assert client.get(f"{API}/local-runners/jobs/{job_id}").json["metadata"] == {}
 
 
-def test_null_fields_are_left_out(client, endpoint_runner):
+def test_null_fields_are_left_out(client, in_app, endpoint_runner):
     runner_id, project_id = endpoint_runner
-    create_job(client, project_id)
+    in_app.create_job(project_id)
     (job,) = listing(client, runner_id).json["content"]
     for absent in ("inputs", "result", "error", "trace_id", "mask_id", "prompt_masks", "blueprint_name",
                    "metadata", "started_at", "completed_at"):
@@ -122,9 +121,9 @@ def test_null_fields_are_left_out(client, endpoint_runner):
     assert all(value is not None for value in job.values())
 
 
-def test_finished_job_shows_result_and_timestamps(client, endpoint_runner):
+def test_finished_job_shows_result_and_timestamps(client, in_app, endpoint_runner):
     runner_id, project_id = endpoint_runner
-    job_id = create_job(client, project_id)
+    job_id = in_app.create_job(project_id)
     assert client.post(f"{API}/local-runners/{runner_id}/jobs/next").json["id"] == job_id
     trace_id = str(uuid.uuid4())
     client.post(f"{API}/local-runners/jobs/{job_id}/results",
@@ -137,9 +136,9 @@ def test_finished_job_shows_result_and_timestamps(client, endpoint_runner):
 
 
 @pytest.mark.parametrize("prefix", [API, ROOT])
-def test_both_prefixes(client, endpoint_runner, prefix):
+def test_both_prefixes(client, in_app, endpoint_runner, prefix):
     runner_id, project_id = endpoint_runner
-    job_id = create_job(client, project_id)
+    job_id = in_app.create_job(project_id)
     body = listing(client, runner_id, prefix=prefix).json
     assert [job["id"] for job in body["content"]] == [job_id]
 
@@ -153,16 +152,17 @@ def test_unknown_runner_is_404(client, endpoint_runner):
 def test_other_users_runner_is_404(make_app):
     app = make_app(OPIK_API_KEYS="alice:key-a,bob:key-b")
     client = app.test_client()
+    in_app = InApp(client)
     alice = {"Authorization": "key-a"}
-    runner_id, _ = pair(client, headers=alice)
+    runner_id, _ = in_app.pair(headers=alice)
     assert client.get(f"{API}/local-runners/{runner_id}/jobs").status_code == 401
     response = client.get(f"{API}/local-runners/{runner_id}/jobs", headers={"Authorization": "key-b"})
     assert response.status_code == 404
     assert client.get(f"{API}/local-runners/{runner_id}/jobs", headers=alice).status_code == 200
 
 
-def test_other_workspace_runner_is_404(client):
-    runner_id, _ = pair(client, headers={"Comet-Workspace": "team-a"})
+def test_other_workspace_runner_is_404(client, in_app):
+    runner_id, _ = in_app.pair(headers={"Comet-Workspace": "team-a"})
     assert client.get(f"{API}/local-runners/{runner_id}/jobs", headers={"Comet-Workspace": "team-b"}).status_code == 404
     assert client.get(f"{API}/local-runners/{runner_id}/jobs", headers={"Comet-Workspace": "team-a"}).status_code == 200
 
@@ -208,9 +208,10 @@ def _finish_long_ago(job_ids):
 
 def test_pages_stay_exact_after_expired_jobs_are_reaped(app):
     client = app.test_client()
-    runner_id, project_id = pair(client)
-    register(client, runner_id)
-    ids = [create_job(client, project_id, inputs={"i": i}) for i in range(30)]
+    in_app = InApp(client)
+    runner_id, project_id = in_app.pair()
+    in_app.register(runner_id)
+    ids = [in_app.create_job(project_id, inputs={"i": i}) for i in range(30)]
     expired = ids[3:9] + ids[20:24]
     _finish_long_ago(expired)  # finished "7 days ago": the reaper deletes them
     reap(app)
@@ -226,10 +227,10 @@ def test_pages_stay_exact_after_expired_jobs_are_reaped(app):
         assert runner.job_count == runner.last_seq == 20  # the gaps were closed
 
 
-def test_pages_stay_exact_while_gaps_remain(client):
-    runner_id, project_id = pair(client)
-    register(client, runner_id)
-    ids = [create_job(client, project_id) for _ in range(12)]
+def test_pages_stay_exact_while_gaps_remain(in_app):
+    runner_id, project_id = in_app.pair()
+    in_app.register(runner_id)
+    ids = [in_app.create_job(project_id) for _ in range(12)]
     with database.connection_context():
         # Expire jobs the way the reaper does, but leave the numbering with gaps.
         Job.delete().where(Job.id.in_([ids[2], ids[5], ids[6]])).execute()

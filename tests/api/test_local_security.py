@@ -6,19 +6,19 @@ import json
 
 import pytest
 
-from conftest import API, create_job, pair, register
+from tests.support.in_app import API
 
 EVIL = "http://evil.example"
 REBOUND = "evil.example:5173"  # a host name an attacker made resolve to 127.0.0.1
 
 
 @pytest.fixture
-def world(client):
+def world(in_app):
     """A server with something to lose: a paired runner (its pairing session's activation key in
     the state export), a job, a fault-free control plane, a journal with entries."""
-    runner_id, project_id = pair(client)
-    register(client, runner_id)
-    create_job(client, project_id, inputs={"question": "keep me"})
+    runner_id, project_id = in_app.pair()
+    in_app.register(runner_id)
+    in_app.create_job(project_id, inputs={"question": "keep me"})
     return {"runner_id": runner_id, "project_id": project_id}
 
 

@@ -4,8 +4,8 @@ import threading
 
 from prometheus_client.parser import text_string_to_metric_families
 
-from conftest import API, create_job, pair, register
-from server import wait_until
+from tests.support.in_app import API, InApp
+from tests.support.waiting import wait_until
 
 
 def scrape(client, headers=None):
@@ -20,10 +20,10 @@ def value(samples, name, **labels):
     return samples.get((name, tuple(sorted(labels.items()))), 0)
 
 
-def test_requests_are_counted_by_operation_and_status_with_their_latency(client):
-    runner_id, project_id = pair(client)
-    register(client, runner_id)
-    create_job(client, project_id)
+def test_requests_are_counted_by_operation_and_status_with_their_latency(client, in_app):
+    runner_id, project_id = in_app.pair()
+    in_app.register(runner_id)
+    in_app.create_job(project_id)
     before = scrape(client)
     for _ in range(3):
         client.get(f"{API}/local-runners/{runner_id}/jobs")
@@ -40,11 +40,11 @@ def test_requests_are_counted_by_operation_and_status_with_their_latency(client)
     assert value(after, "opik_runners_request_duration_seconds_sum", operation="list_jobs", status="200") > 0
 
 
-def test_the_database_s_numbers_are_read_at_each_scrape(client):
-    runner_id, project_id = pair(client)
-    register(client, runner_id)
+def test_the_database_s_numbers_are_read_at_each_scrape(client, in_app):
+    runner_id, project_id = in_app.pair()
+    in_app.register(runner_id)
     for _ in range(3):
-        create_job(client, project_id)
+        in_app.create_job(project_id)
     client.post(f"{API}/local-runners/{runner_id}/jobs/next")
     samples = scrape(client)
     assert value(samples, "opik_runners_runners", status="connected") == 1
@@ -62,8 +62,9 @@ def test_the_database_s_numbers_are_read_at_each_scrape(client):
 def test_held_polls_are_counted_while_they_wait_and_a_wakeup_is_timed(make_app):
     app = make_app(OPIK_RUNNER_NEXT_JOB_POLL_TIMEOUT="5")
     client = app.test_client()
-    runner_id, project_id = pair(client)
-    register(client, runner_id)
+    in_app = InApp(client)
+    runner_id, project_id = in_app.pair()
+    in_app.register(runner_id)
     before = scrape(client)
     answers = []
     polls = [threading.Thread(target=lambda: answers.append(
@@ -73,8 +74,8 @@ def test_held_polls_are_counted_while_they_wait_and_a_wakeup_is_timed(make_app):
     held = "opik_runners_held_polls"
     wait_until(lambda: value(scrape(client), held, kind="jobs") - value(before, held, kind="jobs") == 2,
                timeout=4, interval=0.02)  # the two polls are counted as held
-    create_job(client, project_id)
-    create_job(client, project_id)
+    in_app.create_job(project_id)
+    in_app.create_job(project_id)
     for poll in polls:
         poll.join(10)
     after = scrape(client)
@@ -97,12 +98,12 @@ def test_scrapes_are_not_journaled(client):
     assert client.get("/_admin/requests").json["requests"] == []
 
 
-def test_work_already_waiting_when_a_poll_comes_is_not_a_wakeup(client):
+def test_work_already_waiting_when_a_poll_comes_is_not_a_wakeup(client, in_app):
     """Only work made while a poll waited times a wake-up: a claim at the poll's first attempt is none."""
-    runner_id, project_id = pair(client)
-    register(client, runner_id)
-    create_job(client, project_id)
-    bridge_runner, _ = pair(client, project="bridged", runner_type="connect", name="runner-2")
+    runner_id, project_id = in_app.pair()
+    in_app.register(runner_id)
+    in_app.create_job(project_id)
+    bridge_runner, _ = in_app.pair(project="bridged", runner_type="connect", name="runner-2")
     client.post(f"{API}/local-runners/{bridge_runner}/heartbeats", json={"capabilities": ["bridge"]})
     submitted = client.post(f"{API}/local-runners/{bridge_runner}/bridge/commands", json={"type": "ReadFile", "args": {}})
     assert submitted.status_code == 201, submitted.json
@@ -118,7 +119,8 @@ def test_work_already_waiting_when_a_poll_comes_is_not_a_wakeup(client):
 def test_a_bridge_command_submitted_while_its_poll_waits_is_a_timed_wakeup(make_app):
     app = make_app(OPIK_BRIDGE_POLL_TIMEOUT="5")
     client = app.test_client()
-    runner_id, _ = pair(client, runner_type="connect")
+    in_app = InApp(client)
+    runner_id, _ = in_app.pair(runner_type="connect")
     client.post(f"{API}/local-runners/{runner_id}/heartbeats", json={"capabilities": ["bridge"]})
     before = scrape(client)
     answers = []

@@ -8,9 +8,12 @@ import uuid
 
 import pytest
 
-from conftest import AGENT, API, ContractClient, activation_hmac, create_session, ensure_project
 from opik_runners.app import create_app
-from server import fresh_database_url
+from opik_runners.protocol import activation_hmac_text
+from tests.support.contract import ContractClient
+from tests.support.data import AGENT
+from tests.support.databases import fresh_database_url
+from tests.support.in_app import API, InApp
 
 OWNER = {"Comet-Workspace": "team-a", "Authorization": "key-a"}
 STRANGERS = {
@@ -87,12 +90,13 @@ def world(tmp_path_factory):
     )
     app.test_client_class = ContractClient
     client = app.test_client()
+    in_app = InApp(client)
     ids = {}
     for kind, name in (("endpoint", "alice-endpoint"), ("connect", "alice-connect")):
-        project_id = ensure_project(client, f"project-{kind}", OWNER)
-        session_id, runner_id, key = create_session(client, project_id, kind, OWNER)
+        project_id = in_app.ensure_project(f"project-{kind}", OWNER)
+        session_id, runner_id, key = in_app.create_session(project_id, kind, OWNER)
         activated = client.post(f"{API}/pairing/sessions/{session_id}/activate", headers=OWNER,
-                                json={"runner_name": name, "hmac": activation_hmac(session_id, key, name)})
+                                json={"runner_name": name, "hmac": activation_hmac_text(session_id, key, name)})
         assert activated.status_code == 201
         beat = client.post(f"{API}/local-runners/{runner_id}/heartbeats", json={"capabilities": ["jobs", "bridge"]},
                            headers=OWNER)

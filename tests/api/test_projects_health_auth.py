@@ -6,7 +6,7 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from conftest import API, ROOT, ensure_project
+from tests.support.in_app import API, ROOT
 
 KEYS = "alice:key-a,bob:key-b"
 ALICE = {"Authorization": "key-a"}
@@ -217,9 +217,9 @@ def test_workspace_from_query_parameter(client):
     assert retrieve(client, "demo").status_code == 404
 
 
-def test_workspace_scopes_runners_too(client):
+def test_workspace_scopes_runners_too(client, in_app):
     team = {"Comet-Workspace": "team"}
-    project_id = ensure_project(client, headers=team)
+    project_id = in_app.ensure_project(headers=team)
     listed = client.get(f"{API}/local-runners", query_string={"project_id": project_id, "workspace_name": "team"})
     assert listed.status_code == 200 and listed.json["total"] == 0
 

@@ -11,10 +11,11 @@ import sqlite3
 
 import pytest
 
-from conftest import API, ContractClient
 from opik_runners.store import migrations
 from opik_runners.app import create_app
 from opik_runners.store.models import database
+from tests.support.contract import ContractClient
+from tests.support.in_app import API
 
 FIXTURES = pathlib.Path(__file__).resolve().parents[1] / "fixtures"
 RELEASES = sorted(path.stem for path in FIXTURES.glob("release-*.db"))

@@ -16,7 +16,8 @@ from datetime import datetime, timezone
 import pytest
 
 from opik_runners.store import models
-from conftest import AGENT, API, ROOT, create_job, lapse, pair, reap, register
+from tests.support.data import AGENT, lapse
+from tests.support.in_app import API, ROOT, InApp, reap
 
 LAPSE = 1.1  # a little over OPIK_RUNNER_HEARTBEAT_TTL="1"
 MAX_CHECKLIST = 1048576
@@ -175,9 +176,10 @@ def test_list_an_unknown_project_is_empty(client, endpoint_runner):
 
 def test_list_status_filter_connected_and_disconnected(lapsing_client):
     client = lapsing_client
-    lapsed, project_id = pair(client, runner_type="endpoint", name="old")
+    in_app = InApp(client)
+    lapsed, project_id = in_app.pair(runner_type="endpoint", name="old")
     time.sleep(LAPSE)
-    live, _ = pair(client, runner_type="connect", name="new")
+    live, _ = in_app.pair(runner_type="connect", name="new")
     for status, expected in (("connected", [live]), ("disconnected", [lapsed])):
         response = list_runners(client, project_id, status=status)
         assert response.status_code == 200
@@ -191,9 +193,9 @@ def test_list_status_filter_connected_and_disconnected(lapsing_client):
     assert listed_ids(client, project_id) == [live, lapsed]
 
 
-def test_list_status_filter_is_case_insensitive(client):
-    endpoint_id, project_id = pair(client, runner_type="endpoint")
-    connect_id, _ = pair(client, runner_type="connect")
+def test_list_status_filter_is_case_insensitive(client, in_app):
+    endpoint_id, project_id = in_app.pair(runner_type="endpoint")
+    connect_id, _ = in_app.pair(runner_type="connect")
     assert listed_ids(client, project_id, status="CONNECTED") == [connect_id, endpoint_id]
     assert listed_ids(client, project_id, status="cOnNeCtEd") == [connect_id, endpoint_id]
     response = list_runners(client, project_id, status="DISCONNECTED")
@@ -216,9 +218,9 @@ def test_list_unknown_status_is_400(client, endpoint_runner, value):
     assert "status" in json.dumps(response.json)
 
 
-def test_list_paging_with_exact_total(client):
-    endpoint_id, project_id = pair(client, runner_type="endpoint")
-    connect_id, _ = pair(client, runner_type="connect")
+def test_list_paging_with_exact_total(client, in_app):
+    endpoint_id, project_id = in_app.pair(runner_type="endpoint")
+    connect_id, _ = in_app.pair(runner_type="connect")
     seen = []
     for page in range(2):
         body = list_runners(client, project_id, page=page, size=1).json
@@ -232,18 +234,18 @@ def test_list_paging_with_exact_total(client):
     assert wide["total"] == 2 and [r["id"] for r in wide["content"]] == [connect_id, endpoint_id]
 
 
-def test_list_newest_activation_first(client):
-    first_endpoint, project_id = pair(client, runner_type="endpoint", name="e1")
-    connect_id, _ = pair(client, runner_type="connect", name="c1")
+def test_list_newest_activation_first(client, in_app):
+    first_endpoint, project_id = in_app.pair(runner_type="endpoint", name="e1")
+    connect_id, _ = in_app.pair(runner_type="connect", name="c1")
     assert listed_ids(client, project_id) == [connect_id, first_endpoint]
     # Re-pairing the endpoint evicts the old one; the new one is now the newest.
-    second_endpoint, _ = pair(client, runner_type="endpoint", name="e2")
+    second_endpoint, _ = in_app.pair(runner_type="endpoint", name="e2")
     assert listed_ids(client, project_id) == [second_endpoint, connect_id]
 
 
-def test_list_only_this_project(client):
-    alpha_id, alpha = pair(client, project="alpha")
-    beta_id, beta = pair(client, project="beta")
+def test_list_only_this_project(client, in_app):
+    alpha_id, alpha = in_app.pair(project="alpha")
+    beta_id, beta = in_app.pair(project="beta")
     # Runner eviction is per project: both endpoint runners stay.
     assert listed_ids(client, alpha) == [alpha_id]
     assert listed_ids(client, beta) == [beta_id]
@@ -251,8 +253,9 @@ def test_list_only_this_project(client):
 
 def test_list_only_the_callers_own_runners(users_client):
     client = users_client
-    alice_id, project_id = pair(client, headers=ALICE)
-    bob_id, same_project = pair(client, headers=BOB)
+    in_app = InApp(client)
+    alice_id, project_id = in_app.pair(headers=ALICE)
+    bob_id, same_project = in_app.pair(headers=BOB)
     assert same_project == project_id
     assert listed_ids(client, project_id, headers=ALICE) == [alice_id]
     assert listed_ids(client, project_id, headers=BOB) == [bob_id]
@@ -260,9 +263,9 @@ def test_list_only_the_callers_own_runners(users_client):
     assert heartbeat(client, alice_id, headers=ALICE).status_code == 200
 
 
-def test_list_other_workspace_sees_nothing(client):
+def test_list_other_workspace_sees_nothing(client, in_app):
     team_a = {"Comet-Workspace": "team-a"}
-    runner_id, project_id = pair(client, headers=team_a)
+    runner_id, project_id = in_app.pair(headers=team_a)
     assert listed_ids(client, project_id, headers=team_a) == [runner_id]
     response = list_runners(client, project_id, headers={"Comet-Workspace": "team-b"})
     assert response.status_code == 200
@@ -270,13 +273,13 @@ def test_list_other_workspace_sees_nothing(client):
     assert listed_ids(client, project_id) == []  # the default workspace neither
 
 
-def test_list_omits_deleted_and_evicted_runners(client):
-    endpoint_id, project_id = pair(client, runner_type="endpoint")
-    connect_id, _ = pair(client, runner_type="connect")
+def test_list_omits_deleted_and_evicted_runners(client, in_app):
+    endpoint_id, project_id = in_app.pair(runner_type="endpoint")
+    connect_id, _ = in_app.pair(runner_type="connect")
     assert delete_runner(client, connect_id).status_code == 204
     body = list_runners(client, project_id).json
     assert body["total"] == 1 and [r["id"] for r in body["content"]] == [endpoint_id]
-    newer_id, _ = pair(client, runner_type="endpoint")  # evicts endpoint_id
+    newer_id, _ = in_app.pair(runner_type="endpoint")  # evicts endpoint_id
     body = list_runners(client, project_id).json
     assert body["total"] == 1 and [r["id"] for r in body["content"]] == [newer_id]
 
@@ -284,8 +287,8 @@ def test_list_omits_deleted_and_evicted_runners(client):
 # -- GET /local-runners/{runnerId}
 
 
-def test_get_runner_every_field(client):
-    runner_id, project_id = pair(client, name="devbox-01")
+def test_get_runner_every_field(client, in_app):
+    runner_id, project_id = in_app.pair(name="devbox-01")
     full = {
         "name": "not-the-key",  # the map key wins
         "description": "Summarise a document.",
@@ -299,7 +302,7 @@ def test_get_runner_every_field(client):
         ],
         "timeout": 90,
     }
-    register(client, runner_id, {"answer": AGENT, "summarise": full, "bare": {}})
+    in_app.register(runner_id, {"answer": AGENT, "summarise": full, "bare": {}})
     before = datetime.now(timezone.utc)
     response = get_runner(client, runner_id)
     assert response.status_code == 200
@@ -322,8 +325,8 @@ def test_get_runner_every_field(client):
     assert set(runner) == {"id", "name", "project_id", "status", "connected_at", "agents", "capabilities", "type"}
 
 
-def test_get_connect_runner_type(client):
-    runner_id, project_id = pair(client, runner_type="connect")
+def test_get_connect_runner_type(client, in_app):
+    runner_id, project_id = in_app.pair(runner_type="connect")
     runner = get_runner(client, runner_id).json
     assert runner["type"] == "connect"
     assert runner["agents"] == []
@@ -352,9 +355,9 @@ def test_get_deleted_runner_is_404(client, endpoint_runner):
     assert response.json == runner_not_found(runner_id)
 
 
-def test_get_evicted_runner_is_404(client, endpoint_runner):
+def test_get_evicted_runner_is_404(client, in_app, endpoint_runner):
     old_id, _ = endpoint_runner
-    new_id, _ = pair(client, runner_type="endpoint", name="replacement")
+    new_id, _ = in_app.pair(runner_type="endpoint", name="replacement")
     response = get_runner(client, old_id)
     assert response.status_code == 404
     assert response.json == runner_not_found(old_id)
@@ -363,8 +366,9 @@ def test_get_evicted_runner_is_404(client, endpoint_runner):
 
 def test_get_disconnected_runner_hides_agents(lapsing_client):
     client = lapsing_client
-    runner_id, project_id = pair(client)
-    register(client, runner_id)
+    in_app = InApp(client)
+    runner_id, project_id = in_app.pair()
+    in_app.register(runner_id)
     assert [a["name"] for a in get_runner(client, runner_id).json["agents"]] == ["answer"]
     lapse(runner_id)
     runner = get_runner(client, runner_id).json
@@ -387,14 +391,14 @@ def test_delete_twice_is_204_both_times(client, endpoint_runner):
     assert delete_runner(client, runner_id).status_code == 204
 
 
-def test_delete_fails_pending_and_running_jobs(client, endpoint_runner):
+def test_delete_fails_pending_and_running_jobs(client, in_app, endpoint_runner):
     runner_id, project_id = endpoint_runner
-    done = create_job(client, project_id)
+    done = in_app.create_job(project_id)
     assert claim(client, runner_id)["id"] == done
     client.post(f"{API}/local-runners/jobs/{done}/results", json={"status": "completed", "result": {"ok": 1}})
-    running = create_job(client, project_id)
+    running = in_app.create_job(project_id)
     assert claim(client, runner_id)["id"] == running
-    pending = create_job(client, project_id)
+    pending = in_app.create_job(project_id)
     assert get_job(client, pending).json["status"] == "pending"
 
     assert delete_runner(client, runner_id).status_code == 204
@@ -408,9 +412,9 @@ def test_delete_fails_pending_and_running_jobs(client, endpoint_runner):
     assert finished.status == "completed" and finished.error is None
 
 
-def test_delete_makes_the_runner_unreachable(client, endpoint_runner):
+def test_delete_makes_the_runner_unreachable(client, in_app, endpoint_runner):
     runner_id, project_id = endpoint_runner
-    job_id = create_job(client, project_id)
+    job_id = in_app.create_job(project_id)
     assert delete_runner(client, runner_id, prefix=ROOT).status_code == 204
 
     assert get_runner(client, runner_id).json == runner_not_found(runner_id)
@@ -434,11 +438,11 @@ def test_delete_makes_the_runner_unreachable(client, endpoint_runner):
 # -- PUT /local-runners/{runnerId}/agents
 
 
-def test_put_agents_replaces_the_whole_set(client, endpoint_runner):
+def test_put_agents_replaces_the_whole_set(client, in_app, endpoint_runner):
     runner_id, _ = endpoint_runner
-    register(client, runner_id, {"one": {"timeout": 5}, "two": {"language": "python"}})
+    in_app.register(runner_id, {"one": {"timeout": 5}, "two": {"language": "python"}})
     assert sorted(agents_by_name(get_runner(client, runner_id).json)) == ["one", "two"]
-    register(client, runner_id, {"three": {"description": "only me"}})
+    in_app.register(runner_id, {"three": {"description": "only me"}})
     assert agents_by_name(get_runner(client, runner_id).json) == {
         "three": {"name": "three", "description": "only me", "timeout": 0}
     }
@@ -501,7 +505,8 @@ def test_put_agents_ownership_is_checked_before_the_count(client):
 
 def test_put_agents_on_a_lapsed_runner(lapsing_client):
     client = lapsing_client
-    runner_id, _ = pair(client)
+    in_app = InApp(client)
+    runner_id, _ = in_app.pair()
     lapse(runner_id)
     assert get_runner(client, runner_id).json["status"] == "disconnected"
     assert put_agents(client, runner_id, {"late": {"timeout": 7}}).status_code == 204
@@ -664,10 +669,10 @@ def test_heartbeat_deleted_runner_is_410(client, endpoint_runner):
     assert response.json == runner_gone(runner_id)
 
 
-def test_heartbeat_evicted_runner_is_410(client, endpoint_runner):
+def test_heartbeat_evicted_runner_is_410(client, in_app, endpoint_runner):
     old_id, project_id = endpoint_runner
-    job_id = create_job(client, project_id)
-    new_id, _ = pair(client, runner_type="endpoint", name="newer")
+    job_id = in_app.create_job(project_id)
+    new_id, _ = in_app.pair(runner_type="endpoint", name="newer")
     response = heartbeat(client, old_id)
     assert response.status_code == 410
     assert response.json == runner_gone(old_id)
@@ -677,9 +682,9 @@ def test_heartbeat_evicted_runner_is_410(client, endpoint_runner):
     assert (job.status, job.error) == ("failed", "Runner disconnected")
 
 
-def test_endpoint_and_connect_runners_coexist(client):
-    endpoint_id, project_id = pair(client, runner_type="endpoint")
-    connect_id, _ = pair(client, runner_type="connect")
+def test_endpoint_and_connect_runners_coexist(client, in_app):
+    endpoint_id, project_id = in_app.pair(runner_type="endpoint")
+    connect_id, _ = in_app.pair(runner_type="connect")
     assert heartbeat(client, endpoint_id).status_code == 200
     assert heartbeat(client, connect_id).status_code == 200
     assert get_runner(client, endpoint_id).json["type"] == "endpoint"
@@ -706,7 +711,8 @@ def test_heartbeat_without_capabilities_keeps_them(client, endpoint_runner, body
 
 def test_heartbeat_bad_capability_is_400_but_refreshes_liveness(lapsing_client):
     client = lapsing_client
-    runner_id, _ = pair(client)
+    in_app = InApp(client)
+    runner_id, _ = in_app.pair()
     heartbeat(client, runner_id, {"capabilities": ["bridge"]})
     lapse(runner_id)
     assert get_runner(client, runner_id).json["status"] == "disconnected"
@@ -729,7 +735,8 @@ def test_heartbeat_capability_must_match_pattern(client, endpoint_runner, bad):
 
 def test_heartbeat_revives_a_lapsed_runner(lapsing_client):
     client = lapsing_client
-    runner_id, project_id = pair(client)
+    in_app = InApp(client)
+    runner_id, project_id = in_app.pair()
     time.sleep(LAPSE)
     assert get_runner(client, runner_id).json["status"] == "disconnected"
     assert listed_ids(client, project_id, status="disconnected") == [runner_id]
@@ -740,9 +747,9 @@ def test_heartbeat_revives_a_lapsed_runner(lapsing_client):
     assert listed_ids(client, project_id, status="connected") == [runner_id]
 
 
-def test_heartbeat_announces_a_cancelled_running_job_once(client, endpoint_runner):
+def test_heartbeat_announces_a_cancelled_running_job_once(client, in_app, endpoint_runner):
     runner_id, project_id = endpoint_runner
-    job_id = create_job(client, project_id)
+    job_id = in_app.create_job(project_id)
     assert claim(client, runner_id)["id"] == job_id
     assert heartbeat(client, runner_id).json == {"cancelled_job_ids": []}
     cancel(client, job_id)
@@ -751,9 +758,9 @@ def test_heartbeat_announces_a_cancelled_running_job_once(client, endpoint_runne
     assert heartbeat(client, runner_id).json == {"cancelled_job_ids": []}
 
 
-def test_heartbeat_announces_every_cancelled_running_job(client, endpoint_runner):
+def test_heartbeat_announces_every_cancelled_running_job(client, in_app, endpoint_runner):
     runner_id, project_id = endpoint_runner
-    first, second = create_job(client, project_id), create_job(client, project_id)
+    first, second = in_app.create_job(project_id), in_app.create_job(project_id)
     claim(client, runner_id)
     claim(client, runner_id)
     cancel(client, first)
@@ -763,18 +770,18 @@ def test_heartbeat_announces_every_cancelled_running_job(client, endpoint_runner
     assert heartbeat(client, runner_id).json == {"cancelled_job_ids": []}
 
 
-def test_heartbeat_does_not_announce_a_cancelled_pending_job(client, endpoint_runner):
+def test_heartbeat_does_not_announce_a_cancelled_pending_job(client, in_app, endpoint_runner):
     runner_id, project_id = endpoint_runner
-    job_id = create_job(client, project_id)
+    job_id = in_app.create_job(project_id)
     cancel(client, job_id)
     assert get_job(client, job_id).json["status"] == "cancelled"
     assert heartbeat(client, runner_id).json == {"cancelled_job_ids": []}
 
 
-def test_heartbeat_of_a_connect_runner_is_always_empty(client, endpoint_runner):
+def test_heartbeat_of_a_connect_runner_is_always_empty(client, in_app, endpoint_runner):
     endpoint_id, project_id = endpoint_runner
-    connect_id, _ = pair(client, runner_type="connect")
-    job_id = create_job(client, project_id)
+    connect_id, _ = in_app.pair(runner_type="connect")
+    job_id = in_app.create_job(project_id)
     claim(client, endpoint_id)
     cancel(client, job_id)
     response = heartbeat(client, connect_id, {"capabilities": ["bridge"]})
@@ -791,12 +798,13 @@ def test_heartbeat_of_a_connect_runner_is_always_empty(client, endpoint_runner):
 def test_reaper_purges_a_runner_dead_longer_than_the_purge_time(make_app):
     app = make_app(OPIK_RUNNER_HEARTBEAT_TTL="1", OPIK_RUNNER_DEAD_PURGE_HOURS="1s")
     client = app.test_client()
-    doomed, project_id = pair(client, runner_type="endpoint")
-    register(client, doomed)
-    running = create_job(client, project_id)
+    in_app = InApp(client)
+    doomed, project_id = in_app.pair(runner_type="endpoint")
+    in_app.register(doomed)
+    running = in_app.create_job(project_id)
     assert claim(client, doomed)["id"] == running
-    pending = create_job(client, project_id)
-    survivor, _ = pair(client, runner_type="connect")
+    pending = in_app.create_job(project_id)
+    survivor, _ = in_app.pair(runner_type="connect")
     lapse(doomed, ago=1.5)  # dead for longer than the purge time
     lapse(survivor, ago=0.5)  # dead, but for less
     reap(app)
@@ -822,9 +830,10 @@ def test_reaper_purges_a_runner_dead_longer_than_the_purge_time(make_app):
 def test_reaper_times_out_a_running_job_on_a_live_runner(make_app):
     app = make_app(OPIK_RUNNER_JOB_TIMEOUT="1")
     client = app.test_client()
-    runner_id, project_id = pair(client)
-    register(client, runner_id)
-    job_id = create_job(client, project_id)
+    in_app = InApp(client)
+    runner_id, project_id = in_app.pair()
+    in_app.register(runner_id)
+    job_id = in_app.create_job(project_id)
     time.sleep(LAPSE)
     reap(app)
     # Older than its timeout, but never claimed: pending jobs do not time out.
@@ -833,7 +842,7 @@ def test_reaper_times_out_a_running_job_on_a_live_runner(make_app):
     assert (job["id"], job["status"], job["timeout"]) == (job_id, "running", 1)
     # The clock starts at the claim (started_at), not at creation.
     assert get_job(client, job_id).json["status"] == "running"
-    pending = create_job(client, project_id)
+    pending = in_app.create_job(project_id)
     time.sleep(LAPSE)
     reap(app)
 
@@ -848,11 +857,12 @@ def test_reaper_times_out_a_running_job_on_a_live_runner(make_app):
 
 def test_lapsed_runner_keeps_its_jobs_until_purged(lapsing_client):
     client = lapsing_client
-    runner_id, project_id = pair(client)
-    register(client, runner_id)
-    running = create_job(client, project_id)
+    in_app = InApp(client)
+    runner_id, project_id = in_app.pair()
+    in_app.register(runner_id)
+    running = in_app.create_job(project_id)
     claim(client, runner_id)
-    pending = create_job(client, project_id)
+    pending = in_app.create_job(project_id)
     lapse(runner_id)
     reap(client.application)  # lapsed, not purged: the reaper leaves its jobs alone
 
@@ -869,12 +879,13 @@ def test_lapsed_runner_keeps_its_jobs_until_purged(lapsing_client):
 
 def test_create_job_on_a_lapsed_runner_is_409(lapsing_client):
     client = lapsing_client
-    runner_id, project_id = pair(client)
-    register(client, runner_id)
+    in_app = InApp(client)
+    runner_id, project_id = in_app.pair()
+    in_app.register(runner_id)
     lapse(runner_id)
     response = client.post(f"{API}/local-runners/jobs", json={"agent_name": "answer", "project_id": project_id})
     assert response.status_code == 409
     assert response.json == {"errors": ["Your runner is not connected. Start it with: opik connect"]}
     assert client.get(f"{runner_url(runner_id)}/jobs").json["total"] == 0
     heartbeat(client, runner_id)
-    create_job(client, project_id)  # accepted again once it is back
+    in_app.create_job(project_id)  # accepted again once it is back

@@ -20,10 +20,11 @@ import pytest
 import requests
 import yaml
 
-from opik_cli import CLI, cli_env
+from tests.support.cli import CLI, cli_env
 from opik_runners import __version__
-from server import child_pids, free_port, pair, wait_until
-from threads import Task, join_all
+from tests.support.servers import child_pids, free_port, pair_over_http
+from tests.support.waiting import wait_until
+from tests.support.threads import Task, join_all
 
 IMAGE = os.environ.get("OPIK_RUNNERS_IMAGE", "")
 # compose.scale-out.yaml's POSTGRES_IMAGE here: postgres:16 cannot be pulled on CI's machine.
@@ -206,7 +207,7 @@ def test_a_container_refuses_to_start_when_data_is_not_writable(tmp_path):
 def test_data_survives_a_new_container_and_backs_up_through_exec(containers):
     volume = containers.volume()
     first = containers(data=volume)
-    runner = pair(first.url, "default", "kept-runner")
+    runner = pair_over_http(first.url, "default", "kept-runner")
     created = first.api("POST", "/local-runners/jobs", json={
         "agent_name": "answer", "project_id": runner["project_id"], "inputs": {"question": "kept?"}})
     assert created.status_code == 201, created.text
@@ -379,7 +380,7 @@ def test_compose_scale_out_two_instances_on_one_postgres_wake_each_other(compose
 
     # A poll held on B is answered by a job created through A, and one held on A by a job
     # created through B: long before the polls' 20 s timeout, so by the cross-instance wake-up.
-    first, second = pair(a.url, "ws-a", "runner-1"), pair(b.url, "ws-b", "runner-2")
+    first, second = pair_over_http(a.url, "ws-a", "runner-1"), pair_over_http(b.url, "ws-b", "runner-2")
 
     def hold(node, runner):
         def poll():

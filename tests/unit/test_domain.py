@@ -13,14 +13,13 @@ import uuid
 
 import pytest
 
-from conftest import activation_hmac
-from opik_runners.protocol import JobStatus
+from opik_runners.protocol import JobStatus, activation_hmac_text
 from opik_runners.store import db
 from opik_runners import errors
 from opik_runners.domain import jobs, maintenance, ownership, pairing, projects, runners
 from opik_runners.store.models import SECOND, Job, JobLog, Project, Runner, database, now_us
 from opik_runners.settings import load_settings
-from server import fresh_database_url
+from tests.support.databases import fresh_database_url
 
 ME = ownership.Caller("default", "admin")
 BOB = ownership.Caller("default", "bob")
@@ -68,7 +67,7 @@ def activate(project_id, caller=ME, runner_type="endpoint", name="runner-1"):
             "type": runner_type,
         },
     )
-    return pairing.activate_session(CURRENT["settings"], caller, session.id, name, activation_hmac(session.id, key, name))
+    return pairing.activate_session(CURRENT["settings"], caller, session.id, name, activation_hmac_text(session.id, key, name))
 
 
 def endpoint(caller=ME, project_name="demo", agents=None, **kwargs):

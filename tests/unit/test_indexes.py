@@ -12,7 +12,7 @@ from opik_runners.domain import bridge, jobs, listing, maintenance, ownership, r
 from opik_runners.control import shared as control, faults, journal  # noqa: F401
 from opik_runners.store.models import BridgeCommand, Job, PairingSession, Runner, database, now_us
 from opik_runners.store.statements import Statement
-from server import POSTGRES_URL, fresh_database_url
+from tests.support.databases import POSTGRES_URL, fresh_database_url
 
 # Statements that read a single row by primary key or write one: nothing to index.
 BY_KEY = {"start maintenance cycle", "last maintenance start", "insert journal entry",

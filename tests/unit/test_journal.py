@@ -7,7 +7,7 @@ from opik_runners import clock
 from opik_runners.control import shared as control, journal
 from opik_runners.store import db
 from opik_runners.store.models import JournalBody, JournalEntry, ServerProcess, database
-from server import fresh_database_url
+from tests.support.databases import fresh_database_url
 
 
 @pytest.fixture

@@ -15,13 +15,14 @@ from opik_runners.domain import bridge, jobs, maintenance, runners
 from opik_runners.store import db
 from opik_runners.control.state.wipe import wipe
 from opik_runners.domain.maintenance import REAPER
-from helpers import running_job
 from opik_runners.store.models import (
     SECOND, BridgeCommand, BridgeRate, Job, MaintenanceTask, PairingSession, Runner, database, holder_name, now_us,
 )
 from opik_runners.settings import load_settings
-from server import POSTGRES_URL, fresh_database_url, wait_until, waiting_on_locks
-from threads import Task, join_all, run_all
+from tests.support.data import running_job
+from tests.support.databases import POSTGRES_URL, fresh_database_url, waiting_on_locks
+from tests.support.threads import Task, join_all, run_all
+from tests.support.waiting import wait_until
 
 # A process that takes the reaper's lock through the backend, says so, and waits to be killed.
 HOLDER = """

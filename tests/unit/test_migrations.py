@@ -9,8 +9,8 @@ from opik_runners import __version__
 from opik_runners.store import db, migrations
 from opik_runners.store.migrations import LATEST, MIGRATIONS, SchemaMigration, SchemaTooNew, m0001_baseline
 from opik_runners.store.models import MODELS, database
-from server import fresh_database_url
-from threads import Task, run_all
+from tests.support.databases import fresh_database_url
+from tests.support.threads import Task, run_all
 
 
 def schema(backend):

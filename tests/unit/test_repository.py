@@ -5,8 +5,8 @@ import re
 import pytest
 import yaml
 
-import contract
 from opik_runners.settings import SETTINGS
+from tests.support import contract
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 

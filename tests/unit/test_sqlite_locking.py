@@ -12,7 +12,7 @@ from opik_runners.store import sqlite
 from opik_runners.store.sqlite import SqliteBackend
 from opik_runners.store.models import Project, Wakeup
 
-from server import POSTGRES_URL
+from tests.support.databases import POSTGRES_URL
 
 pytestmark = pytest.mark.skipif(bool(POSTGRES_URL), reason="SQLite's locking")
 
@@ -171,7 +171,7 @@ def test_data_version_moves_with_every_commit_and_only_then(database):
 
 def test_data_version_names_its_database(make_app, tmp_path):
     # A test's next database (or a forked child) counts on its own: its numbers must not match.
-    from server import fresh_database_url
+    from tests.support.databases import fresh_database_url
 
     make_app(DATABASE_URL=fresh_database_url(tmp_path, "a"))
     with models.database.connection_context():

@@ -10,7 +10,6 @@ import uuid
 
 import pytest
 
-from helpers import activation_hmac
 from opik_runners.domain import bridge, jobs, listing, ownership, pairing, projects, runners, traces
 from opik_runners.clock import iso_utc
 from opik_runners.schemas import responses
@@ -18,13 +17,14 @@ from opik_runners.control.state.document import StateError
 from opik_runners.control.state.export import export_state
 from opik_runners.control.state.seed import load_state
 from opik_runners.control.state.wipe import wipe
+from opik_runners.protocol import activation_hmac_text
 from opik_runners.store import wakeups
 from opik_runners.store.models import (
     SECOND, BridgeCommand, BridgeRate, Job, JobLog, MaintenanceTask, PairingSession, Project, Runner, Span, Trace,
     database, now_us,
 )
-from server import wait_until
-from threads import Task, join_all
+from tests.support.threads import Task, join_all
+from tests.support.waiting import wait_until
 
 ME = ownership.Caller("default", "admin")
 BOB = ownership.Caller("default", "bob")
@@ -43,7 +43,7 @@ def activate(settings, caller, project_id, runner_type="endpoint", name="runner-
         "project_id": project_id, "activation_key": base64.b64encode(key).decode(), "ttl_seconds": 300,
         "type": runner_type,
     })
-    return pairing.activate_session(settings, caller, session.id, name, activation_hmac(session.id, key, name))
+    return pairing.activate_session(settings, caller, session.id, name, activation_hmac_text(session.id, key, name))
 
 
 def new_job(settings, caller, project_id, **extra):

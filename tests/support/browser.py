@@ -1,10 +1,10 @@
 """Debian's Chromium driven by Playwright (nothing downloaded), for the pages' tests: launch,
 screenshots a person can open, the axe-core accessibility check, and a watch on the pages'
-Content-Security-Policy that fails every page test whose pages it refused anything."""
+Content-Security-Policy (conftest.py's `browser` fixture fails every page test whose pages it
+refused anything)."""
 import contextlib
 import http.server
 import os
-import pathlib
 import re
 import shutil
 import threading
@@ -13,13 +13,15 @@ import pytest
 from axe_playwright_python.sync_playwright import Axe
 from playwright import sync_api as playwright
 
+from tests.support import REPOSITORY
+
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 # On a laptop without Debian's chromium the page tests skip; CI (which installs it) runs them.
 needs_chromium = pytest.mark.skipif(
     not os.path.exists(CHROMIUM) and not os.environ.get("CI"), reason="Debian's chromium is not installed"
 )
 # Written by the tests, ignored by git: look at them after a run.
-SCREENSHOTS = pathlib.Path(__file__).resolve().parent.parent / "screenshots"
+SCREENSHOTS = REPOSITORY / "screenshots"
 DESKTOP = {"width": 1280, "height": 900}
 PHONE = {"width": 390, "height": 844}
 # What axe may report: "minor" and "moderate" findings are listed in the failure of a serious one.
@@ -95,20 +97,6 @@ class WatchedBrowser:
 
     def __getattr__(self, name):
         return getattr(self._browser, name)
-
-
-@pytest.fixture
-def browser():
-    """Chromium for one test; the test fails if a page it opened reported a CSP violation."""
-    with playwright.sync_playwright() as p:
-        browser = WatchedBrowser(launch(p))
-        try:
-            yield browser
-            browser.csp.flush(browser)
-        finally:
-            browser.close()
-        reports = browser.csp.take()
-        assert not reports, "the Content-Security-Policy refused something:\n" + "\n".join(reports)
 
 
 @contextlib.contextmanager

@@ -1,22 +1,25 @@
 """Validate responses against the shared contract with openapi-core, and the control plane's
-(/_admin/) against its own document, the package's admin-openapi.yaml."""
+(/_admin/) against its own document, the package's admin-openapi.yaml; ContractClient, the
+test client that validates every response it gets."""
 import copy
 import functools
 import json
-import pathlib
 import urllib.parse
 
 import yaml
+from flask.testing import FlaskClient
 from openapi_core import OpenAPI
 from openapi_core.contrib.werkzeug import WerkzeugOpenAPIRequest, WerkzeugOpenAPIResponse
 from openapi_core.templating.paths.exceptions import PathNotFound, OperationNotFound
 from openapi_core.templating.responses.exceptions import ResponseNotFound
 
+from tests.support import REPOSITORY
+
 # A copy of the team's shared contract, kept in the repository so a fresh clone tests
 # on its own; test_contract_copy.py checks the copy against ../shared when it is there.
-CONTRACT = pathlib.Path(__file__).resolve().parents[1] / "contract" / "opik-runners-openapi.yaml"
-SHARED = pathlib.Path(__file__).resolve().parents[2] / "shared" / "contract" / "opik-runners-openapi.yaml"
-ADMIN_CONTRACT = pathlib.Path(__file__).resolve().parents[1] / "opik_runners" / "admin-openapi.yaml"
+CONTRACT = REPOSITORY / "contract" / "opik-runners-openapi.yaml"
+SHARED = REPOSITORY.parent / "shared" / "contract" / "opik-runners-openapi.yaml"
+ADMIN_CONTRACT = REPOSITORY / "opik_runners" / "admin-openapi.yaml"
 ADMIN_PREFIX = "/_admin/"
 
 
@@ -121,3 +124,13 @@ def validate_http(method, url, status, headers, body):
     response = Response(body, status=status, headers=[(k, v) for k, v in dict(headers).items()
                                                       if k.lower() not in ("content-length", "transfer-encoding")])
     validate(request, response)
+
+
+class ContractClient(FlaskClient):
+    """A test client that checks every response against the contract."""
+
+    def open(self, *args, **kwargs):
+        response = super().open(*args, **kwargs)
+        if response.request is not None and not kwargs.get("buffered") is False:
+            validate(response.request, response)
+        return response

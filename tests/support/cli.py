@@ -1,8 +1,6 @@
-"""Run the real `opik` CLI (pinned in requirements-dev.txt) against a test server."""
-import base64
-import hashlib
-import hmac
-import json
+"""Run the real `opik` CLI (pinned in requirements-dev.txt) against a test server, and the agent
+file `opik endpoint` runs. What the tests do with the link it prints and the bridge's signatures
+is opik_runners.protocol's."""
 import os
 import re
 import shutil
@@ -11,14 +9,17 @@ import subprocess
 import textwrap
 import threading
 import time
-import uuid
 
-from server import child_pids
+from tests.support.servers import child_pids
 
 OPIK = shutil.which("opik") or os.path.join(os.path.dirname(os.sys.executable), "opik")
-LINK = re.compile(r"(https?://\S+/opik/pair/v1\S*#[A-Za-z0-9_-]+)")
-# An agent file for `opik endpoint -- python agent.py`: one agent answers, one fails; SIGTERM ends it.
-AGENT_FILE = textwrap.dedent('''
+# The pairing link `opik endpoint` and `opik connect` print; its fragment is what
+# opik_runners.protocol.read_link_fragment reads.
+LINK = re.compile(r"(https?://\S+/opik/pair/v1\S*#(?P<fragment>[A-Za-z0-9_-]+))")
+
+# The agent `opik endpoint` runs in the CLI's tests: `answer` and `boom`, and a SIGTERM handler that
+# lets it stop at once.
+ENDPOINT_AGENT_FILE = textwrap.dedent('''
     import signal
     import sys
     import time
@@ -143,43 +144,3 @@ class CLI(Collected):
         self._reader.join(timeout=5)
         return self.process.returncode
 
-
-def decode_link(link):
-    """The pairing link's fragment (docs/opik-behaviour.md#cli-pairing-link)."""
-    fragment = link.rsplit("#", 1)[1]
-    raw = base64.urlsafe_b64decode(fragment + "=" * (-len(fragment) % 4))
-    name_length = raw[64]
-    return {
-        "session_id": str(uuid.UUID(bytes=raw[:16])),
-        "key": raw[16:48],
-        "project_id": str(uuid.UUID(bytes=raw[48:64])),
-        "runner_name": raw[65:65 + name_length].decode("utf-8"),
-        "type": "connect" if raw[65 + name_length] == 0 else "endpoint",
-    }
-
-
-def activation_hmac(session_id, key, runner_name):
-    message = uuid.UUID(session_id).bytes + hashlib.sha256(runner_name.encode()).digest()
-    return base64.b64encode(hmac.new(key, message, hashlib.sha256).digest()).decode()
-
-
-def bridge_key(activation_key, session_id):
-    """HKDF-SHA256(ikm=activation key, salt=session uuid bytes, info="opik-bridge-v1"), one block."""
-    prk = hmac.new(uuid.UUID(session_id).bytes, activation_key, hashlib.sha256).digest()
-    return hmac.new(prk, b"opik-bridge-v1" + b"\x01", hashlib.sha256).digest()
-
-
-def sign(key, label, payload):
-    """docs/opik-behaviour.md#bridge-signatures: base64(HMAC(key, label || canonical JSON of payload))."""
-    canonical = json.dumps(payload, sort_keys=True, separators=(",", ":"))
-    return base64.b64encode(hmac.new(key, label.encode() + canonical.encode(), hashlib.sha256).digest()).decode()
-
-
-def signed_args(key, command_type, args):
-    return {**args, "_hmac": sign(key, command_type, args)}
-
-
-def result_is_signed(key, command):
-    result = dict(command["result"])
-    given = result.pop("_hmac")
-    return hmac.compare_digest(given, sign(key, command["status"], result))

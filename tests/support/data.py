@@ -1,18 +1,9 @@
-"""What the in-process and the real-server tests share: a runner's agent, the pairing HMAC, a
-stuck job written straight to the store, and the bridge rate's minute."""
-import base64
-import hashlib
-import hmac
-import time
+"""What the tests declare or write straight to the store: a runner's `answer` agent, a stuck
+running job, and heartbeats that lapsed."""
 import uuid
 
-from opik_runners.store.models import SECOND, Job, Project, Runner, now_us
 from opik_runners.protocol import new_id
-
-
-def activation_hmac(session_id, key_bytes, runner_name):
-    message = uuid.UUID(str(session_id)).bytes + hashlib.sha256(runner_name.encode()).digest()
-    return base64.b64encode(hmac.new(key_bytes, message, hashlib.sha256).digest()).decode()
+from opik_runners.store.models import SECOND, Job, Project, Runner, database, now_us
 
 
 AGENT = {
@@ -37,9 +28,10 @@ def running_job(timeout, started_ago):
                       started_at=now - int(started_ago * SECOND), seq=1, document="{}").id
 
 
-def start_of_fresh_minute_if_needed(needed=3.0):
-    """The bridge's rate buckets are clock minutes (the server's clock, at offset 0, is this
-    machine's): don't let a test straddle a minute change."""
-    left = 60 - time.time() % 60
-    if left < needed:
-        time.sleep(left + 0.05)
+def lapse(*runner_ids, ago=1.0):
+    """Let runners' heartbeats lapse `ago` seconds ago, as if their TTL had run out then (tests
+    of what a lapsed runner does; test_runners also waits for a real TTL to run out)."""
+    with database.connection_context():
+        Runner.update(heartbeat_expires_at=now_us() - int(ago * SECOND)).where(
+            Runner.id.in_([uuid.UUID(str(runner_id)) for runner_id in runner_ids])
+        ).execute()

@@ -1,0 +1,1 @@
+"""Real servers, the real `opik` CLI, Chromium, PostgreSQL: marked slow (conftest.py)."""

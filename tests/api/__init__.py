@@ -1,0 +1,1 @@
+"""The whole API through Flask's test client, every response checked against the contract."""
