@@ -111,7 +111,13 @@ def prepare_database(server):
             code, message = 1, str(exc)
         except BaseException as exc:
             url = load_settings().database_url
-            code, message = 1, f"cannot open the database at {url}: {exc}{why_sqlite_cannot_write(url)}"
+            try:
+                from .store.db import explain_open_failure
+
+                why = explain_open_failure(url)
+            except BaseException:  # the store itself would not import: its error is the message
+                why = ""
+            code, message = 1, f"cannot open the database at {url}: {exc}{why}"
         os.write(write_end, message.encode())
         os._exit(code)
     os.close(write_end)
@@ -120,27 +126,6 @@ def prepare_database(server):
     _, status = os.waitpid(pid, 0)
     if os.waitstatus_to_exitcode(status) != 0:
         raise RuntimeError(message or "preparing the database failed")
-
-
-def why_sqlite_cannot_write(database_url):
-    """For a SQLite file whose directory (or the file itself) this process may not write, as
-    in a container whose /data is a host directory of another owner: what to change. SQLite
-    alone says "unable to open database file". Run in prepare_database's child."""
-    if not database_url.startswith("sqlite"):
-        return ""
-    from playhouse.db_url import parse
-
-    path = parse(database_url)["database"]
-    if path == ":memory:":
-        return ""
-    path = os.path.abspath(path)
-    directory = os.path.dirname(path)
-    if not os.path.isdir(directory):
-        return f" ({directory} does not exist)"
-    if os.access(directory, os.W_OK | os.X_OK) and (not os.path.exists(path) or os.access(path, os.W_OK)):
-        return ""
-    return (f" ({directory} is not writable by uid {os.getuid()}, the user this server runs as: make it "
-            f"writable by that user, or point DATABASE_URL elsewhere)")
 
 
 def post_worker_init(worker):

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 from .http import short
 
+REFERENCE = "docs/opik-behaviour.md"  # where each departure a scenario shows is documented
 SYMBOLS = {"passed": "ok", "differs": "DIFFERS", "failed": "FAILED", "skipped": "skipped"}
 
 
@@ -71,7 +72,7 @@ def table(outcomes, heading, groups=None, evidence=False):
         lines.append(group)
         for o in mine:
             note = f" ({o.reason})" if o.outcome == "skipped" and o.reason else ""
-            departure = f" [docs/opik-behaviour.md#{o.departure}]" if o.departure and o.bad else ""
+            departure = f" [{REFERENCE}#{o.departure}]" if o.departure and o.bad else ""
             lines.append(f"  {SYMBOLS[o.outcome]:<8} {o.title}{note}{departure}")
             if o.bad or evidence and o.details:
                 lines.extend(f"             {line}" for line in o.details)

@@ -13,7 +13,7 @@ from playhouse.db_url import parse
 from . import migrations
 from .models import database
 from .postgres import PostgresBackend
-from .sqlite import SqliteBackend
+from .sqlite import SqliteBackend, why_sqlite_cannot_write
 from .urls import kind_of
 
 # What a failing database raises, whichever it is: the app answers each with a 503 (or 507).
@@ -78,6 +78,15 @@ def open_and_migrate(url, pool_size=20):
         for hook in _on_migrated:
             hook()
     return backend
+
+
+def explain_open_failure(url):
+    """What to change, where the store can tell why the database at `url` would not open (a
+    SQLite file in a directory this process may not write, as a container's /data of another
+    owner: SQLite alone says "unable to open database file"); empty otherwise."""
+    if kind_of(url) != "sqlite":
+        return ""
+    return why_sqlite_cannot_write(parse(url)["database"])
 
 
 def disk_full(error):

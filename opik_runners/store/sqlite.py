@@ -220,3 +220,18 @@ class SqliteBackend(Backend, PooledSqliteDatabase):
             source.close()
             if os.path.exists(partial):
                 os.remove(partial)
+
+
+def why_sqlite_cannot_write(path):
+    """For a database file whose directory (or the file itself) this process may not write: what
+    to change, as a parenthesis to add to SQLite's own message; empty when it can write there."""
+    if path == ":memory:":
+        return ""
+    path = os.path.abspath(path)
+    directory = os.path.dirname(path)
+    if not os.path.isdir(directory):
+        return f" ({directory} does not exist)"
+    if os.access(directory, os.W_OK | os.X_OK) and (not os.path.exists(path) or os.access(path, os.W_OK)):
+        return ""
+    return (f" ({directory} is not writable by uid {os.getuid()}, the user this server runs as: make it "
+            f"writable by that user, or point DATABASE_URL elsewhere)")

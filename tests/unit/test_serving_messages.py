@@ -1,8 +1,8 @@
-"""What `opik-runners serve` says when the SQLite file cannot be opened (serving.py). The
+"""What `opik-runners serve` says when the SQLite file cannot be opened (store.db.explain_open_failure). The
 unwritable case needs a user other than root: tests/image runs it in the image, as uid 10001."""
 import os
 
-from opik_runners.serving import why_sqlite_cannot_write
+from opik_runners.store.db import explain_open_failure as why_sqlite_cannot_write
 
 
 def test_a_missing_directory_is_named(tmp_path):
