@@ -3,14 +3,11 @@ local server"): a page of another local origin (another port) sends what a brows
 send, and a page on a rebound host name (Chromium resolves evil.example to 127.0.0.1, as DNS
 rebinding makes it) reads and writes as if it were the server's own. All of it is refused, and
 the store is as it was."""
-import http.server
-import threading
-
 import pytest
 import requests
 
 from playwright import sync_api as playwright
-from tests.support.browser import launch, needs_chromium
+from tests.support.browser import another_origin, launch, needs_chromium
 from tests.support.databases import fresh_database_url
 from tests.support.servers import Server, pair_over_http
 
@@ -80,29 +77,6 @@ def server(tmp_path):
     srv.stop()
 
 
-@pytest.fixture
-def attacker():
-    """Another origin on loopback: an HTTP server on its own port, serving the attack page."""
-    pages = {}
-
-    class Pages(http.server.BaseHTTPRequestHandler):
-        def do_GET(self):
-            body = pages.get(self.path, "").encode()
-            self.send_response(200 if body else 404)
-            self.send_header("Content-Type", "text/html; charset=utf-8")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
-
-        def log_message(self, *args):
-            pass
-
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Pages)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    yield pages, f"http://127.0.0.1:{httpd.server_address[1]}"
-    httpd.shutdown()
-
-
 def world(server):
     """A runner, its pairing session, a project: what the attacks would change or read."""
     return pair_over_http(server.url, "default", "victim")
@@ -120,18 +94,16 @@ def journal(server):
     return requests.get(f"{server.url}/_admin/requests", timeout=5).json()["requests"]
 
 
-def test_a_page_of_another_origin_changes_nothing_reads_nothing_and_cannot_frame_the_pairing_page(server, attacker):
+def test_a_page_of_another_origin_changes_nothing_reads_nothing_and_cannot_frame_the_pairing_page(server):
     world(server)
     before = everything(server)
     requests.delete(f"{server.url}/_admin/requests", timeout=5)  # the journal then holds the attack alone
-    pages, origin = attacker
-    pages["/attack.html"] = ATTACK.replace("TARGET", server.url)
-    with playwright.sync_playwright() as p:
+    with another_origin(ATTACK.replace("TARGET", server.url)) as origin, playwright.sync_playwright() as p:
         browser = launch(p)
         page = browser.new_page()
         messages = []
         page.on("console", lambda message: messages.append(message.text))
-        page.goto(f"{origin}/attack.html")
+        page.goto(origin)
         done = page.evaluate("window.attack")
         # The pairing page is not shown inside another site's frame (frame-ancestors 'none').
         shown = page.query_selector("#pairing").content_frame().query_selector("#status") is not None
@@ -173,11 +145,12 @@ def test_a_rebound_host_name_reads_nothing_and_resets_nothing(server):
 LISTED = """<!doctype html>
 <title>A UI on its own dev port</title>
 <script>
+const TARGET = new URLSearchParams(location.search).get("target");
 window.calls = (async () => {
   const headers = {"Content-Type": "application/json", "Authorization": "ui-key", "Comet-Workspace": "front"};
-  const made = await fetch("TARGET/api/v1/private/projects",
+  const made = await fetch(`${TARGET}/api/v1/private/projects`,
     {method: "POST", credentials: "include", headers, body: JSON.stringify({name: "from-the-ui"})});
-  const found = await fetch("TARGET/api/v1/private/projects/retrieve",
+  const found = await fetch(`${TARGET}/api/v1/private/projects/retrieve`,
     {method: "POST", credentials: "include", headers, body: JSON.stringify({name: "from-the-ui"})});
   return {status: made.status, location: made.headers.get("Location"), project: await found.json()};
 })();
@@ -185,20 +158,19 @@ window.calls = (async () => {
 """
 
 
-def test_a_listed_origin_calls_the_api_with_credentials_from_chromium(tmp_path, attacker):
-    pages, origin = attacker
-    srv = Server(fresh_database_url(tmp_path), OPIK_RUNNERS_CORS_ORIGINS=origin, OPIK_API_KEYS="ui:ui-key",
-                 OPIK_RUNNERS_ADMIN="off").start()
-    try:
-        pages["/ui.html"] = LISTED.replace("TARGET", srv.url)
-        with playwright.sync_playwright() as p:
-            browser = launch(p)
-            page = browser.new_page()
-            page.goto(f"{origin}/ui.html")
-            calls = page.evaluate("window.calls")
-            browser.close()
-    finally:
-        srv.stop()
+def test_a_listed_origin_calls_the_api_with_credentials_from_chromium(tmp_path):
+    with another_origin(LISTED) as origin:
+        srv = Server(fresh_database_url(tmp_path), OPIK_RUNNERS_CORS_ORIGINS=origin.rstrip("/"),
+                     OPIK_API_KEYS="ui:ui-key", OPIK_RUNNERS_ADMIN="off").start()
+        try:
+            with playwright.sync_playwright() as p:
+                browser = launch(p)
+                page = browser.new_page()
+                page.goto(f"{origin}?target={srv.url}")  # the page calls the server the query names
+                calls = page.evaluate("window.calls")
+                browser.close()
+        finally:
+            srv.stop()
     assert calls["status"] == 201
     assert calls["location"].endswith(f"/projects/{calls['project']['id']}")  # exposed to the page
     assert calls["project"]["name"] == "from-the-ui"

@@ -12,7 +12,7 @@ import requests
 
 from opik_runners.client.agents import parse_agents
 from opik_runners.protocol import activation_hmac_text, read_link_fragment
-from tests.support.cli import CLI, LINK, Collected, cli_env
+from tests.support.cli import CLI, LINK, Collected, agent_file, cli_env
 from tests.support.databases import fresh_database_url
 from tests.support.servers import Server, free_port
 from tests.support.waiting import wait_until
@@ -226,34 +226,11 @@ def test_pairing_through_the_control_plane(tmp_path, simulators):
         server.stop()
 
 
-AGENT_FILE = """
-import signal
-import sys
-import time
-
-import opik
-
-
-@opik.track(entrypoint=True)
-def echo(message: str = "") -> dict:
-    return {"message": message}
-
-
-_previous = signal.getsignal(signal.SIGTERM)
-
-
-def _stop(signum, frame):  # let the runner loops stop, then leave at once (no 5 s SIGKILL wait)
-    if callable(_previous):
-        _previous(signum, frame)
-    sys.exit(0)
-
-
-signal.signal(signal.SIGTERM, _stop)
-
-if __name__ == "__main__":
-    while True:
-        time.sleep(0.2)
-"""
+AGENT_FILE = agent_file('''
+    @opik.track(entrypoint=True)
+    def echo(message: str = "") -> dict:
+        return {"message": message}
+''')
 
 
 def test_the_simulator_calls_what_the_real_cli_calls(tmp_path, simulators):

@@ -12,7 +12,6 @@ import pathlib
 import re
 import subprocess
 import sys
-import textwrap
 import time
 import uuid
 
@@ -20,7 +19,7 @@ import pytest
 import requests
 import yaml
 
-from tests.support.cli import CLI, cli_env
+from tests.support.cli import CLI, agent_file, cli_env
 from opik_runners import __version__
 from tests.support.servers import child_pids, free_port, pair_over_http
 from tests.support.waiting import wait_until
@@ -232,22 +231,12 @@ def test_data_survives_a_new_container_and_backs_up_through_exec(containers):
     assert restored.api("GET", f"/local-runners/jobs/{job_id}").json()["inputs"] == {"question": "kept?"}
 
 
-AGENT_FILE = textwrap.dedent('''
-    import time
-
-    import opik
-
-
+AGENT_FILE = agent_file('''
     @opik.track(entrypoint=True)
     def answer(question: str) -> str:
         """Answer a question."""
         print(f"answering {question!r}")
         return f"42 ({question})"
-
-
-    if __name__ == "__main__":
-        while True:
-            time.sleep(0.2)
 ''')
 
 

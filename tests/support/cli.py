@@ -17,16 +17,38 @@ OPIK = shutil.which("opik") or os.path.join(os.path.dirname(os.sys.executable), 
 # opik_runners.protocol.read_link_fragment reads.
 LINK = re.compile(r"(https?://\S+/opik/pair/v1\S*#(?P<fragment>[A-Za-z0-9_-]+))")
 
-# The agent `opik endpoint` runs in the CLI's tests: `answer` and `boom`, and a SIGTERM handler that
-# lets it stop at once.
-ENDPOINT_AGENT_FILE = textwrap.dedent('''
-    import signal
-    import sys
-    import time
+def agent_file(agents):
+    """An agent file for `opik endpoint -- python agent.py`: the `agents` (decorated functions'
+    source), the imports they use, a SIGTERM handler that lets the runner loops stop and then leaves
+    at once (no 5 s SIGKILL wait), and the main loop that keeps the process serving."""
+    return textwrap.dedent('''
+        import signal
+        import sys
+        import time
 
-    import opik
+        import opik
+
+    ''') + "\n" + textwrap.dedent(agents).strip() + "\n" + textwrap.dedent('''
+
+        _previous = signal.getsignal(signal.SIGTERM)
 
 
+        def _stop(signum, frame):
+            if callable(_previous):
+                _previous(signum, frame)
+            sys.exit(0)
+
+
+        signal.signal(signal.SIGTERM, _stop)
+
+        if __name__ == "__main__":
+            while True:
+                time.sleep(0.2)
+    ''')
+
+
+# The agent `opik endpoint` runs in the CLI's tests: `answer` and `boom`.
+ENDPOINT_AGENT_FILE = agent_file('''
     @opik.track(entrypoint=True)
     def answer(question: str, n: int = 1) -> str:
         """Answer a question n times."""
@@ -38,22 +60,6 @@ ENDPOINT_AGENT_FILE = textwrap.dedent('''
     def boom(x: str) -> str:
         print("about to fail")
         raise ValueError("kaboom")
-
-
-    _previous = signal.getsignal(signal.SIGTERM)
-
-
-    def _stop(signum, frame):  # let the runner loops stop, then leave at once
-        if callable(_previous):
-            _previous(signum, frame)
-        sys.exit(0)
-
-
-    signal.signal(signal.SIGTERM, _stop)
-
-    if __name__ == "__main__":
-        while True:
-            time.sleep(0.2)
 ''')
 
 
