@@ -40,7 +40,6 @@ class Setup:
     job_timeout: float = 60.0
     cwd: str = None
     env: dict = field(default_factory=dict)  # more variables for COMMAND's environment
-    keep_output: list = field(default_factory=list)
 
 
 class GraderError(Exception):
@@ -75,6 +74,7 @@ class Grader:
         self.started_at = time.time()
         self.jobs = {}  # job id -> why the grader made it
         self.outcomes = []
+        self.logs = []  # what each launch of COMMAND printed
 
     # -- the server
 
@@ -112,8 +112,8 @@ class Grader:
     def launch(self):
         self.ensure_project()  # opik connect pairs only with a project that exists
         runner_id = self.pair_for_client() if self.setup.pairing == "grader" else None
-        log = open(os.path.join(self.scratch, f"client-{len(self.setup.keep_output)}.log"), "w+b")
-        self.setup.keep_output.append(log)
+        log = open(os.path.join(self.scratch, f"client-{len(self.logs)}.log"), "w+b")
+        self.logs.append(log)
         try:
             self.process = subprocess.Popen(self.setup.command, env=self.environment(runner_id), cwd=self.setup.cwd,
                                             stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
@@ -122,9 +122,9 @@ class Grader:
         self.say(f"started {' '.join(self.setup.command)} (pid {self.process.pid})")
 
     def output(self):
-        if not self.setup.keep_output:
+        if not self.logs:
             return ""
-        log = self.setup.keep_output[-1]
+        log = self.logs[-1]
         log.seek(0)
         return log.read().decode(errors="replace")
 
@@ -273,7 +273,7 @@ class Grader:
             self.stop_client()
             if self.server is not None:
                 self.server.stop()
-            for log in self.setup.keep_output:
+            for log in self.logs:
                 log.close()
             shutil.rmtree(self.scratch, ignore_errors=True)
         return self.outcomes
