@@ -404,18 +404,22 @@ class PageRun:
         output = out.read_text(errors="replace") if out.exists() else ""
         parts = [f"{block.where}: the {block.lang} example {what}", "--- as run:", text.rstrip(),
                  "--- its output:", output.rstrip() or "(none)"]
-        for background in self.backgrounds:
+        for background in (b for b in self.backgrounds if b.block is not block):
             parts += [f"--- the background command of {background.block.where}, so far:",
                       background.output()[-4000:].rstrip() or "(none)"]
         return ExampleError("\n".join(parts))
 
     # -- background commands
 
+    def stop_servers(self):
+        """Ctrl-C to the page's server, as a reader stops it before starting another."""
+        for running in [b for b in self.backgrounds if b.server]:
+            stop_group(running.pgid)
+            self.backgrounds.remove(running)
+
     def background(self, block, text, server):
         if server:
-            for running in [b for b in self.backgrounds if b.server]:
-                stop_group(running.pgid)
-                self.backgrounds.remove(running)
+            self.stop_servers()
         path, number = self.script(text)
         log = self.scratch / f"{number:03d}.log"
         self.send(f"( source {path} ) < /dev/null > {log} 2>&1 & echo '@@done {number} '$!")
@@ -497,9 +501,7 @@ class PageRun:
             self.tally.shown += 1
             return
         if "stop-server" in marker.flags:
-            for running in [b for b in self.backgrounds if b.server]:
-                stop_group(running.pgid)
-                self.backgrounds.remove(running)
+            self.stop_servers()
         text = localize(block.body, self.ports)
         timeout = float(marker.options.get("timeout", DEFAULT_TIMEOUT))
         if block.lang in ("python", "py"):
