@@ -34,10 +34,8 @@ def open_database(settings, migrate=True):
     except (ValueError, migrations.SchemaTooNew) as exc:
         raise click.ClickException(str(exc)) from None
     except peewee.DatabaseError as exc:  # a SQLite file it cannot open, a PostgreSQL that refuses, ...
-        from .serving import why_sqlite_cannot_write
-
         raise click.ClickException(f"cannot open the database at {settings.database_url}: {exc}"
-                                   f"{why_sqlite_cannot_write(settings.database_url)}") from None
+                                   f"{db.explain_open_failure(settings.database_url)}") from None
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
