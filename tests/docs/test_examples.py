@@ -1,5 +1,5 @@
 """Every shell and Python example of README.md and docs/ runs against a real server, as a reader
-copy-pastes it (examples.py says how, and the markers that take a block otherwise); and an
+copy-pastes it (tests/support/examples.py says how, and the markers that take a block otherwise); and an
 example that no longer works fails its page's test, with the page's line, what ran and what it
 printed."""
 import os
@@ -7,7 +7,7 @@ import textwrap
 
 import pytest
 
-from . import examples
+from tests.support import examples
 
 PAGES = examples.pages()
 # The pages' examples run on SQLite files of their own: the PostgreSQL pass would repeat them.

@@ -7,7 +7,7 @@ import re
 
 from mkdocs.config import load_config
 
-from . import screenshots
+from tests.support import docs_images
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
@@ -59,18 +59,18 @@ def test_every_relative_link_of_the_readme_leads_to_a_file():
 
 
 def test_every_image_shown_is_a_screenshot_the_console_tests_take():
-    taken = screenshots.screenshots_taken()
+    taken = docs_images.screenshots_taken()
     assert "runner-endpoint-desktop.png" in taken  # the console's tests, read
-    shown = screenshots.shown_images()
+    shown = docs_images.shown_images()
     assert shown
     for image, where in shown.items():
         assert image.parent == DOCS / "images", f"{where}: images live in docs/images/, not {image}"
         assert image.name in taken, f"{where}: {image.name} is no screenshot the console's tests take"
-        assert image.exists(), f"{where}: docs/images/{image.name} is missing (tests/docs/screenshots.py copies it)"
+        assert image.exists(), f"{where}: docs/images/{image.name} is missing (tests/support/docs_images.py copies it)"
 
 
 def test_every_committed_image_is_shown():
-    shown = {image.name for image in screenshots.shown_images()}
+    shown = {image.name for image in docs_images.shown_images()}
     unused = sorted(path.name for path in (DOCS / "images").glob("*") if path.name not in shown)
     assert not unused, f"docs/images/ holds images no page shows: {unused}"
 

@@ -2,10 +2,10 @@
 tests write them) to docs/images/, after a run of those tests:
 
     .venv/bin/python -m pytest tests/acceptance/test_console.py tests/acceptance/test_pairing_page.py
-    .venv/bin/python tests/docs/screenshots.py
+    .venv/bin/python tests/support/docs_images.py
 
 Only the images the pages of docs/ and the README show are copied. Standard library only; also
-imported by tests/docs/test_site.py, which checks that each shown image is one the tests take."""
+imported by tests/docs/test_site.py (as tests.support.docs_images), which checks that each shown image is one the tests take."""
 import pathlib
 import re
 import shutil

@@ -37,7 +37,8 @@ in what it runs (0.0.0.0:PORT becomes 127.0.0.1:PORT: nothing listens beyond loo
 in what it compares, and sets OPIK_RUNNERS_BIND, so that a plain `opik-runners serve` listens
 there.
 
-Standard library only: the tests of tests/docs import this module and nothing else of the suite.
+Standard library only: tests/docs/test_examples.py runs it, and a fresh venv can run a page with it
+(examples.run_page(path)) without the test tools.
 """
 import dataclasses
 import os
