@@ -4,7 +4,8 @@ tests write them) to docs/images/, after a run of those tests:
     .venv/bin/python -m pytest tests/acceptance/test_console.py tests/acceptance/test_pairing_page.py
     .venv/bin/python tests/support/docs_images.py
 
-Only the images the pages of docs/ and the README show are copied. Standard library only; also
+Only the screenshots the pages of docs/ and the README show are copied (docs/images/*.svg are
+drawings made for the docs). Standard library only; also
 imported by tests/docs/test_site.py (as tests.support.docs_images), which checks that each shown image is one the tests take."""
 import pathlib
 import re
@@ -50,7 +51,7 @@ def screenshots_taken():
 
 def main():
     missing = []
-    for image in sorted(shown_images()):
+    for image in sorted(path for path in shown_images() if path.suffix == ".png"):
         source = SCREENSHOTS / image.name
         if not source.exists():
             missing.append(image.name)
