@@ -1,5 +1,5 @@
 # The opik-runners image: `docker build -t opik-runners .`, then
-# `docker run -p 127.0.0.1:5173:5173 -v opik-data:/data opik-runners` (the README's "Containers").
+# `docker run -p 127.0.0.1:5173:5173 -v opik-data:/data opik-runners` (docs/how-to/container.md).
 #
 # The base is Debian's slim image with Debian's own python3 (3.11 on bookworm), not the
 # official python:3.11-slim, which CI cannot pull. The trade: Debian's Python is patched and

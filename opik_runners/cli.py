@@ -19,6 +19,8 @@ def open_database(settings, migrate=True):
     """The backend DATABASE_URL names (migrated, unless `migrate` is off), with a
     connection open; errors become click's. The control plane's shared state comes with it:
     a reaper cycle or a seed reads the server's clock, moved or not."""
+    import peewee
+
     from .control import shared  # noqa: F401 - registers the clock's refresh with the database
     from .store import db, migrations
 
@@ -31,6 +33,9 @@ def open_database(settings, migrate=True):
         return backend
     except (ValueError, migrations.SchemaTooNew) as exc:
         raise click.ClickException(str(exc)) from None
+    except peewee.DatabaseError as exc:  # a SQLite file it cannot open, a PostgreSQL that refuses, ...
+        raise click.ClickException(f"cannot open the database at {settings.database_url}: {exc}"
+                                   f"{db.explain_open_failure(settings.database_url)}") from None
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
@@ -40,7 +45,7 @@ def main():
     it, take jobs and run bridge commands, without the full Opik stack.
 
     Settings come from the environment (DATABASE_URL, OPIK_RUNNERS_BIND, OPIK_API_KEYS,
-    ...: the README's configuration table lists them all); command-line flags win over them.
+    ...: docs/reference/configuration.md lists them all); command-line flags win over them.
     """
 
 
@@ -209,7 +214,7 @@ def seed(file, workspace, replace):
 
     The document is what GET /_admin/state answers, or one written by hand: projects,
     runners (connected ones need no pairing), jobs in any status with their logs, pairing
-    sessions, bridge commands, traces and spans; the README describes the format. Loading
+    sessions, bridge commands, traces and spans; docs/reference/state-documents.md gives the format. Loading
     is all or nothing: a document that will not load changes nothing.
     """
     import json

@@ -99,7 +99,8 @@ def parse_count(value):
 # `meaning`: what the setting does. docs/ generates the configuration reference from these.
 Setting = namedtuple("Setting", "name env default parse meaning shown", defaults=(None,))
 
-# The README's configuration table lists the same rows (a test keeps them in step).
+# docs/reference/configuration.md is generated from these rows (docs/hooks/reference.py), and a test
+# (tests/docs/test_references.py) fails on a setting whose meaning is empty.
 SETTINGS = [
     Setting("database_url", "DATABASE_URL", "sqlite:///opik-runners.db", str,
             "peewee database URL; a relative SQLite path is relative to the working directory"),

@@ -17,6 +17,10 @@ import pytest
 
 @pytest.fixture(scope="session")
 def opik_runners_server():
+    """A real server for the test session: a `RunnerServer` on a free loopback port, with a
+    temporary SQLite database and the control plane on, started by the first test that asks for
+    it and stopped (its database removed) at the end of the run. Override this fixture in a
+    conftest.py to start it with other settings."""
     from .testing import RunnerServer
 
     server = RunnerServer().start()
@@ -28,6 +32,10 @@ def opik_runners_server():
 
 @pytest.fixture
 def opik_runners(opik_runners_server):
+    """The session's server, reset before the test: no runners, jobs, projects, traces, journal
+    entries or fault rules, and the clock at real time. It is the `RunnerServer`: `url` for
+    OPIK_URL_OVERRIDE, and the helpers `seed`, `provider_state`, `requests`, `wait_for`, `fault`,
+    `advance_clock`, `create_job`, ..."""
     # A whole reset also deletes the fault rules and returns the clock to real time.
     opik_runners_server.reset()
     yield opik_runners_server

@@ -33,6 +33,7 @@ def child_pids(parent_pid):
 
 
 def free_port():
+    """A free TCP port of loopback (free now: take it soon)."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
@@ -162,6 +163,8 @@ class RunnerServer(Server):
     # -- the server
 
     def start(self, timeout=20):
+        """Start the server (a new temporary database, unless one was named) and wait until it
+        answers; returns the server. Starting a running server does nothing."""
         if self.running:
             return self
         if self.database_url is None:
@@ -182,6 +185,7 @@ class RunnerServer(Server):
 
     @property
     def running(self):
+        """Whether the server process is running."""
         return self.process is not None and self.process.poll() is None
 
     def stop(self, graceful=False):
@@ -236,6 +240,7 @@ class RunnerServer(Server):
         return self.call("GET", "/_admin/requests", query=filters)["requests"]
 
     def clear_requests(self):
+        """Empty the journal."""
         self.call("DELETE", "/_admin/requests")
 
     def wait_for(self, count=1, timeout_s=10, since=None, **pattern):
@@ -264,19 +269,23 @@ class RunnerServer(Server):
 
     def fault(self, **rule):
         """Add a fault rule (method, path glob, operation, workspace; status and body, delay_ms,
-        drop, hold_ms; probability, seed, times). Returns it; `with server.fault(...):` deletes
-        it on the way out."""
+        drop, hold_ms, answer_delay_ms; probability, seed, times). Returns it; `with
+        server.fault(...):` deletes it on the way out."""
         return Fault(self, self.call("POST", "/_admin/faults", rule))
 
     def faults(self):
+        """The fault rules, each with its counts (`matched`, `fired`, `active`)."""
         return [Fault(self, rule) for rule in self.call("GET", "/_admin/faults")["faults"]]
 
     def delete_fault(self, rule_id, missing_ok=False):
+        """Delete one fault rule; returns whether it was there (a missing one raises, unless
+        `missing_ok`)."""
         status, _ = self.call_status("DELETE", f"/_admin/faults/{rule_id}",
                                      expect=(204, 404) if missing_ok else (204,))
         return status == 204
 
     def clear_faults(self):
+        """Delete every fault rule."""
         self.call("DELETE", "/_admin/faults")
 
     def advance_clock(self, seconds):
@@ -285,9 +294,11 @@ class RunnerServer(Server):
         return self.call("POST", "/_admin/clock", {"advance_s": seconds})
 
     def reset_clock(self):
+        """Return the server's clock to real time; returns {"offset_s": 0, "now": ...}."""
         return self.call("DELETE", "/_admin/clock")
 
     def clock(self):
+        """The server's clock: {"offset_s": ..., "now": ...}."""
         return self.call("GET", "/_admin/clock")
 
     # -- the Opik API, for what a test does itself (the code under test uses its own client)
@@ -311,6 +322,7 @@ class RunnerServer(Server):
         return location.rsplit("/", 1)[1]
 
     def job(self, job_id, workspace=None):
+        """The job, as `GET .../local-runners/jobs/{id}` answers it."""
         return self.api("GET", f"/local-runners/jobs/{job_id}", workspace=workspace)
 
     def runners(self, project, workspace=None):

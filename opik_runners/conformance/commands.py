@@ -86,7 +86,8 @@ def server(url, api_key, workspace, prefix, profile, only, slow, heartbeat_ttl, 
     sys.exit(1 if any(o.bad for o in outcomes) else 0)
 
 
-@conformance.command(context_settings={"ignore_unknown_options": True})
+@conformance.command(context_settings={"ignore_unknown_options": True},
+                     short_help="Grade a runner client against a server of the grader's own.")
 @click.option("--pairing", type=click.Choice(["auto", "self", "grader"]), default="auto", show_default=True,
               help="auto: the server activates the session COMMAND creates (opik endpoint, opik connect, "
                    "opik-runners simulate); self: COMMAND activates it with the HMAC (opik endpoint --headless); "

@@ -308,7 +308,7 @@ def record_request(response):
 
 
 # The console marks its own calls: the journal records what clients do, and a page left open
-# polling the API would bury it (README: "The console").
+# polling the API would bury it (docs/reference/console.md).
 CONSOLE_HEADER = "HTTP_X_OPIK_RUNNERS_CONSOLE"
 
 

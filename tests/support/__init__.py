@@ -14,6 +14,9 @@ conftest.py hands out the fixtures built on them (`in_app`, `browser`, `make_app
 - browser: Debian's Chromium through Playwright: launch, the CSP watch, screenshots, axe-core
 - threads: client threads whose failures fail the test
 - waiting: until a condition holds; a clock minute with room left
+- examples: the README's and docs/' examples, collected and run as a reader copy-pastes them
+  (tests/docs/test_examples.py; the markers are in its docstring)
+- docs_images: which console screenshots the docs show, and their copy into docs/images/
 
 The protocol's crypto and encodings (the activation HMAC, the link's fragment, the bridge key and
 signatures) are opik_runners.protocol's: the tests keep no copy."""

@@ -3,7 +3,7 @@ load) and `wipe`, with the document's schema in `document`.
 
 The control plane serves these (GET/POST /_admin/state, POST /_admin/reset), `opik-runners
 seed` loads documents from a file, and the Pact provider states (control/provider_states.py) are
-documents built in code. The format, version 1 (the README shows an example):
+documents built in code. The format, version 1 (docs/reference/state-documents.md shows an example):
 
     {"version": 1, "workspace": "...",            # optional: every item's workspace
      "projects": [...], "runners": [...], "jobs": [...], "pairing_sessions": [...],

@@ -1,6 +1,6 @@
 """A state document's schema: the types and shapes of its items, checked before anything is
 written (what refers to what is checked by the load, seed.py). The format is described in
-`control/state/__init__.py` and the README ("State documents")."""
+`control/state/__init__.py` and docs/reference/state-documents.md."""
 import json
 
 from marshmallow import Schema, ValidationError, fields, validate
