@@ -1,5 +1,5 @@
-"""An attacker's pages in a real headless Chromium against a real server (README, "Security of a
-local server"): a page of another local origin (another port) sends what a browser lets any page
+"""An attacker's pages in a real headless Chromium against a real server (docs/explanation/security.md,
+"What it refuses"): a page of another local origin (another port) sends what a browser lets any page
 send, and a page on a rebound host name (Chromium resolves evil.example to 127.0.0.1, as DNS
 rebinding makes it) reads and writes as if it were the server's own. All of it is refused, and
 the store is as it was."""

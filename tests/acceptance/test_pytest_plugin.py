@@ -1,5 +1,5 @@
 """The pytest plugin and RunnerServer, as a user of the package meets them: test files in a new
-project run by a child pytest (the README's example, against the real `opik endpoint`), the
+project run by a child pytest (the contract-tests page's example, against the real `opik endpoint`), the
 package installed into a fresh venv, and RunnerServer outside pytest."""
 import json
 import os
@@ -16,7 +16,7 @@ from opik_runners.client.testing import RunnerServer, RunnerServerError
 from tests.support import REPOSITORY, contract
 from tests.support.databases import POSTGRES_URL, fresh_database_url
 
-# The README quotes this file; a person copies it into their project as a test file.
+# docs/getting-started/contract-tests.md quotes this file; a person copies it into their project as a test file.
 EXAMPLE = pathlib.Path(__file__).with_name("example_test_opik_endpoint.py")
 # The plugin's server always runs on its own SQLite file: the PostgreSQL pass would repeat these.
 own_sqlite = pytest.mark.skipif(bool(POSTGRES_URL), reason="the plugin's server has its own SQLite database")

@@ -944,7 +944,8 @@ def test_eviction_times_out_the_old_runners_commands(app, client, in_app):
 
 
 def test_the_reaper_times_out_stale_commands_on_an_endpoint_runner_too(make_app):
-    # Opik's reaper looks at connect runners only; the bridge capability is what counts here (README).
+    # Opik's reaper looks at connect runners only; the bridge capability is what counts here
+    # (docs/opik-behaviour.md#departure-reaper-bridge).
     app = make_app(OPIK_BRIDGE_POLL_TIMEOUT="0.2")
     client = app.test_client()
     in_app = InApp(client)

@@ -508,7 +508,7 @@ def test_never_claimed_pending_job_can_be_finished(client, in_app, endpoint_runn
     assert job["status"] == status
     assert "completed_at" in job
     assert "started_at" not in job
-    # Finished for good: a claim does not hand it out (Opik's would, as running; README "differs").
+    # Finished for good: a claim does not hand it out (Opik's would, as running: docs/opik-behaviour.md#departure-result-before-claim).
     assert next_job(client, runner_id) is None
     assert job_state(client, job_id)["status"] == status
 

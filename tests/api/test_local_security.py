@@ -1,5 +1,5 @@
-"""A dev server on loopback that web pages cannot drive (guard.py; README, "Security of a local
-server"). Each attack is sent as a browser would send it for an attacker's page, and each is
+"""A dev server on loopback that web pages cannot drive (web/guard.py;
+docs/explanation/security.md). Each attack is sent as a browser would send it for an attacker's page, and each is
 refused with a clear 4xx before it changes anything; the clients that are not browsers, the
 server's own pages and a listed CORS origin keep working."""
 import json

@@ -489,7 +489,7 @@ def test_reaper_expires_finished_jobs_and_their_logs_after_the_ttl(ctx):
     for job_id in (old, recent, running):
         jobs.append_job_logs(ME, job_id, [{"stream": "stdout", "text": "x"}])
     cancelled = claim_running(runner_id, project_id)
-    jobs.cancel_job(ME, cancelled)  # Opik keeps a job cancelled while running forever (README "differs")
+    jobs.cancel_job(ME, cancelled)  # Opik keeps a job cancelled while running forever (docs/opik-behaviour.md#departure-cancelled-running-expiry)
     Job.update(completed_at=now_us() - 8 * DAY).where(Job.id.in_([old, cancelled])).execute()
     Job.update(completed_at=now_us() - 6 * DAY).where(Job.id == recent).execute()  # inside the 7 days
     maintenance.reap(ctx)

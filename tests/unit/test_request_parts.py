@@ -123,7 +123,7 @@ def test_requests_share_one_read_only_session(app):
 
 def test_gunicorn_calls_the_flask_app_as_a_function_and_a_wrapped_app_as_it_is(app):
     """serving.called_directly: a Flask object's __call__ costs each held poll a nested interpreter
-    loop; middleware around the app (README: serving another app object) is left alone."""
+    loop; middleware around the app (docs/explanation/architecture.md#serving) is left alone."""
     from werkzeug.middleware.proxy_fix import ProxyFix
     from werkzeug.test import create_environ, run_wsgi_app
 

@@ -1,7 +1,7 @@
 """The suite's own rules for what tests share: conftest.py hands out fixtures and is imported by
 no one; what tests share besides fixtures is in tests/support, imported by its full name
 (`tests.support.<module>`, never by a bare name or a relative import, and never from another test
-module); the README's example imports nothing of the suite; and the protocol's crypto is
+module); the contract-tests page's example imports nothing of the suite; and the protocol's crypto is
 opik_runners.protocol's, with no copy of it under its own names.
 
 Read from the source with `ast`, imports inside functions included. A planted tree shows that each
@@ -14,7 +14,7 @@ import textwrap
 from opik_runners import protocol
 
 TESTS = pathlib.Path(__file__).resolve().parents[1]
-# The README quotes it and test_pytest_plugin.py runs it in a new project: it stands alone.
+# docs/getting-started/contract-tests.md quotes it and test_pytest_plugin.py runs it in a new project: it stands alone.
 EXAMPLE = pathlib.Path("acceptance", "example_test_opik_endpoint.py")
 # Names the support modules had when tests imported them by bare name.
 RETIRED = {"server", "helpers", "opik_cli"}
@@ -54,7 +54,7 @@ def findings(root):
             elif top in bare or top.startswith("test_"):
                 found.append((relative, line, f"imports {module!r} by a bare name (import tests.support.… instead)"))
             elif top == "tests" and relative == EXAMPLE:
-                found.append((relative, line, f"the README's example imports {module!r} (it must stand alone)"))
+                found.append((relative, line, f"the documented example imports {module!r} (it must stand alone)"))
             elif top == "tests" and module.split(".")[1:2] != ["support"] and module != "tests":
                 found.append((relative, line, f"imports the test module {module!r} (shared code goes to tests.support)"))
         for node in ast.walk(tree):
@@ -110,7 +110,7 @@ def test_each_rule_can_fail(tmp_path):
         (tmp_path / name).write_text(textwrap.dedent(text))
 
     assert findings(tmp_path) == [
-        "acceptance/example_test_opik_endpoint.py:1: the README's example imports 'tests.support.data' "
+        "acceptance/example_test_opik_endpoint.py:1: the documented example imports 'tests.support.data' "
         "(it must stand alone)",
         "api/test_planted.py:2: imports 'contract' by a bare name (import tests.support.… instead)",
         "api/test_planted.py:3: imports conftest (ask for its fixtures; import helpers from tests.support)",
