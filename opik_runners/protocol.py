@@ -176,4 +176,5 @@ def signature_holds(key, label, payload):
     """Whether `payload` (a command's args, or a result) carries a valid signature of itself."""
     unsigned = dict(payload)
     given = unsigned.pop(SIGNATURE_FIELD, None)
-    return isinstance(given, str) and hmac.compare_digest(given, sign(key, label, unsigned))
+    # Bytes: compare_digest refuses a str that is not ASCII (a client's garbled signature is just wrong).
+    return isinstance(given, str) and hmac.compare_digest(given.encode(), sign(key, label, unsigned).encode())

@@ -129,19 +129,17 @@ class Grader:
         return log.read().decode(errors="replace")
 
     def stop_client(self):
-        """End the client and everything it started (a supervisor's child outlives a 410)."""
-        if self.process is None or self.process.poll() is not None:
+        """End the client and everything it started: its whole process group, even when the
+        command itself has exited (a supervisor's child can outlive it, after a 410)."""
+        if self.process is None:
             return
         for sig, wait in ((signal.SIGTERM, 10), (signal.SIGKILL, 5)):
             try:
                 os.killpg(self.process.pid, sig)
             except ProcessLookupError:
+                return  # nothing of the group is left
+            if not group_alive(self.process, wait):
                 return
-            try:
-                self.process.wait(timeout=wait)
-                return
-            except subprocess.TimeoutExpired:
-                continue
 
     def ensure_project(self):
         try:
@@ -289,7 +287,27 @@ class Grader:
             outcome, details, reason = "failed", [str(failed), *getattr(failed, "evidence", [])], ""
         except Skipped as skipped:
             outcome, details, reason = "skipped", [], str(skipped)
+        except GraderError:
+            raise  # the grading cannot go on (an --agent the runner lacks)
+        except Exception as exc:  # the check itself broke on what the client did: the others still run
+            outcome, details, reason = "failed", [f"the check could not finish: {type(exc).__name__}: {exc}"], ""
         return Outcome(group, name, title, outcome, details, reason, time.monotonic() - started)
+
+
+def group_alive(process, wait):
+    """Whether anything of `process`'s group is left after `wait` seconds (the command reaped)."""
+    deadline = time.monotonic() + wait
+    while time.monotonic() < deadline:
+        try:
+            process.wait(timeout=0.1)
+        except subprocess.TimeoutExpired:
+            continue
+        try:
+            os.killpg(process.pid, 0)
+        except ProcessLookupError:
+            return False
+        time.sleep(0.1)
+    return True
 
 
 def failed(message, evidence=()):

@@ -240,6 +240,7 @@ def run(scenario, api, profile, options, run_id):
     """Run one scenario; its Result. An exception is a difference: the server did not answer
     the way a client could go on from."""
     ctx = Context(api, profile, options, run_id)
+    first = len(api.exchanges)  # the exchanges before are earlier scenarios'
     started = time.monotonic()
     try:
         scenario.run(ctx)
@@ -248,7 +249,7 @@ def run(scenario, api, profile, options, run_id):
     except Exception as exc:  # no answer, or one a client could not read
         ctx.differences.append(Difference("an answer a client can read", "an answer",
                                           f"{type(exc).__name__}: {exc}",
-                                          api.exchanges[-1] if api.exchanges else None))
+                                          api.exchanges[-1] if len(api.exchanges) > first else None))
     finally:
         ctx.cleanup()
     outcome = "differs" if ctx.differences else "passed"

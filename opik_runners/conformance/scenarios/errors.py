@@ -28,4 +28,5 @@ def media_type(ctx):
 
 @scenario("errors", "an unknown path is 404 {\"code\", \"message\"}")
 def unknown_path(ctx):
+    # docs/opik-behaviour.md#validation-errors: Jersey's NotFoundException, in Dropwizard's shape.
     ctx.expect_message(ctx.api.call("GET", "v1/private/local-runners-nowhere"), 404, "HTTP 404 Not Found")

@@ -22,7 +22,8 @@ def version(ctx):
 def both_prefixes(ctx):
     runner = ctx.runner()
     path = f"v1/private/local-runners/{runner.id}"
-    under_api = ctx.api.call("GET", path)
+    # Both from the root, whether --url names /api or not (without it, the base is the root).
+    under_api = ctx.api.call("GET", f"api/{path}", at_root=True)
     at_root = ctx.api.call("GET", path, at_root=True)
     ctx.expect_status(under_api, 200)
     ctx.expect_status(at_root, 200)

@@ -42,8 +42,9 @@ def project_filter(ctx):
 @scenario("listing", "bad paging parameters are 400, an unknown runner 404")
 def bad_parameters(ctx):
     runner = ctx.runner()
-    ctx.expect_errors(listed(ctx, runner, "?page=-1"), 400, "query param page must be greater than or equal to 0")
-    ctx.expect_errors(listed(ctx, runner, "?size=0"), 400, "query param size must be greater than or equal to 1")
+    # docs/opik-behaviour.md#validation-errors: 400 in the errors shape; the wording is Dropwizard's, unchecked.
+    ctx.expect_errors(listed(ctx, runner, "?page=-1"), 400)
+    ctx.expect_errors(listed(ctx, runner, "?size=0"), 400)
     ctx.expect_status(listed(ctx, runner, "?project_id=not-a-uuid"), 404, "a project_id that is not a UUID")
     unknown = str(uuid.uuid4())
     ctx.expect_message(ctx.api.call("GET", f"v1/private/local-runners/{unknown}/jobs"), 404,
