@@ -49,6 +49,6 @@ EXPOSE 5173
 # /is-alive/ping where OPIK_RUNNERS_BIND says the server listens (a wildcard host on loopback),
 # with the image's own Python.
 HEALTHCHECK --interval=10s --timeout=5s --start-period=10s --retries=3 \
-    CMD ["python3", "-c", "import os, urllib.request as u; h, _, p = os.environ.get('OPIK_RUNNERS_BIND', '0.0.0.0:5173').rpartition(':'); h = h.strip('[]'); h = '127.0.0.1' if h in ('', '0.0.0.0', '::') else f'[{h}]' if ':' in h else h; u.urlopen(f'http://{h}:{p}/is-alive/ping', timeout=4).read()"]
+    CMD ["python3", "-c", "import os, urllib.request as u; h, _, p = os.environ.get('OPIK_RUNNERS_BIND', '0.0.0.0:5173').split(',')[0].rpartition(':'); h = h.strip('[]'); h = '127.0.0.1' if h in ('', '0.0.0.0', '::') else f'[{h}]' if ':' in h else h; u.urlopen(f'http://{h}:{p}/is-alive/ping', timeout=4).read()"]
 
 CMD ["opik-runners", "serve"]

@@ -21,7 +21,7 @@ from .settings import load_settings
 def gunicorn_options(settings, bind=None, workers=None):
     """gunicorn's settings for `settings`; `bind` and `workers` (command-line flags) win."""
     return {
-        "bind": bind or settings.bind,
+        "bind": [bind] if bind else list(settings.bind),
         "worker_class": "gevent",
         "workers": workers or settings.workers,
         "worker_connections": settings.worker_connections,
@@ -57,14 +57,14 @@ def on_starting(server):
 
 
 def announce_bind(server):
-    """The workers allow the host name they are bound to (guard.py): the address gunicorn binds
-    (a --bind or -b wins over OPIK_RUNNERS_BIND), passed on in the environment they inherit; and
-    one warning if it reaches beyond loopback with no host names listed."""
+    """The workers allow the host names they are bound to (web/guard.py): every address gunicorn
+    binds (a --bind or -b wins over OPIK_RUNNERS_BIND), passed on in the environment they
+    inherit; and one warning if any reaches beyond loopback with no host names listed."""
     from .web import guard
 
-    bind = server.cfg.bind[0] if server.cfg.bind else load_settings().bind
-    os.environ["OPIK_RUNNERS_BIND"] = bind
-    guard.warn_if_exposed(load_settings(), bind, server.log.warning)
+    binds = list(server.cfg.bind or load_settings().bind)
+    os.environ["OPIK_RUNNERS_BIND"] = ",".join(binds)
+    guard.warn_if_exposed(load_settings(), binds, server.log.warning)
 
 
 def prepare_metrics():

@@ -88,6 +88,14 @@ def parse_origins(value):
     return tuple(dict.fromkeys(origins))
 
 
+def parse_binds(value):
+    """`127.0.0.1:5173` or several, `127.0.0.1:5173,devbox:5173` -> a tuple of gunicorn binds."""
+    binds = tuple(bind.strip() for bind in (value or "").split(",") if bind.strip())
+    if not binds:
+        raise ValueError("an address to listen on, as 127.0.0.1:5173")
+    return binds
+
+
 def parse_count(value):
     number = int(value)
     if number < 0:
@@ -160,8 +168,9 @@ SETTINGS = [
             "across origins, credentials included",
             "(empty: no CORS)"),
     # Serving (serving.py reads these).
-    Setting("bind", "OPIK_RUNNERS_BIND", "127.0.0.1:5173", str,
-            "where the server listens (`opik-runners serve --bind`, or gunicorn's `-b`, wins)"),
+    Setting("bind", "OPIK_RUNNERS_BIND", "127.0.0.1:5173", parse_binds,
+            "where the server listens, `HOST:PORT` (several comma separated); `opik-runners serve --bind`, or "
+            "gunicorn's `-b`, wins"),
     Setting("workers", "OPIK_RUNNERS_WORKERS", "2", parse_count,
             "gunicorn (gevent) worker processes (see \"Serving\"; `--workers` wins)"),
     Setting("worker_connections", "OPIK_RUNNERS_WORKER_CONNECTIONS", "4000", parse_count,

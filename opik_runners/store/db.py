@@ -61,11 +61,14 @@ def open_database(url, pool_size=20):
     backend = open_backend(url, pool_size)
     # What reads the database from threads of its own must not while it is swapped.
     resume = [after for after in (hook() for hook in _on_switch) if after is not None]
-    if database.obj is not None:
-        database.obj.shut()
+    previous = database.obj
     database.initialize(backend)
-    for after in resume:
-        after()
+    try:
+        if previous is not None:
+            previous.shut()
+    finally:  # they resume on the new one, even when the old one failed to shut
+        for after in resume:
+            after()
     return backend
 
 

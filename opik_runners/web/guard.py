@@ -13,8 +13,8 @@ that is not the server's own, before any view (or fault, or journal note) sees i
   another origin (`Origin`, else `Sec-Fetch-Site`) is 403 unless OPIK_RUNNERS_CORS_ORIGINS
   lists it; so is a CORS preflight from such an origin. Clients that are not browsers send
   neither header.
-- **Media type**: a body must be JSON (`application/json` or `+json`), as Opik's Jersey
-  resources are `@Consumes(APPLICATION_JSON)` (docs/opik-behaviour.md#media-types): 415
+- **Media type**: a body must be `application/json` (parameters such as `charset` aside), as
+  Opik's Jersey resources are `@Consumes(APPLICATION_JSON)` (docs/opik-behaviour.md#media-types): 415
   otherwise, so no "simple" cross-site request (text/plain, a form, a Blob with no type) is
   ever read as one.
 
@@ -24,6 +24,7 @@ CORS itself (the allow headers for the listed origins) is flask-cors's.
 """
 import functools
 import ipaddress
+import re
 
 from flask import request
 
@@ -59,7 +60,7 @@ def is_ip_literal(name):
 
 
 def bound_name(bind):
-    """The host name OPIK_RUNNERS_BIND (or --bind) names, if it is a name: `myhost:5173` -> `myhost`."""
+    """The host name a bind of OPIK_RUNNERS_BIND (or --bind) names, if any: `myhost:5173` -> `myhost`."""
     if bind.startswith(("unix:", "fd://")):
         return None
     return host_name(bind) or None
@@ -78,7 +79,7 @@ class Guard:
     def __init__(self, settings):
         self.allowed_hosts = settings.allowed_hosts
         self.any_host = "*" in settings.allowed_hosts
-        self.bound = bound_name(settings.bind)
+        self.bound = {bound_name(bind) for bind in settings.bind} - {None}
         self.cors_origins = frozenset(settings.cors_origins)
         # Host headers seen, and whether each is allowed: a dict lookup a request.
         self.host_allowed = functools.lru_cache(maxsize=256)(self._host_allowed)
@@ -87,7 +88,7 @@ class Guard:
         name = host_name(host).rstrip(".")
         if self.any_host or name in LOOPBACK_NAMES or name.endswith(".localhost") or is_ip_literal(name):
             return True
-        if name == self.bound or name in self.allowed_hosts:
+        if name in self.bound or name in self.allowed_hosts:
             return True
         return any(allowed.startswith(".") and (name == allowed[1:] or name.endswith(allowed))
                    for allowed in self.allowed_hosts)
@@ -133,18 +134,19 @@ def unsupported_media_type(environ):
     """The 415 for a body that is not JSON, or None. (A request without a body needs no type.)"""
     content_type = environ.get("CONTENT_TYPE", "")
     media_type = content_type.partition(";")[0].strip().lower()
-    if media_type == "application/json" or (media_type.startswith("application/") and media_type.endswith("+json")):
+    if media_type == "application/json":  # Jersey's isCompatible: application/merge-patch+json is not
         return None
     got = f"'{media_type}'" if media_type else "none"
     return failure(415, f"HTTP 415 Unsupported Media Type: send the body as application/json (Content-Type: {got})")
 
 
-def warn_if_exposed(settings, bind, say):
-    """One warning at start for a server bound beyond loopback with no host names allowed: who
-    reaches it by a name (a proxy, DNS) is refused until the name is listed."""
-    if settings.allowed_hosts or is_loopback(bind):
+def warn_if_exposed(settings, binds, say):
+    """One warning at start for a server bound beyond loopback (any of its `binds`) with no host
+    names allowed: who reaches it by a name (a proxy, DNS) is refused until the name is listed."""
+    beyond = [bind for bind in binds if not is_loopback(bind)]
+    if settings.allowed_hosts or not beyond:
         return
-    say(f"listening on {bind}, beyond loopback, with OPIK_RUNNERS_ALLOWED_HOSTS unset: requests that name "
+    say(f"listening on {', '.join(beyond)}, beyond loopback, with OPIK_RUNNERS_ALLOWED_HOSTS unset: requests that name "
         "this server by IP address, localhost or the bound address are answered; any other host name "
         "(a proxy's, a DNS name) gets 403 until it is listed in OPIK_RUNNERS_ALLOWED_HOSTS")
 
@@ -167,6 +169,9 @@ def init_app(app, settings):
     if settings.cors_origins:
         from flask_cors import CORS
 
-        CORS(app, resources={CORS_PATHS: {}}, origins=list(settings.cors_origins), supports_credentials=True,
+        # Compiled, matched whole: flask-cors takes a string with "[" for a regular expression, so
+        # http://[::1]:3000 would match nothing, and a dot would match any character.
+        origins = [re.compile(re.escape(origin) + r"\Z", re.IGNORECASE) for origin in settings.cors_origins]
+        CORS(app, resources={CORS_PATHS: {}}, origins=origins, supports_credentials=True,
              allow_headers=CORS_HEADERS, expose_headers=["Location", "Retry-After"], max_age=600)
     return guard

@@ -5,6 +5,7 @@ import os
 import pathlib
 import shutil
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -143,6 +144,31 @@ def test_the_checkouts_gunicorn_entry_serves_with_the_same_configuration(tmp_pat
     finally:
         log = server.stop()
     assert "Using worker: gevent" in log
+
+
+def test_every_bind_of_gunicorn_is_allowed_as_a_host_and_one_beyond_loopback_is_warned_of(tmp_path):
+    # Two -b flags: the second names this machine (resolving beyond the loopback names); a request that
+    # names it in Host is served, as one naming the first, and the start logs one warning naming it.
+    first, second = free_port(), free_port()
+    name = socket.gethostname()
+    try:
+        socket.getaddrinfo(name, second)
+    except OSError:
+        pytest.skip(f"this machine's name, {name!r}, does not resolve")
+    gunicorn = str(pathlib.Path(sys.executable).with_name("gunicorn"))
+    server = Process([gunicorn, "-c", "gunicorn.conf.py", "-b", f"127.0.0.1:{first}", "-b", f"{name}:{second}",
+                      "app:create_app()"], env={"DATABASE_URL": sqlite_url(tmp_path)}, cwd=REPOSITORY)
+    try:
+        server.wait_listening(first)
+        for host in (f"127.0.0.1:{first}", f"{name}:{second}"):
+            answer = requests.get(f"http://127.0.0.1:{first}/is-alive/ping", headers={"Host": host}, timeout=5)
+            assert answer.status_code == 200, (host, answer.text)
+        refused = requests.get(f"http://127.0.0.1:{first}/is-alive/ping", headers={"Host": f"other{name}"}, timeout=5)
+        assert refused.status_code == 403
+    finally:
+        log = server.stop()
+    warnings = [line for line in log.splitlines() if "beyond loopback" in line]
+    assert len(warnings) == 1 and f"{name}:{second}" in warnings[0] and f"127.0.0.1:{first}" not in warnings[0], log
 
 
 @sqlite_only

@@ -90,7 +90,8 @@ def test_another_port_of_the_same_host_is_another_origin(client, world):
 
 
 @pytest.mark.parametrize("content_type", [None, "text/plain", "application/x-www-form-urlencoded",
-                                          "multipart/form-data; boundary=b", "application/jsonx", "text/json"])
+                                          "multipart/form-data; boundary=b", "application/jsonx", "text/json",
+                                          "application/merge-patch+json"])
 def test_a_body_that_is_not_json_is_415_in_opiks_shape(client, world, content_type):
     before = everything(client)
     response = client.post(f"{API}/projects", data='{"name": "typed"}', content_type=content_type)
@@ -99,7 +100,7 @@ def test_a_body_that_is_not_json_is_415_in_opiks_shape(client, world, content_ty
 
 
 @pytest.mark.parametrize("content_type", ["application/json", "application/json; charset=utf-8",
-                                          "Application/JSON", "application/merge-patch+json"])
+                                          "Application/JSON"])
 def test_json_media_types_with_parameters_are_taken(client, content_type):
     assert client.post(f"{API}/projects", data='{"name": "typed"}', content_type=content_type).status_code == 201
 
@@ -158,6 +159,24 @@ def test_the_name_the_server_is_bound_to_is_served(make_app):
     assert client.get("/is-alive/ping", headers={"Host": "otherbox:5173"}).status_code == 403
 
 
+def test_every_name_the_server_is_bound_to_is_served(make_app):
+    client = make_app(OPIK_RUNNERS_BIND="127.0.0.1:5173, devbox:5173").test_client()
+    assert client.get("/is-alive/ping", headers={"Host": "devbox:5173"}).status_code == 200
+    assert client.get("/is-alive/ping", headers={"Host": "otherbox:5173"}).status_code == 403
+
+
+def test_one_warning_names_every_bind_beyond_loopback():
+    from opik_runners.settings import load_settings
+    from opik_runners.web.guard import warn_if_exposed
+
+    said = []
+    warn_if_exposed(load_settings({}), ["127.0.0.1:5173", "0.0.0.0:5173", "devbox:5174"], said.append)
+    assert len(said) == 1 and "0.0.0.0:5173, devbox:5174" in said[0] and "OPIK_RUNNERS_ALLOWED_HOSTS" in said[0]
+    warn_if_exposed(load_settings({}), ["127.0.0.1:5173", "localhost:5174", "unix:/tmp/s"], said.append)
+    warn_if_exposed(load_settings({"OPIK_RUNNERS_ALLOWED_HOSTS": "devbox"}), ["devbox:5174"], said.append)
+    assert len(said) == 1
+
+
 # -- CORS: off by default, on for listed origins
 
 
@@ -204,6 +223,17 @@ def test_an_unlisted_origin_is_still_refused_where_cors_is_on(cors_client):
     assert_refused(cors_client.post(f"{API}/projects", json={"name": "x"}, headers=headers), 403, EVIL)
     answer = cors_client.get(f"{API}/projects", headers=headers)  # a read is served, but no page of EVIL may see it
     assert answer.status_code == 200 and "Access-Control-Allow-Origin" not in answer.headers
+
+
+@pytest.mark.parametrize("listed, other", [("http://[::1]:3000", "http://1:3000"),
+                                           ("http://ui.example:3000", "http://uiaexample:3000")])
+def test_a_listed_origin_is_matched_as_written_not_as_a_pattern(make_app, listed, other):
+    client = make_app(OPIK_RUNNERS_CORS_ORIGINS=listed).test_client()
+    preflight = {"Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "content-type"}
+    answer = client.options(f"{API}/projects", headers={"Origin": listed, **preflight})
+    assert answer.status_code == 200 and answer.headers["Access-Control-Allow-Origin"] == listed
+    assert client.post(f"{API}/projects", json={"name": "ui"}, headers={"Origin": listed}).status_code == 201
+    assert_refused(client.options(f"{API}/projects", headers={"Origin": other, **preflight}), 403, other)
 
 
 def test_the_console_and_metrics_get_no_cors_headers(cors_client):
