@@ -501,6 +501,7 @@ def main():
         footprint(tmp)
 
     store = Path(args.keep or tmp) / ("smoke.db" if smoke else "scale.db")
+    store.parent.mkdir(parents=True, exist_ok=True)  # --keep names a directory that may not exist yet
     sizes = (2_000, 100, 18_000) if smoke else (100_000, 100, 900_000)
     if any(wanted(step) for step in ("scale", "throughput", "polls")):  # the steps on the seeded store
         if store.exists():  # --keep: reuse the seeded database of an earlier run
