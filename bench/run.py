@@ -160,7 +160,7 @@ def throughput(url, runners, seconds):
            f"{bare_rps:.0f} / {static_rps:.0f} req/s = {bare_ratio:.0%}", ">= 80%", bare_ratio >= 0.8)
 
 
-CYCLE_LAST_FULL_RUN = 532  # jobs/s, BENCHMARKS.md's last full run (bce833f)
+CYCLE_LAST_FULL_RUN = 584  # jobs/s, BENCHMARKS.md's last full run (255402d, 2026-12-06)
 
 
 def job_cycle(tmp, seconds):
