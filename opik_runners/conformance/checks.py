@@ -1,7 +1,11 @@
 """The checks a runner client is graded on, in the order the grader runs them. Each reads what
 the client did from the request journal and returns its evidence (journal lines), or raises
 Failed (what went wrong, with the evidence) or Skipped (why it does not apply). Each is held to
-docs/opik-behaviour.md: a check is right only where the reference says the client must."""
+docs/opik-behaviour.md: a check is right only where the reference says the client must.
+
+One module over 400 lines, on purpose: the thirteen checks read top to bottom in the order the
+grader runs them and its scorecard lists them, about 30 lines each, with the helpers each uses
+just above it."""
 import json
 import os
 import signal
