@@ -29,6 +29,7 @@ import re
 from flask import request
 
 from ..errors import failure
+from ..settings import admin_enabled
 from .messages import has_body
 
 LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "[::1]"})
@@ -141,14 +142,22 @@ def unsupported_media_type(environ):
 
 
 def warn_if_exposed(settings, binds, say):
-    """One warning at start for a server bound beyond loopback (any of its `binds`) with no host
-    names allowed: who reaches it by a name (a proxy, DNS) is refused until the name is listed."""
+    """At start, for a server bound beyond loopback (any of its `binds`): one warning if no API keys
+    are set (whoever reaches it is admin, and the control plane is theirs), and one if no host names
+    are allowed (who reaches it by a name, a proxy or DNS, is refused until the name is listed)."""
     beyond = [bind for bind in binds if not is_loopback(bind)]
-    if settings.allowed_hosts or not beyond:
+    if not beyond:
         return
-    say(f"listening on {', '.join(beyond)}, beyond loopback, with OPIK_RUNNERS_ALLOWED_HOSTS unset: requests that name "
-        "this server by IP address, localhost or the bound address are answered; any other host name "
-        "(a proxy's, a DNS name) gets 403 until it is listed in OPIK_RUNNERS_ALLOWED_HOSTS")
+    where = ", ".join(beyond)
+    if not settings.api_keys:
+        served = (", and /_admin/ (the whole state, pairing keys included; reset, faults) is served to them"
+                  if admin_enabled(settings) else "")
+        say(f"OPIK_API_KEYS is unset while listening on {where}: whoever reaches it is admin{served}. "
+            "Set OPIK_API_KEYS (user:key) unless only you can reach this network")
+    if not settings.allowed_hosts:
+        say(f"listening on {where}, beyond loopback, with OPIK_RUNNERS_ALLOWED_HOSTS unset: requests that name "
+            "this server by IP address, localhost or the bound address are answered; any other host name "
+            "(a proxy's, a DNS name) gets 403 until it is listed in OPIK_RUNNERS_ALLOWED_HOSTS")
 
 
 def init_app(app, settings):

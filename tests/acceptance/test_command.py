@@ -169,6 +169,7 @@ def test_every_bind_of_gunicorn_is_allowed_as_a_host_and_one_beyond_loopback_is_
         log = server.stop()
     warnings = [line for line in log.splitlines() if "beyond loopback" in line]
     assert len(warnings) == 1 and f"{name}:{second}" in warnings[0] and f"127.0.0.1:{first}" not in warnings[0], log
+    assert f"OPIK_API_KEYS is unset while listening on {name}:{second}" in log, log  # no keys: say so too
 
 
 @sqlite_only

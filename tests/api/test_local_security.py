@@ -169,12 +169,28 @@ def test_one_warning_names_every_bind_beyond_loopback():
     from opik_runners.settings import load_settings
     from opik_runners.web.guard import warn_if_exposed
 
+    keyed = {"OPIK_API_KEYS": "ops:k1"}
     said = []
-    warn_if_exposed(load_settings({}), ["127.0.0.1:5173", "0.0.0.0:5173", "devbox:5174"], said.append)
+    warn_if_exposed(load_settings(keyed), ["127.0.0.1:5173", "0.0.0.0:5173", "devbox:5174"], said.append)
     assert len(said) == 1 and "0.0.0.0:5173, devbox:5174" in said[0] and "OPIK_RUNNERS_ALLOWED_HOSTS" in said[0]
-    warn_if_exposed(load_settings({}), ["127.0.0.1:5173", "localhost:5174", "unix:/tmp/s"], said.append)
-    warn_if_exposed(load_settings({"OPIK_RUNNERS_ALLOWED_HOSTS": "devbox"}), ["devbox:5174"], said.append)
+    warn_if_exposed(load_settings(keyed), ["127.0.0.1:5173", "localhost:5174", "unix:/tmp/s"], said.append)
+    warn_if_exposed(load_settings({**keyed, "OPIK_RUNNERS_ALLOWED_HOSTS": "devbox"}), ["devbox:5174"], said.append)
     assert len(said) == 1
+
+
+def test_a_server_beyond_loopback_without_api_keys_is_warned_of_its_open_control_plane():
+    from opik_runners.settings import load_settings
+    from opik_runners.web.guard import warn_if_exposed
+
+    hosts = {"OPIK_RUNNERS_ALLOWED_HOSTS": "devbox"}
+    said = []
+    warn_if_exposed(load_settings(hosts), ["127.0.0.1:5173", "0.0.0.0:5173"], said.append)
+    assert len(said) == 1 and "OPIK_API_KEYS is unset while listening on 0.0.0.0:5173" in said[0]
+    assert "/_admin/" in said[0], said
+    warn_if_exposed(load_settings({**hosts, "OPIK_RUNNERS_ADMIN": "off"}), ["0.0.0.0:5173"], said.append)
+    assert len(said) == 2 and "OPIK_API_KEYS is unset" in said[1] and "/_admin/" not in said[1]
+    warn_if_exposed(load_settings(hosts), ["127.0.0.1:5173"], said.append)  # loopback only: nothing to say
+    assert len(said) == 2
 
 
 # -- CORS: off by default, on for listed origins
