@@ -45,7 +45,8 @@ def main():
     it, take jobs and run bridge commands, without the full Opik stack.
 
     Settings come from the environment (DATABASE_URL, OPIK_RUNNERS_BIND, OPIK_API_KEYS,
-    ...: docs/reference/configuration.md lists them all); command-line flags win over them.
+    ...: docs/reference/configuration.md, in the source repository, lists them all); command-line
+    flags win over them.
     """
 
 
@@ -59,6 +60,9 @@ def serve(bind, workers):
     The database's schema is brought up to date first; a database written by a newer
     release is refused. Maintenance (job time-outs, purges, expiry) runs in the
     background every OPIK_RUNNER_REAPER_INTERVAL.
+
+    The data goes where DATABASE_URL says: by default sqlite:///opik-runners.db, a file in the
+    current directory.
     """
     from . import serving
 

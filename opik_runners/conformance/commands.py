@@ -78,6 +78,10 @@ def server(url, api_key, workspace, prefix, profile, only, slow, heartbeat_ttl, 
     heading = f"Opik runner protocol: {url}, profile {profile}"
     click.echo(report.table(outcomes, heading, groups=AREAS).rsplit("\n", 1)[0] + "\n"
                + report.summary(outcomes, seconds))
+    differences = [o for o in outcomes if o.bad]
+    if profile == "opik" and differences and all(o.departure for o in differences):
+        click.echo("Each difference is one of opik-runners' documented departures from Opik: if this server is "
+                   "opik-runners, check it with --profile opik-runners.")
     about = {"direction": "server", "url": url, "profile": profile, "seconds": round(seconds, 1)}
     if junit:
         report.write_junit(junit, outcomes, "opik-runners-conformance")

@@ -202,8 +202,10 @@ class SqliteBackend(Backend, PooledSqliteDatabase):
         """Copy the live database to `target` with SQLite's online backup API, in one step:
         one read transaction, so the copy is one consistent snapshot, while writers go on
         in the WAL. Written beside `target` and renamed into place once checked."""
-        if self.database == ":memory:" or not os.path.exists(self.database):
-            raise FileNotFoundError(f"no SQLite database at {self.database}")
+        if self.database == ":memory:":
+            raise FileNotFoundError("no SQLite database to back up: DATABASE_URL names an in-memory one")
+        if not os.path.exists(self.database):
+            raise FileNotFoundError(f"no SQLite database at {os.path.abspath(self.database)}")
         partial = f"{target}.partial-{os.getpid()}"
         source = sqlite3.connect(self.database, timeout=0)
         copy = sqlite3.connect(partial)

@@ -79,3 +79,6 @@ def test_the_command_checks_a_server_in_under_a_minute_and_writes_its_reports(se
                                 f"{served.url}/api", "--only", "pairing.second_activation"],
                                capture_output=True, text=True, timeout=60)
     assert differing.returncode == 1 and "DIFFERS" in differing.stdout, differing.stdout
+    # Every difference one of this server's departures: the default profile's run says which to use.
+    assert "check it with --profile opik-runners." in differing.stdout, differing.stdout
+    assert "check it with --profile" not in done.stdout
