@@ -62,9 +62,10 @@ def announce_bind(server):
     inherit; and one warning if any reaches beyond loopback with no host names listed."""
     from .web import guard
 
-    binds = list(server.cfg.bind or load_settings().bind)
+    settings = load_settings()
+    binds = list(server.cfg.bind or settings.bind)
     os.environ["OPIK_RUNNERS_BIND"] = ",".join(binds)
-    guard.warn_if_exposed(load_settings(), binds, server.log.warning)
+    guard.warn_if_exposed(settings, binds, server.log.warning)
 
 
 def prepare_metrics():

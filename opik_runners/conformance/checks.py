@@ -15,7 +15,7 @@ from ..protocol import (
     BridgeStatus, BridgeType, JobStatus, RunnerType, bridge_key, sign, signature_holds, signed,
 )
 from ..client.testing import RunnerServerError
-from .runner import Skipped, check, failed, parse_time
+from .runner import Skipped, began, check, failed, parse_time
 
 FINAL = (JobStatus.COMPLETED, JobStatus.FAILED, JobStatus.CANCELLED)
 FAULT_WINDOW_SECONDS = 5.0
@@ -180,10 +180,7 @@ def cancel_before_start(g, aim=None):
         rule.delete()  # the claiming poll's answer is held back still; the next polls go as usual
     held_until = time.monotonic() + CANCEL_HOLD_SECONDS
     if aim is not None:  # wait (at most a beat's interval and a second) for another kind to beat
-        mark, deadline = g.newest_id(), time.monotonic() + 6
-        while time.monotonic() < deadline and not any(
-                e["operation"] == "heartbeat" and kind_of(e) != aim for e in g.mine(g.journal(mark))):
-            time.sleep(0.1)
+        g.wait_for_entry(g.newest_id(), lambda e: e["operation"] == "heartbeat" and kind_of(e) != aim, 6)
     g.server.api("POST", f"/local-runners/jobs/{job_id}/cancel", workspace=g.setup.workspace)
     time.sleep(max(0.0, held_until - time.monotonic()) + 6)  # the held answer, then the reports it starts
     entries = g.mine(g.journal(since))
@@ -240,8 +237,8 @@ def heartbeats(g):
         time.sleep(g.setup.heartbeat_ttl + 5 - observed)
         entries = g.mine(g.journal())
         beats = [e for e in entries if e["operation"] == "heartbeat" and not e.get("fault")]
-    starts = sorted(parse_time(e["time"]) - e["duration_ms"] / 1000 for e in beats)
-    declared = sorted({json.dumps((body_of(e) or {}).get("capabilities")) for e in beats})
+    starts = sorted(began(e) for e in beats)
+    declared = sorted({kind_of(e) for e in beats})
     evidence = [f"{len(beats)} heartbeats; capabilities declared: {', '.join(declared) or 'none'}",
                 *[g.line(e) for e in beats[-3:]]]
     if len(starts) < 2:
@@ -414,14 +411,10 @@ def late_after_410(entries, grace=6.0):
     if not told:
         return told, []
     last = max(parse_time(e["time"]) for e in told.values())
-
-    def started(e):
-        return parse_time(e["time"]) - e["duration_ms"] / 1000
-
     late = [e for e in entries
             if (e["operation"] == "heartbeat" and kind_of(e) in told
-                and started(e) > parse_time(told[kind_of(e)]["time"]) + grace)
-            or (e["operation"] in ("next_job", "next_bridge_commands") and started(e) > last + grace)]
+                and began(e) > parse_time(told[kind_of(e)]["time"]) + grace)
+            or (e["operation"] in ("next_job", "next_bridge_commands") and began(e) > last + grace)]
     return told, late
 
 
@@ -453,10 +446,7 @@ def deletes_on_ctrl_c(g):
     runner = g.wait_for_runner(exclude={old})
     # Ctrl-C once it runs: its first heartbeat. (opik's supervisor takes the signal from just before
     # its first beat; a Ctrl-C while it pairs ends the command, leaving the runner to the TTL.)
-    deadline = time.monotonic() + 15
-    while time.monotonic() < deadline and not any(
-            e["operation"] == "heartbeat" for e in g.mine(g.journal(launched), runner["id"])):
-        time.sleep(0.2)
+    g.wait_for_entry(launched, lambda e: e["operation"] == "heartbeat", 15, runner["id"])
     since = g.newest_id()
     os.killpg(g.process.pid, signal.SIGINT)  # what a terminal's Ctrl-C sends the whole group
     deadline = time.monotonic() + 15

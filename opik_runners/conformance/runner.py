@@ -58,6 +58,11 @@ def parse_time(text):
     return datetime.datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
 
 
+def began(entry):
+    """When a journaled request began: its time (when it was answered) less its duration."""
+    return parse_time(entry["time"]) - entry["duration_ms"] / 1000
+
+
 class Grader:
     def __init__(self, setup, say=None):
         self.setup = setup
@@ -210,6 +215,16 @@ class Grader:
         answer = (entry.get("response_body") or "")[:120]
         fault = f" (fault {entry['fault']})" if entry.get("fault") else ""
         return f"#{entry['id']} +{at:.1f}s {entry['method']} {entry['path']}{body} -> {status} {answer}{fault}".rstrip()
+
+    def wait_for_entry(self, since, matches, seconds, runner_id=None):
+        """The first of the runner's journal entries after `since` (an entry id) that `matches`,
+        once one comes within `seconds`; None if none does."""
+        deadline = time.monotonic() + seconds
+        while True:
+            found = next((e for e in self.mine(self.journal(since), runner_id) if matches(e)), None)
+            if found is not None or time.monotonic() >= deadline:
+                return found
+            time.sleep(0.1)
 
     def mine(self, entries, runner_id=None):
         """The entries of the client's runner: its path names it, or a job the grader made for it."""
