@@ -236,19 +236,22 @@ def console_commands(body):
 # -- processes
 
 
-def session_pids(sid):
-    """Processes of the session `sid`."""
-    pids = []
+def processes():
+    """(pid, the fields of /proc/PID/stat after the command's name) of every process: [0] its
+    state, [2] its process group, [3] its session."""
     for entry in os.listdir("/proc"):
         if entry.isdigit():
             try:
                 with open(f"/proc/{entry}/stat") as stat:
                     fields = stat.read().rsplit(")", 1)[1].split()
-                if int(fields[3]) == sid:
-                    pids.append(int(entry))
-            except (OSError, ValueError, IndexError):
-                pass
-    return pids
+            except (OSError, IndexError):
+                continue  # it ended meanwhile
+            yield int(entry), fields
+
+
+def session_pids(sid):
+    """Processes of the session `sid`."""
+    return [pid for pid, fields in processes() if int(fields[3]) == sid]
 
 
 def group_alive(pgid):
@@ -259,16 +262,7 @@ def group_alive(pgid):
     except PermissionError:
         return True
     # A group of zombies only (waited for by nobody yet) counts as gone.
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat") as stat:
-                    fields = stat.read().rsplit(")", 1)[1].split()
-                if int(fields[2]) == pgid and fields[0] != "Z":
-                    return True
-            except (OSError, ValueError, IndexError):
-                pass
-    return False
+    return any(int(fields[2]) == pgid and fields[0] != "Z" for _, fields in processes())
 
 
 def stop_group(pgid, first=signal.SIGINT, timeout=20):
